@@ -1,0 +1,1 @@
+"""OncoFed ClientApp: what runs inside each hospital (a Flower SuperNode)."""

@@ -1,0 +1,83 @@
+"""The ClientApp: local training and local evaluation at one site.
+
+Only weights and aggregate metrics leave the site; ``num-examples`` is the number of
+training samples.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.clientapp import ClientApp
+
+from common import keys
+from common.config import from_run_config
+from common.metrics import binary_metrics
+from common.models import build_model
+from common.training import (
+    ProximalTerm,
+    predict,
+    resolve_device,
+    seed_everything,
+    train_local,
+)
+from common.weights import load_arrays, to_arrays
+from client.site import site_data
+
+log = logging.getLogger(__name__)
+app = ClientApp()
+
+
+def _setup(msg: Message, context: Context):
+    cfg = from_run_config(dict(context.run_config))
+    data = site_data(dict(context.node_config), cfg.data)
+    model = build_model(cfg.model, cfg.data.image_depth)
+    arrays: ArrayRecord = msg.content[keys.ARRAYS]  # type: ignore[assignment]
+    load_arrays(model, arrays)
+    return cfg, data, model, resolve_device(cfg.train.device)
+
+
+def _reply(msg: Message, site: str, arrays: ArrayRecord | None, metrics: dict):
+    content = RecordDict(
+        {keys.METRICS: MetricRecord(metrics), keys.SITE: ConfigRecord({keys.SITE_ID: site})}
+    )
+    if arrays is not None:
+        content[keys.ARRAYS] = arrays
+    return Message(content=content, reply_to=msg)
+
+
+@app.train()
+def train(msg: Message, context: Context) -> Message:
+    """Train the received global model for ``local-epochs`` on the site's train split."""
+    cfg, data, model, device = _setup(msg, context)
+    config = msg.content[keys.CONFIG]
+    server_round = int(config.get(keys.SERVER_ROUND, 0))
+    samples = data.split("train")
+    terms = []
+    if keys.PROXIMAL_MU in config:  # sent by FedProx
+        terms.append(ProximalTerm(model, float(config[keys.PROXIMAL_MU])))
+    seed = cfg.data.seed * 1000 + server_round * 100 + sum(map(ord, data.name))
+    seed_everything(seed)
+    result = train_local(model, samples, cfg.train, device, seed, extra_terms=terms)
+    y, p, _ = predict(model, samples, device, cfg.train.batch_size)
+    fit = binary_metrics(y, p)
+    metrics = {
+        keys.NUM_EXAMPLES: result.num_examples,
+        keys.LOSS: result.loss,
+        keys.AUC: fit[keys.AUC],
+        keys.NUM_QUARANTINED: len(data.quarantined),
+    }
+    log.info("%s round %d: loss %.4f on %d cases", data.name, server_round,
+             result.loss, result.num_examples)
+    return _reply(msg, data.name, to_arrays(model), metrics)
+
+
+@app.evaluate()
+def evaluate(msg: Message, context: Context) -> Message:
+    """Evaluate the received global model on the site's own test split."""
+    cfg, data, model, device = _setup(msg, context)
+    samples = data.split("test")
+    y, p, loss = predict(model, samples, device, cfg.train.batch_size)
+    metrics = {keys.NUM_EXAMPLES: len(samples), keys.LOSS: loss, **binary_metrics(y, p)}
+    return _reply(msg, data.name, None, metrics)

@@ -1,0 +1,245 @@
+"""Typed run configuration.
+
+Flower hands every app a flat dict of kebab-case keys (``context.run_config``).
+:func:`from_run_config` is the only place that reads it: it maps each key onto a
+field of one frozen dataclass per concern, converts and validates the value, and
+rejects unknown keys by name. The resolved config is saved with every run
+(:meth:`OncoFedConfig.to_flat`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from common.errors import ConfigError
+
+
+def _key(name: str, doc: str) -> Any:
+    """Dataclass field metadata: the run-config key and a one-line help."""
+    return {"key": name, "doc": doc}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = field(
+        default="synthetic", metadata=_key("dataset", "dataset registry name")
+    )
+    data_root: str = field(
+        default="",
+        metadata=_key(
+            "data-root", "prepared dataset folder; '' = the dataset's default cache"
+        ),
+    )
+    num_sites: int = field(
+        default=7, metadata=_key("num-sites", "virtual hospitals (simulation)")
+    )
+    seed: int = field(default=2024, metadata=_key("seed", "seed of data and training"))
+    image_size: int = field(
+        default=64, metadata=_key("image-size", "in-plane size CT is resampled to")
+    )
+    image_depth: int = field(
+        default=16, metadata=_key("image-depth", "slices CT is resampled to")
+    )
+    hu_min: float = field(default=-200.0, metadata=_key("hu-min", "HU window low"))
+    hu_max: float = field(default=250.0, metadata=_key("hu-max", "HU window high"))
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    image_encoder: str = field(
+        default="tiny3d", metadata=_key("image-encoder", "CT encoder registry name")
+    )
+    clinical_encoder: str = field(
+        default="mlp", metadata=_key("clinical-encoder", "clinical encoder name")
+    )
+    fusion: str = field(
+        default="concat", metadata=_key("fusion", "fusion head registry name")
+    )
+    embed_dim: int = field(
+        default=64, metadata=_key("embed-dim", "embedding size per modality")
+    )
+    modalities: str = field(
+        default="ct,clinical",
+        metadata=_key("modalities", "comma-separated modalities the model uses"),
+    )
+    pretrained: str = field(
+        default="",
+        metadata=_key("pretrained", "local weights file for the image encoder"),
+    )
+
+    @property
+    def modality_list(self) -> tuple[str, ...]:
+        return tuple(m.strip() for m in self.modalities.split(",") if m.strip())
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    local_epochs: int = field(
+        default=2, metadata=_key("local-epochs", "epochs per round at each site")
+    )
+    batch_size: int = field(default=16, metadata=_key("batch-size", "samples/batch"))
+    learning_rate: float = field(
+        default=2e-3, metadata=_key("learning-rate", "local optimiser learning rate")
+    )
+    weight_decay: float = field(
+        default=1e-4, metadata=_key("weight-decay", "local AdamW weight decay")
+    )
+    device: str = field(
+        default="auto", metadata=_key("device", "auto | cpu | cuda | cuda:N")
+    )
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    num_server_rounds: int = field(
+        default=8, metadata=_key("num-server-rounds", "federated rounds")
+    )
+    strategy: str = field(
+        default="fedavg", metadata=_key("strategy", "fedavg | fedprox | fedadam")
+    )
+    proximal_mu: float = field(
+        default=0.01, metadata=_key("proximal-mu", "FedProx proximal weight")
+    )
+    server_learning_rate: float = field(
+        default=0.01,
+        metadata=_key("server-learning-rate", "FedAdam server step size (eta)"),
+    )
+    fraction_train: float = field(
+        default=1.0, metadata=_key("fraction-train", "fraction of sites per round")
+    )
+    fraction_evaluate: float = field(
+        default=1.0,
+        metadata=_key("fraction-evaluate", "fraction of sites evaluating"),
+    )
+    min_sites: int = field(
+        default=2, metadata=_key("min-sites", "sites needed to start a round")
+    )
+    round_timeout: float = field(
+        default=3600.0, metadata=_key("round-timeout", "seconds to wait per round")
+    )
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    run_dir: str = field(
+        default="",
+        metadata=_key("run-dir", "absolute run root; '' = $ONCOFED_HOME/runs"),
+    )
+
+
+@dataclass(frozen=True)
+class OncoFedConfig:
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    federation: FederationConfig = FederationConfig()
+    run: RunConfig = RunConfig()
+
+    def to_flat(self) -> dict[str, Any]:
+        """The resolved config as flat kebab-case keys (what is saved per run)."""
+        out: dict[str, Any] = {}
+        for section in fields(self):
+            sub = getattr(self, section.name)
+            for f in fields(sub):
+                out[f.metadata["key"]] = getattr(sub, f.name)
+        return out
+
+
+SECTIONS = {f.name: f.type for f in fields(OncoFedConfig)}
+
+
+def _key_table() -> dict[str, tuple[str, dataclasses.Field[Any]]]:
+    """kebab-case key -> (section attribute, dataclass field)."""
+    table: dict[str, tuple[str, dataclasses.Field[Any]]] = {}
+    default = OncoFedConfig()
+    for section in fields(OncoFedConfig):
+        for f in fields(getattr(default, section.name)):
+            table[f.metadata["key"]] = (section.name, f)
+    return table
+
+
+KEYS = _key_table()
+
+
+def _convert(key: str, value: Any, target: Any) -> Any:
+    kind = type(target)
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                return value.strip().lower() in ("1", "true", "yes")
+            return bool(value)
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind is float:
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"Run-config key '{key}' = {value!r} is not a valid {kind.__name__}. "
+            f"Fix: give a {kind.__name__}, e.g. {key}={target!r}."
+        ) from None
+
+
+def from_run_config(run_config: dict[str, Any]) -> OncoFedConfig:
+    """Build the typed config from Flower's flat run config.
+
+    Raises
+    ------
+    ConfigError
+        For an unknown key (with the closest known key) or a value of the wrong type
+        or out of range.
+    """
+    default = OncoFedConfig()
+    per_section: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    for key, value in run_config.items():
+        if key not in KEYS:
+            close = difflib.get_close_matches(key, KEYS, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(
+                f"Unknown run-config key '{key}'.{hint} "
+                f"Known keys: {', '.join(sorted(KEYS))}."
+            )
+        section, f = KEYS[key]
+        target = getattr(getattr(default, section), f.name)
+        per_section[section][f.name] = _convert(key, value, target)
+    cfg = OncoFedConfig(
+        **{
+            name: dataclasses.replace(getattr(default, name), **vals)
+            for name, vals in per_section.items()
+        }
+    )
+    _validate(cfg)
+    return cfg
+
+
+def _validate(cfg: OncoFedConfig) -> None:
+    def need(ok: bool, key: str, what: str) -> None:
+        if not ok:
+            value = cfg.to_flat()[key]
+            raise ConfigError(f"Run-config key '{key}' = {value!r}: {what}.")
+
+    need(cfg.federation.num_server_rounds >= 1, "num-server-rounds", "must be >= 1")
+    need(cfg.train.local_epochs >= 1, "local-epochs", "must be >= 1")
+    need(cfg.train.batch_size >= 1, "batch-size", "must be >= 1")
+    need(cfg.train.learning_rate > 0, "learning-rate", "must be > 0")
+    need(cfg.data.num_sites >= 1, "num-sites", "must be >= 1")
+    need(cfg.data.image_size >= 16, "image-size", "must be >= 16")
+    need(cfg.data.image_depth >= 4, "image-depth", "must be >= 4")
+    need(cfg.data.hu_max > cfg.data.hu_min, "hu-max", "must be above hu-min")
+    need(0 < cfg.federation.fraction_train <= 1, "fraction-train", "must be in (0, 1]")
+    need(
+        0 <= cfg.federation.fraction_evaluate <= 1,
+        "fraction-evaluate",
+        "must be in [0, 1]",
+    )
+    need(
+        cfg.run.run_dir == "" or cfg.run.run_dir.startswith("/"),
+        "run-dir",
+        "must be an absolute path (the ServerApp runs in the SuperLink's folder)",
+    )
+    need(bool(cfg.model.modality_list), "modalities", "name at least one modality")

@@ -1,0 +1,1 @@
+"""Data layer: manifests -> sample dicts, through MONAI dictionary transforms."""

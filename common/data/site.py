@@ -1,0 +1,152 @@
+"""Read a prepared site folder into sample dicts, quarantining bad cases.
+
+A sample dict holds ``ct`` (float tensor (1, S, S, D)), ``clinical`` (float tensor
+(NUM_FEATURES,)), their presence flags ``ct_present`` / ``clinical_present``
+(1.0 present, 0.0 absent: the model substitutes a learned embedding), ``label``
+(float 0/1), ``site`` and ``case_id``. A case that fails to load is quarantined
+with the file and the reason, logged, counted, and the site goes on with the rest.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from common.config import DataConfig
+from common.data.clinical import NUM_FEATURES, ClinicalValueError, encode_row
+from common.data.transforms import ct_transforms
+from common.errors import DataError
+from common.keys import CASE_ID, CLINICAL, CT, LABEL, SITE_KEY, present_key
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "manifest.csv"
+CLINICAL_TSV = "clinical.tsv"
+REQUIRED_COLUMNS = (CASE_ID, "split", LABEL, "ct_path", "has_clinical")
+
+
+@dataclass(frozen=True)
+class Quarantined:
+    """A case left out, with the file at fault and why."""
+
+    case_id: str
+    path: str
+    reason: str
+
+
+@dataclass
+class SiteData:
+    """One site's cases, split as its manifest says."""
+
+    name: str
+    splits: dict[str, list[dict]] = field(default_factory=dict)
+    quarantined: list[Quarantined] = field(default_factory=list)
+
+    def split(self, name: str) -> list[dict]:
+        return self.splits.get(name, [])
+
+
+def read_manifest(site_dir: Path) -> pd.DataFrame:
+    """The site's manifest; raises ``DataError`` if it is missing or malformed."""
+    path = site_dir / MANIFEST
+    if not path.is_file():
+        raise DataError(
+            path, MANIFEST, "file not found",
+            "point data-path / data-root at a prepared site folder",
+        )
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        raise DataError(
+            path, ", ".join(missing), "required column(s) absent",
+            f"the manifest needs columns {', '.join(REQUIRED_COLUMNS)}",
+        )
+    return frame
+
+
+def _read_clinical(site_dir: Path) -> dict[str, dict]:
+    path = site_dir / CLINICAL_TSV
+    if not path.is_file():
+        return {}
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    if CASE_ID not in frame.columns:
+        raise DataError(path, CASE_ID, "column absent", "add a case_id column")
+    return {row[CASE_ID]: row for row in frame.to_dict("records")}
+
+
+def load_site(
+    site_dir: str | Path,
+    cfg: DataConfig,
+    splits: tuple[str, ...] = ("train", "test"),
+    site_name: str | None = None,
+) -> SiteData:
+    """Load and preprocess every case of ``splits`` from ``site_dir``."""
+    site_dir = Path(site_dir)
+    name = site_name or site_dir.name
+    manifest = read_manifest(site_dir)
+    clinical = _read_clinical(site_dir)
+    ct_pipeline = ct_transforms(cfg)
+    out = SiteData(name=name, splits={s: [] for s in splits})
+    seen: set[str] = set()
+    empty_ct = torch.zeros(1, cfg.image_size, cfg.image_size, cfg.image_depth)
+    for row in manifest.to_dict("records"):
+        case_id, split = row[CASE_ID], row["split"]
+        if split not in splits:
+            continue
+
+        def reject(path: str, reason: str, case_id: str = case_id) -> None:
+            out.quarantined.append(Quarantined(case_id, path, reason))
+            log.warning("Quarantined case %s (%s): %s", case_id, path, reason)
+
+        if case_id in seen:
+            reject(str(site_dir / MANIFEST), "duplicate case_id in manifest")
+            continue
+        seen.add(case_id)
+        if row[LABEL] not in ("0", "1"):
+            reject(str(site_dir / MANIFEST), f"label {row[LABEL]!r} is not 0 or 1")
+            continue
+        sample: dict = {CASE_ID: case_id, SITE_KEY: name, LABEL: float(row[LABEL])}
+        ct_rel = row["ct_path"].strip()
+        if ct_rel:
+            ct_path = site_dir / ct_rel
+            try:
+                sample[CT] = ct_pipeline({CT: str(ct_path)})[CT].float()
+            except Exception as err:  # noqa: BLE001 - any reader failure quarantines
+                reject(str(ct_path), _reason(err))
+                continue
+            sample[present_key(CT)] = 1.0
+        else:
+            sample[CT], sample[present_key(CT)] = empty_ct, 0.0
+        record = clinical.get(case_id) if row["has_clinical"] == "1" else None
+        if record is not None:
+            try:
+                sample[CLINICAL] = torch.from_numpy(encode_row(record))
+            except ClinicalValueError as err:
+                reject(str(site_dir / CLINICAL_TSV), str(err))
+                continue
+            sample[present_key(CLINICAL)] = 1.0
+        else:
+            sample[CLINICAL] = torch.zeros(NUM_FEATURES)
+            sample[present_key(CLINICAL)] = 0.0
+        if not (sample[present_key(CT)] or sample[present_key(CLINICAL)]):
+            reject(str(site_dir / MANIFEST), "case has neither CT nor clinical data")
+            continue
+        out.splits[split].append(sample)
+    if out.quarantined:
+        log.warning(
+            "Site %s: %d case(s) quarantined, %d loaded",
+            name, len(out.quarantined), sum(len(v) for v in out.splits.values()),
+        )
+    return out
+
+
+def _reason(err: Exception) -> str:
+    """The innermost message: MONAI wraps reader errors in transform errors."""
+    while err.__cause__ is not None:
+        err = err.__cause__  # type: ignore[assignment]
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return f"{type(err).__name__}: {text}"

@@ -1,0 +1,60 @@
+"""MONAI dictionary transforms for CT: load, orient, HU window, fixed shape."""
+
+from __future__ import annotations
+
+from monai.transforms import (
+    Compose,
+    EnsureChannelFirstd,
+    EnsureTyped,
+    LoadImaged,
+    MapTransform,
+    Orientationd,
+    Resized,
+    ScaleIntensityRanged,
+)
+
+from common.config import DataConfig
+from common.keys import CT
+
+
+class RequireVolumed(MapTransform):
+    """Reject anything that is not a single-channel 3D volume, naming the shape."""
+
+    def __call__(self, data):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            shape = tuple(d[key].shape)
+            if len(shape) != 4 or shape[0] != 1 or min(shape[1:]) < 2:
+                raise ValueError(
+                    f"'{key}' has shape {shape[1:] if len(shape) > 1 else shape} "
+                    "after loading; expected one 3D volume (X, Y, Z) with at least "
+                    "2 voxels per axis"
+                )
+        return d
+
+
+def ct_transforms(cfg: DataConfig, keys: tuple[str, ...] = (CT,)) -> Compose:
+    """Path -> float tensor (1, S, S, D) in [0, 1] over the HU window.
+
+    Loads NIfTI (or anything MONAI reads), reorients to RAS, clips to
+    [hu-min, hu-max] and resamples to ``image-size`` x ``image-size`` x
+    ``image-depth`` whatever the scanner's spacing.
+    """
+    return Compose(
+        [
+            LoadImaged(keys=keys, image_only=True),
+            EnsureChannelFirstd(keys=keys, channel_dim="no_channel"),
+            RequireVolumed(keys=keys),
+            Orientationd(keys=keys, axcodes="RAS"),
+            ScaleIntensityRanged(
+                keys=keys, a_min=cfg.hu_min, a_max=cfg.hu_max, b_min=0.0, b_max=1.0,
+                clip=True,
+            ),
+            Resized(
+                keys=keys,
+                spatial_size=(cfg.image_size, cfg.image_size, cfg.image_depth),
+                mode="trilinear",
+            ),
+            EnsureTyped(keys=keys, track_meta=False),
+        ]
+    )

@@ -1,0 +1,127 @@
+"""``synthetic``: seeded virtual hospitals in real formats (the embedded default).
+
+Generated once per spec under ``$ONCOFED_HOME/data/synthetic/<spec-hash>/`` and
+reused. A folder is written under a temporary name and renamed when complete, so
+concurrent sites never see a half-written dataset, and a different spec always gets a
+different folder: content is never silently regenerated differently.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from common.config import DataConfig
+from common.datasets import DATASET_JSON, DATASETS, SERVER_TEST
+from common.datasets.synthetic.generator import (
+    SyntheticSpec,
+    site_profiles,
+    write_cases,
+)
+from common.errors import DataError
+from common.paths import data_cache_dir
+
+log = logging.getLogger(__name__)
+
+NAME = "synthetic"
+TEST_FRACTION = 0.25
+
+
+def spec_from_config(cfg: DataConfig) -> SyntheticSpec:
+    return SyntheticSpec(num_sites=cfg.num_sites, seed=cfg.seed)
+
+
+def spec_hash(spec: SyntheticSpec) -> str:
+    blob = json.dumps(spec.to_dict(), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:12]
+
+
+def generate(spec: SyntheticSpec, out: Path) -> Path:
+    """Write every site and the server test set of ``spec`` into ``out``."""
+    profiles = site_profiles(spec)
+    for p in profiles:
+        rng = np.random.default_rng([spec.seed, p.index, 1])
+        write_cases(out / p.name, p, spec, p.n_cases, rng, TEST_FRACTION, "case-")
+    # server's held-out test set: the same number of fresh cases from every site
+    for p in profiles:
+        rng = np.random.default_rng([spec.seed, p.index, 2])
+        write_cases(
+            out / SERVER_TEST / p.name, p, spec, spec.test_cases_per_site, rng,
+            None, f"test-{p.index:02d}-",
+        )
+    _merge_server_test(out / SERVER_TEST, [p.name for p in profiles])
+    meta = {
+        "name": NAME,
+        "sites": [p.name for p in profiles],
+        "spec": spec.to_dict(),
+        "profiles": [vars(p) for p in profiles],
+    }
+    (out / DATASET_JSON).write_text(json.dumps(meta, indent=2))
+    return out
+
+
+def _merge_server_test(test_dir: Path, sites: list[str]) -> None:
+    """One manifest and one clinical table for the server's test set."""
+    import pandas as pd
+
+    manifests, clinicals = [], []
+    for s in sites:
+        m = pd.read_csv(test_dir / s / "manifest.csv", keep_default_na=False)
+        for col in ("ct_path", "mask_path"):
+            m[col] = [f"{s}/{v}" if v else "" for v in m[col]]
+        manifests.append(m)
+        clinicals.append(pd.read_csv(test_dir / s / "clinical.tsv", sep="\t"))
+    pd.concat(manifests).to_csv(test_dir / "manifest.csv", index=False)
+    pd.concat(clinicals).to_csv(
+        test_dir / "clinical.tsv", sep="\t", index=False, na_rep=""
+    )
+
+
+class SyntheticDataset:
+    name = NAME
+
+    def ensure(self, cfg: DataConfig) -> Path:
+        """Return the cached folder for ``cfg``, generating it once if absent."""
+        if cfg.data_root:
+            root = Path(cfg.data_root)
+            if not (root / DATASET_JSON).is_file():
+                raise DataError(
+                    root, DATASET_JSON, "no generated dataset here",
+                    "leave data-root empty to use the cache, or run "
+                    "'oncofed generate --out DIR' first",
+                )
+            return root
+        spec = spec_from_config(cfg)
+        root = data_cache_dir() / NAME / f"v{spec.version}-{spec_hash(spec)}"
+        if (root / DATASET_JSON).is_file():
+            return root
+        return write_atomically(spec, root)
+
+
+def write_atomically(spec: SyntheticSpec, root: Path) -> Path:
+    """Generate into a temporary sibling, then rename it into place."""
+    root.parent.mkdir(parents=True, exist_ok=True)
+    log.info("Generating synthetic hospitals into %s (one time)", root)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+    try:
+        generate(spec, tmp)
+        os.rename(tmp, root)
+    except OSError:
+        if not (root / DATASET_JSON).is_file():  # not another process winning
+            raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return root
+
+
+@DATASETS.register(NAME)
+def _create() -> SyntheticDataset:
+    return SyntheticDataset()

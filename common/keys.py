@@ -1,0 +1,41 @@
+"""Record and metric keys shared by client, server and run store.
+
+``num-examples`` is always a number of samples (never of batches): FedAvg weights
+the sites' updates by it.
+"""
+
+# Message content records
+ARRAYS = "arrays"
+METRICS = "metrics"
+CONFIG = "config"
+SITE = "site"  # ConfigRecord in every reply: which site answered
+SITE_ID = "site-id"
+
+# Config keys the server puts in per-round ConfigRecords
+SERVER_ROUND = "server-round"
+PROXIMAL_MU = "proximal-mu"  # set by Flower's FedProx
+
+# Metric keys
+NUM_EXAMPLES = "num-examples"
+NUM_QUARANTINED = "num-quarantined"
+LOSS = "loss"
+AUC = "auc"
+ACCURACY = "accuracy"
+F1 = "f1"
+SENSITIVITY = "sensitivity"
+SPECIFICITY = "specificity"
+BRIER = "brier"
+CLASSIFICATION_METRICS = (AUC, ACCURACY, F1, SENSITIVITY, SPECIFICITY, BRIER)
+
+# Sample-dict keys (see docs/architecture.md)
+CT = "ct"
+CLINICAL = "clinical"
+LABEL = "label"
+SITE_KEY = "site"
+CASE_ID = "case_id"
+MODALITIES = (CT, CLINICAL)
+
+
+def present_key(modality: str) -> str:
+    """Key of the presence flag of ``modality`` in a sample dict (1.0 present)."""
+    return f"{modality}_present"

@@ -1,0 +1,7 @@
+"""Model families: encoder and fusion registries, and the multimodal network."""
+
+from common.models.encoders import ENCODERS
+from common.models.fusion import FUSIONS
+from common.models.multimodal import MultimodalNet, build_model
+
+__all__ = ["ENCODERS", "FUSIONS", "MultimodalNet", "build_model"]

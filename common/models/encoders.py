@@ -1,0 +1,130 @@
+"""Encoder registry. Every encoder maps one modality to a (B, embed_dim) embedding.
+
+Interface: ``forward_features(x) -> Tensor (B, embed_dim)`` and the attribute
+``embed_dim``. Image encoders take ``x`` of shape (B, 1, S, S, D) (CT in [0, 1]);
+tabular encoders take (B, F). Device is never chosen here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from common.errors import ConfigError
+from common.registry import Registry
+
+ENCODERS: Registry[nn.Module] = Registry("encoder")
+
+
+class Encoder(nn.Module):
+    """Base: ``forward`` is ``forward_features``."""
+
+    embed_dim: int
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_features(x)
+
+
+class Monai3DEncoder(Encoder):
+    """A MONAI 3D ResNet trunk (GroupNorm: no batch statistics to federate)."""
+
+    def __init__(self, embed_dim: int, widths: list[int], layers: list[int]) -> None:
+        super().__init__()
+        from monai.networks.nets import ResNet
+
+        self.trunk = ResNet(
+            block="basic",
+            layers=layers,
+            block_inplanes=widths,
+            spatial_dims=3,
+            n_input_channels=1,
+            conv1_t_size=3,
+            conv1_t_stride=2,
+            feed_forward=False,
+            no_max_pool=True,
+            norm=("group", {"num_groups": 4}),
+        )
+        self.proj = nn.Linear(widths[-1], embed_dim)
+        self.embed_dim = embed_dim
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.trunk(x))
+
+
+class Timm25DEncoder(Encoder):
+    """A 2D timm backbone on a 2.5D stack: the CT slices become input channels."""
+
+    def __init__(self, model_name: str, embed_dim: int, in_slices: int) -> None:
+        super().__init__()
+        import timm
+
+        self.trunk = timm.create_model(
+            model_name, pretrained=False, in_chans=in_slices, num_classes=0
+        )
+        self.proj = nn.Linear(self.trunk.num_features, embed_dim)
+        self.embed_dim = embed_dim
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, 1, S, S, D) -> (B, D, S, S)
+        return self.proj(self.trunk(x[:, 0].permute(0, 3, 1, 2)))
+
+
+class MLPEncoder(Encoder):
+    """Two-layer MLP for tabular (clinical) features."""
+
+    def __init__(self, in_features: int, embed_dim: int, hidden: int = 64) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Linear(in_features, hidden),
+            nn.ReLU(),
+            nn.Dropout(0.1),
+            nn.Linear(hidden, embed_dim),
+        )
+        self.embed_dim = embed_dim
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+@ENCODERS.register("tiny3d")
+def tiny3d(embed_dim: int = 64, **_: object) -> Encoder:
+    """Small 3D ResNet (widths 8-64, one block per stage): the CPU default."""
+    return Monai3DEncoder(embed_dim, widths=[8, 16, 32, 64], layers=[1, 1, 1, 1])
+
+
+@ENCODERS.register("resnet10_3d")
+def resnet10_3d(embed_dim: int = 64, **_: object) -> Encoder:
+    """MONAI ResNet-10 layout (widths 64-512), for GPUs."""
+    return Monai3DEncoder(embed_dim, widths=[64, 128, 256, 512], layers=[1, 1, 1, 1])
+
+
+@ENCODERS.register("resnet18_25d")
+def resnet18_25d(embed_dim: int = 64, in_slices: int = 16, **_: object) -> Encoder:
+    """timm ResNet-18 over the slice stack (2.5D)."""
+    return Timm25DEncoder("resnet18", embed_dim, in_slices)
+
+
+@ENCODERS.register("mlp")
+def mlp(embed_dim: int = 64, in_features: int = 24, **_: object) -> Encoder:
+    return MLPEncoder(in_features, embed_dim)
+
+
+def load_pretrained(encoder: nn.Module, path: str) -> None:
+    """Load weights from a local file; nothing is ever downloaded."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(
+            f"Run-config key 'pretrained' = {path!r}: file not found. OncoFed never "
+            "downloads weights: give the path of a local state-dict file."
+        )
+    state = torch.load(p, map_location="cpu", weights_only=True)
+    missing, unexpected = encoder.load_state_dict(state, strict=False)
+    if len(missing) == len(list(encoder.state_dict())):
+        raise ConfigError(
+            f"Run-config key 'pretrained' = {path!r}: no tensor matches the encoder."
+        )

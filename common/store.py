@@ -1,0 +1,114 @@
+"""The run store: one SQLite file per run directory, long-format metrics.
+
+Tables (every metric keyed by run, round and, per site, the site)::
+
+    runs(run_id, name, started_at, finished_at, status, config_json)
+    global_metrics(run_id, round, metric, value)            server-side evaluation
+    site_metrics(run_id, round, site, node_id, phase, metric, value)
+                                                 phase: 'train' | 'evaluate'
+
+``value`` is NULL where a metric is undefined (e.g. AUC on a one-class test split).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+RUN_STORE = "run.sqlite"
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, name TEXT, started_at REAL, finished_at REAL,
+    status TEXT, config_json TEXT);
+CREATE TABLE IF NOT EXISTS global_metrics (
+    run_id TEXT, round INTEGER, metric TEXT, value REAL,
+    PRIMARY KEY (run_id, round, metric));
+CREATE TABLE IF NOT EXISTS site_metrics (
+    run_id TEXT, round INTEGER, site TEXT, node_id TEXT, phase TEXT, metric TEXT,
+    value REAL, PRIMARY KEY (run_id, round, site, phase, metric));
+"""
+
+
+def _clean(value: Any) -> float | None:
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(v) or math.isinf(v) else v
+
+
+class RunStore:
+    """Append-only writer/reader of ``run.sqlite``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self._conn() as c:
+            c.executescript(SCHEMA)
+
+    def _conn(self) -> sqlite3.Connection:
+        return sqlite3.connect(self.path, timeout=30)
+
+    def start_run(self, run_id: str, name: str, config: Mapping[str, Any]) -> None:
+        with self._conn() as c:
+            c.execute(
+                "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, NULL, 'running', ?)",
+                (run_id, name, time.time(), json.dumps(dict(config), sort_keys=True)),
+            )
+
+    def finish_run(self, run_id: str, status: str = "finished") -> None:
+        with self._conn() as c:
+            c.execute(
+                "UPDATE runs SET finished_at = ?, status = ? WHERE run_id = ?",
+                (time.time(), status, run_id),
+            )
+
+    def log_global(self, run_id: str, rnd: int, metrics: Mapping[str, Any]) -> None:
+        with self._conn() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO global_metrics VALUES (?, ?, ?, ?)",
+                [(run_id, rnd, k, _clean(v)) for k, v in metrics.items()],
+            )
+
+    def log_site(
+        self,
+        run_id: str,
+        rnd: int,
+        site: str,
+        node_id: str,
+        phase: str,
+        metrics: Mapping[str, Any],
+    ) -> None:
+        with self._conn() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO site_metrics VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (run_id, rnd, site, node_id, phase, k, _clean(v))
+                    for k, v in metrics.items()
+                ],
+            )
+
+    def global_frame(self, run_id: str | None = None) -> pd.DataFrame:
+        return self._frame("global_metrics", run_id)
+
+    def site_frame(self, run_id: str | None = None) -> pd.DataFrame:
+        return self._frame("site_metrics", run_id)
+
+    def _frame(self, table: str, run_id: str | None) -> pd.DataFrame:
+        query, args = f"SELECT * FROM {table}", ()
+        if run_id is not None:
+            query, args = query + " WHERE run_id = ?", (run_id,)
+        with self._conn() as c:
+            return pd.read_sql_query(query + " ORDER BY round", c, params=args)
+
+    def runs(self) -> pd.DataFrame:
+        with self._conn() as c:
+            return pd.read_sql_query("SELECT * FROM runs ORDER BY started_at", c)

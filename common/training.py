@@ -1,0 +1,126 @@
+"""The local training loop, shared by sites, the server's evaluation and benchmarks.
+
+The loop is open to options: ``extra_terms`` are callables ``term(model) -> scalar``
+added to the loss (FedProx's proximal term today; a privacy engine or an adaptation
+step plug in the same way).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from common.config import TrainConfig
+from common.keys import LABEL
+
+LossTerm = Callable[[nn.Module], torch.Tensor]
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """``auto`` picks CUDA when present, else CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    return torch.Generator().manual_seed(seed)
+
+
+def make_loader(
+    samples: Sequence[dict], batch_size: int, shuffle: bool, seed: int = 0
+) -> DataLoader:
+    return DataLoader(
+        list(samples),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=torch.Generator().manual_seed(seed) if shuffle else None,
+    )
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {
+        k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v)
+        for k, v in batch.items()
+    }
+
+
+class ProximalTerm:
+    """FedProx: ``mu / 2 * ||w - w_global||^2`` over trainable parameters."""
+
+    def __init__(self, model: nn.Module, mu: float) -> None:
+        self.mu = mu
+        self.anchor = [p.detach().clone() for p in model.parameters()]
+
+    def __call__(self, model: nn.Module) -> torch.Tensor:
+        total = sum(
+            ((p - a) ** 2).sum()
+            for p, a in zip(model.parameters(), self.anchor, strict=True)
+        )
+        return 0.5 * self.mu * total
+
+
+@dataclass
+class TrainResult:
+    loss: float  # mean training loss over the last epoch
+    num_examples: int  # samples (not batches) seen per epoch
+
+
+def train_local(
+    model: nn.Module,
+    samples: Sequence[dict],
+    cfg: TrainConfig,
+    device: torch.device,
+    seed: int,
+    epochs: int | None = None,
+    extra_terms: Sequence[LossTerm] = (),
+) -> TrainResult:
+    """Train ``model`` in place on ``samples`` for ``epochs`` (default local-epochs)."""
+    model.to(device).train()
+    opt = torch.optim.AdamW(
+        model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+    )
+    loss_fn = nn.BCEWithLogitsLoss()
+    loader = make_loader(samples, cfg.batch_size, shuffle=True, seed=seed)
+    last = float("nan")
+    for _ in range(epochs or cfg.local_epochs):
+        total, n = 0.0, 0
+        for batch in loader:
+            batch = _to(batch, device)
+            logits = model(batch)
+            loss = loss_fn(logits, batch[LABEL].float())
+            for term in extra_terms:
+                loss = loss + term(model)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * len(logits)
+            n += len(logits)
+        last = total / max(n, 1)
+    return TrainResult(loss=last, num_examples=len(samples))
+
+
+@torch.no_grad()
+def predict(
+    model: nn.Module, samples: Sequence[dict], device: torch.device, batch_size: int
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Labels, probabilities and mean BCE loss of ``model`` on ``samples``."""
+    model.to(device).eval()
+    ys, ps, total = [], [], 0.0
+    loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
+    for batch in make_loader(samples, batch_size, shuffle=False):
+        batch = _to(batch, device)
+        logits = model(batch)
+        total += float(loss_fn(logits, batch[LABEL].float()))
+        ys.append(batch[LABEL].cpu().numpy())
+        ps.append(torch.sigmoid(logits).cpu().numpy())
+    if not ys:
+        return np.zeros(0), np.zeros(0), float("nan")
+    return np.concatenate(ys), np.concatenate(ps), total / max(len(samples), 1)

@@ -1,0 +1,40 @@
+"""Model weights <-> Flower ``ArrayRecord``: the one module where Flower types enter
+``common``.
+
+Only floating-point tensors are shared; integer buffers such as BatchNorm's
+``num_batches_tracked`` stay local (averaging a counter means nothing).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from flwr.app import ArrayRecord
+from torch import nn
+
+
+def shared_state(model: nn.Module) -> OrderedDict[str, torch.Tensor]:
+    return OrderedDict(
+        (k, v.detach().cpu())
+        for k, v in model.state_dict().items()
+        if torch.is_floating_point(v)
+    )
+
+
+def to_arrays(model: nn.Module) -> ArrayRecord:
+    """The model's shared tensors as an ArrayRecord."""
+    return ArrayRecord(shared_state(model))
+
+
+def load_arrays(model: nn.Module, arrays: ArrayRecord) -> None:
+    """Load shared tensors into ``model``; every shared key must be present."""
+    state = arrays.to_torch_state_dict()
+    expected = set(shared_state(model))
+    missing = expected - set(state)
+    if missing:
+        raise KeyError(
+            f"received weights lack {len(missing)} tensor(s), e.g. "
+            f"{sorted(missing)[0]!r}: server and site run different model configs"
+        )
+    model.load_state_dict(state, strict=False)

@@ -1,0 +1,1 @@
+"""OncoFed ServerApp: aggregation, server-side evaluation, run store, checkpoints."""
