@@ -8,9 +8,17 @@ from __future__ import annotations
 
 import logging
 
-from flwr.app import ArrayRecord, ConfigRecord, Context, Message, MetricRecord, RecordDict
+from flwr.app import (
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MetricRecord,
+    RecordDict,
+)
 from flwr.clientapp import ClientApp
 
+from client.site import site_data
 from common import keys
 from common.config import from_run_config
 from common.metrics import binary_metrics
@@ -23,7 +31,6 @@ from common.training import (
     train_local,
 )
 from common.weights import load_arrays, to_arrays
-from client.site import site_data
 
 log = logging.getLogger(__name__)
 app = ClientApp()
@@ -40,7 +47,10 @@ def _setup(msg: Message, context: Context):
 
 def _reply(msg: Message, site: str, arrays: ArrayRecord | None, metrics: dict):
     content = RecordDict(
-        {keys.METRICS: MetricRecord(metrics), keys.SITE: ConfigRecord({keys.SITE_ID: site})}
+        {
+            keys.METRICS: MetricRecord(metrics),
+            keys.SITE: ConfigRecord({keys.SITE_ID: site}),
+        }
     )
     if arrays is not None:
         content[keys.ARRAYS] = arrays
@@ -49,7 +59,7 @@ def _reply(msg: Message, site: str, arrays: ArrayRecord | None, metrics: dict):
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
-    """Train the received global model for ``local-epochs`` on the site's train split."""
+    """Train the global model for ``local-epochs`` on the site's train split."""
     cfg, data, model, device = _setup(msg, context)
     config = msg.content[keys.CONFIG]
     server_round = int(config.get(keys.SERVER_ROUND, 0))
@@ -68,8 +78,13 @@ def train(msg: Message, context: Context) -> Message:
         keys.AUC: fit[keys.AUC],
         keys.NUM_QUARANTINED: len(data.quarantined),
     }
-    log.info("%s round %d: loss %.4f on %d cases", data.name, server_round,
-             result.loss, result.num_examples)
+    log.info(
+        "%s round %d: loss %.4f on %d cases",
+        data.name,
+        server_round,
+        result.loss,
+        result.num_examples,
+    )
     return _reply(msg, data.name, to_arrays(model), metrics)
 
 

@@ -41,7 +41,9 @@ def _cached(site_dir: str, cfg: DataConfig) -> SiteData:
     data = load_site(site_dir, cfg)
     log.info(
         "Site %s: %d train, %d test cases, %d quarantined",
-        data.name, len(data.split("train")), len(data.split("test")),
+        data.name,
+        len(data.split("train")),
+        len(data.split("test")),
         len(data.quarantined),
     )
     return data

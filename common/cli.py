@@ -42,16 +42,24 @@ def _show(args: argparse.Namespace) -> int:
         print("no global metrics recorded yet")
         return 0
     print("Server-side evaluation per round (held-out test set):")
-    print(g.pivot_table(index="round", columns="metric", values="value").round(3)
-          .to_string())
+    print(
+        g.pivot_table(index="round", columns="metric", values="value")
+        .round(3)
+        .to_string()
+    )
     s = store.site_frame()
     ev = s[s.phase == "evaluate"]
     if not ev.empty:
         last = ev[ev["round"] == ev["round"].max()]
-        print(f"\nPer-site evaluation, round {int(last['round'].max())} "
-              "(local test splits):")
-        print(last.pivot_table(index="site", columns="metric", values="value")
-              .round(3).to_string())
+        print(
+            f"\nPer-site evaluation, round {int(last['round'].max())} "
+            "(local test splits):"
+        )
+        print(
+            last.pivot_table(index="site", columns="metric", values="value")
+            .round(3)
+            .to_string()
+        )
     return 0
 
 
@@ -96,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=_show)
 
     c = sub.add_parser(
-        "config", help="list every run-config key with its default",
+        "config",
+        help="list every run-config key with its default",
         description="List the run-config keys accepted by --run-config.",
     )
     c.set_defaults(func=_config)

@@ -65,6 +65,14 @@ class ModelConfig:
         default="ct,clinical",
         metadata=_key("modalities", "comma-separated modalities the model uses"),
     )
+    modality_dropout: float = field(
+        default=0.25,
+        metadata=_key("modality-dropout", "chance a present modality is hidden"),
+    )
+    aux_loss_weight: float = field(
+        default=0.5,
+        metadata=_key("aux-loss-weight", "weight of per-modality auxiliary losses"),
+    )
     pretrained: str = field(
         default="",
         metadata=_key("pretrained", "local weights file for the image encoder"),
@@ -82,10 +90,16 @@ class TrainConfig:
     )
     batch_size: int = field(default=16, metadata=_key("batch-size", "samples/batch"))
     learning_rate: float = field(
-        default=2e-3, metadata=_key("learning-rate", "local optimiser learning rate")
+        default=1e-3, metadata=_key("learning-rate", "local optimiser learning rate")
     )
     weight_decay: float = field(
         default=1e-4, metadata=_key("weight-decay", "local AdamW weight decay")
+    )
+    augment: bool = field(
+        default=True, metadata=_key("augment", "random intensity/flip augmentation")
+    )
+    max_grad_norm: float = field(
+        default=1.0, metadata=_key("max-grad-norm", "gradient clipping; 0 = off")
     )
     device: str = field(
         default="auto", metadata=_key("device", "auto | cpu | cuda | cuda:N")
@@ -243,3 +257,4 @@ def _validate(cfg: OncoFedConfig) -> None:
         "must be an absolute path (the ServerApp runs in the SuperLink's folder)",
     )
     need(bool(cfg.model.modality_list), "modalities", "name at least one modality")
+    need(0 <= cfg.model.modality_dropout < 1, "modality-dropout", "must be in [0, 1)")

@@ -44,9 +44,11 @@ def _local_superlinks() -> list[tuple[int, str]]:
 
 
 def stop_foreign_local_superlink(bin_dir: Path) -> None:
-    for pid, exe in _local_superlinks():
-        print(f"Stopping the local Flower SuperLink (pid {pid}) so that it restarts "
-              f"from {bin_dir}")
+    for pid, _exe in _local_superlinks():
+        print(
+            f"Stopping the local Flower SuperLink (pid {pid}) so that it restarts "
+            f"from {bin_dir}"
+        )
         try:
             os.kill(pid, signal.SIGTERM)
         except ProcessLookupError:
@@ -65,8 +67,13 @@ def main() -> int:
         return 1
     stop_foreign_local_superlink(bin_dir)
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    cmd = [flwr, "federation", "simulation-config",
-           "--num-supernodes", str(DEFAULT_SITES)]
+    cmd = [
+        flwr,
+        "federation",
+        "simulation-config",
+        "--num-supernodes",
+        str(DEFAULT_SITES),
+    ]
     print("$", " ".join(cmd[1:]))
     return subprocess.call(cmd, env=env, cwd=Path.home())
 

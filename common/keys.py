@@ -25,6 +25,7 @@ F1 = "f1"
 SENSITIVITY = "sensitivity"
 SPECIFICITY = "specificity"
 BRIER = "brier"
+ELAPSED = "elapsed-s"  # seconds since the strategy started (server-side)
 CLASSIFICATION_METRICS = (AUC, ACCURACY, F1, SENSITIVITY, SPECIFICITY, BRIER)
 
 # Sample-dict keys (see docs/architecture.md)

@@ -25,9 +25,7 @@ def look_up_option(value: str, options: Iterable[str], what: str) -> str:
         return value
     close = difflib.get_close_matches(value, opts, n=1)
     hint = f" Did you mean '{close[0]}'?" if close else ""
-    raise ConfigError(
-        f"Unknown {what} '{value}'. Options: {', '.join(opts)}.{hint}"
-    )
+    raise ConfigError(f"Unknown {what} '{value}'. Options: {', '.join(opts)}.{hint}")
 
 
 class Registry(Generic[T]):

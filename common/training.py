@@ -12,10 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from monai.data import Dataset
 from torch import nn
 from torch.utils.data import DataLoader
 
 from common.config import TrainConfig
+from common.data.augment import train_augmentation
 from common.keys import LABEL
 
 LossTerm = Callable[[nn.Module], torch.Tensor]
@@ -35,10 +37,15 @@ def seed_everything(seed: int) -> torch.Generator:
 
 
 def make_loader(
-    samples: Sequence[dict], batch_size: int, shuffle: bool, seed: int = 0
+    samples: Sequence[dict],
+    batch_size: int,
+    shuffle: bool,
+    seed: int = 0,
+    transform: Callable | None = None,
 ) -> DataLoader:
+    data = list(samples) if transform is None else Dataset(list(samples), transform)
     return DataLoader(
-        list(samples),
+        data,
         batch_size=batch_size,
         shuffle=shuffle,
         generator=torch.Generator().manual_seed(seed) if shuffle else None,
@@ -87,19 +94,20 @@ def train_local(
     opt = torch.optim.AdamW(
         model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
     )
-    loss_fn = nn.BCEWithLogitsLoss()
-    loader = make_loader(samples, cfg.batch_size, shuffle=True, seed=seed)
+    transform = train_augmentation(seed) if cfg.augment else None
+    loader = make_loader(samples, cfg.batch_size, True, seed, transform)
     last = float("nan")
     for _ in range(epochs or cfg.local_epochs):
         total, n = 0.0, 0
         for batch in loader:
             batch = _to(batch, device)
-            logits = model(batch)
-            loss = loss_fn(logits, batch[LABEL].float())
+            loss, logits = model.training_loss(batch, batch[LABEL].float())
             for term in extra_terms:
                 loss = loss + term(model)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.max_grad_norm > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
             opt.step()
             total += float(loss.detach()) * len(logits)
             n += len(logits)
@@ -120,7 +128,8 @@ def predict(
         logits = model(batch)
         total += float(loss_fn(logits, batch[LABEL].float()))
         ys.append(batch[LABEL].cpu().numpy())
-        ps.append(torch.sigmoid(logits).cpu().numpy())
+        # float64: float32 sigmoid ties at 1.0 for logits > 17 and AUC would suffer
+        ps.append(torch.sigmoid(logits.double()).cpu().numpy())
     if not ys:
         return np.zeros(0), np.zeros(0), float("nan")
     return np.concatenate(ys), np.concatenate(ps), total / max(len(samples), 1)

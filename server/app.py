@@ -47,8 +47,13 @@ def site_table(last: dict[str, dict[str, float]]) -> list[str]:
             f"{site:<10}{int(m.get(keys.NUM_EXAMPLES, 0)):>5}"
             + "".join(
                 f"{m.get(k, float('nan')):>8.3f}"
-                for k in (keys.AUC, keys.ACCURACY, keys.F1, keys.SENSITIVITY,
-                          keys.SPECIFICITY)
+                for k in (
+                    keys.AUC,
+                    keys.ACCURACY,
+                    keys.F1,
+                    keys.SENSITIVITY,
+                    keys.SPECIFICITY,
+                )
             )
         )
     return lines
@@ -67,8 +72,11 @@ def main(grid: Grid, context: Context) -> None:
     dataset = open_dataset(cfg.data)
     test = load_site(dataset.server_test_dir, cfg.data, splits=("test",))
     if test.quarantined:
-        log(WARNING, "OncoFed | %d server test case(s) quarantined",
-            len(test.quarantined))
+        log(
+            WARNING,
+            "OncoFed | %d server test case(s) quarantined",
+            len(test.quarantined),
+        )
     rounds = cfg.federation.num_server_rounds
     evaluator = ServerEvaluator(
         cfg, test, store, run_id, run_dir / "checkpoints", rounds
@@ -90,10 +98,17 @@ def main(grid: Grid, context: Context) -> None:
         status = "finished"
     finally:
         store.finish_run(run_id, status)
-    log(INFO, "OncoFed | per-site evaluation after round %d (local test splits):",
-        rounds)
+    log(
+        INFO,
+        "OncoFed | per-site evaluation after round %d (local test splits):",
+        rounds,
+    )
     for line in site_table(strategy.last_site_metrics.get("evaluate", {})):
         log(INFO, "OncoFed |   %s", line)
-    log(INFO, "OncoFed | best global test AUC %.3f at round %d",
-        evaluator.best_auc, evaluator.best_round)
+    log(
+        INFO,
+        "OncoFed | best global test AUC %.3f at round %d",
+        evaluator.best_auc,
+        evaluator.best_round,
+    )
     log(INFO, "OncoFed | run directory: %s", run_dir)

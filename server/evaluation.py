@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import time
+from logging import INFO
 from pathlib import Path
 
 import torch
 from flwr.app import ArrayRecord, MetricRecord
 from flwr.common.logger import log
-from logging import INFO
 
 from common import keys
 from common.config import OncoFedConfig
@@ -57,11 +57,16 @@ class ServerEvaluator:
         y, p, loss = predict(self.model, self.samples, self.device, 64)
         metrics = {keys.LOSS: loss, **binary_metrics(y, p)}
         metrics[keys.NUM_EXAMPLES] = len(self.samples)
+        metrics[keys.ELAPSED] = time.time() - self._t0
         self.store.log_global(self.run_id, server_round, metrics)
         self.history.append({"round": server_round, **metrics})
         state = {k: v.cpu() for k, v in self.model.state_dict().items()}
-        ckpt = {"round": server_round, "state_dict": state, "metrics": metrics,
-                "config": self.cfg.to_flat()}
+        ckpt = {
+            "round": server_round,
+            "state_dict": state,
+            "metrics": metrics,
+            "config": self.cfg.to_flat(),
+        }
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         torch.save(ckpt, self.ckpt_dir / LAST)
         auc = metrics[keys.AUC]
@@ -72,8 +77,15 @@ class ServerEvaluator:
             INFO,
             "OncoFed | round %d/%d | test AUC %.3f  acc %.3f  F1 %.3f  sens %.3f  "
             "spec %.3f  Brier %.3f | n=%d | %.0f s",
-            server_round, self.num_rounds, metrics[keys.AUC], metrics[keys.ACCURACY],
-            metrics[keys.F1], metrics[keys.SENSITIVITY], metrics[keys.SPECIFICITY],
-            metrics[keys.BRIER], len(self.samples), time.time() - self._t0,
+            server_round,
+            self.num_rounds,
+            metrics[keys.AUC],
+            metrics[keys.ACCURACY],
+            metrics[keys.F1],
+            metrics[keys.SENSITIVITY],
+            metrics[keys.SPECIFICITY],
+            metrics[keys.BRIER],
+            len(self.samples),
+            time.time() - self._t0,
         )
         return MetricRecord(metrics)

@@ -95,7 +95,10 @@ class RecordingStrategy(Strategy):
             if msg.has_error():
                 log.warning(
                     "Round %d %s: node %s failed: %s",
-                    rnd, phase, msg.metadata.src_node_id, msg.error.reason,
+                    rnd,
+                    phase,
+                    msg.metadata.src_node_id,
+                    msg.error.reason,
                 )
                 continue
             metrics = dict(next(iter(msg.content.metric_records.values())))

@@ -55,14 +55,18 @@ def read_manifest(site_dir: Path) -> pd.DataFrame:
     path = site_dir / MANIFEST
     if not path.is_file():
         raise DataError(
-            path, MANIFEST, "file not found",
+            path,
+            MANIFEST,
+            "file not found",
             "point data-path / data-root at a prepared site folder",
         )
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
         raise DataError(
-            path, ", ".join(missing), "required column(s) absent",
+            path,
+            ", ".join(missing),
+            "required column(s) absent",
             f"the manifest needs columns {', '.join(REQUIRED_COLUMNS)}",
         )
     return frame
@@ -139,7 +143,9 @@ def load_site(
     if out.quarantined:
         log.warning(
             "Site %s: %d case(s) quarantined, %d loaded",
-            name, len(out.quarantined), sum(len(v) for v in out.splits.values()),
+            name,
+            len(out.quarantined),
+            sum(len(v) for v in out.splits.values()),
         )
     return out
 

@@ -47,7 +47,11 @@ def ct_transforms(cfg: DataConfig, keys: tuple[str, ...] = (CT,)) -> Compose:
             RequireVolumed(keys=keys),
             Orientationd(keys=keys, axcodes="RAS"),
             ScaleIntensityRanged(
-                keys=keys, a_min=cfg.hu_min, a_max=cfg.hu_max, b_min=0.0, b_max=1.0,
+                keys=keys,
+                a_min=cfg.hu_min,
+                a_max=cfg.hu_max,
+                b_min=0.0,
+                b_max=1.0,
                 clip=True,
             ),
             Resized(

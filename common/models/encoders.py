@@ -19,7 +19,11 @@ ENCODERS: Registry[nn.Module] = Registry("encoder")
 
 
 class Encoder(nn.Module):
-    """Base: ``forward`` is ``forward_features``."""
+    """Base: ``forward`` is ``forward_features``.
+
+    Every encoder ends in a LayerNorm: embeddings of all modalities share one scale,
+    and an outlier input cannot blow up the fused logit.
+    """
 
     embed_dim: int
 
@@ -49,11 +53,24 @@ class Monai3DEncoder(Encoder):
             no_max_pool=True,
             norm=("group", {"num_groups": 4}),
         )
-        self.proj = nn.Linear(widths[-1], embed_dim)
+        # a lesion is a small local finding: average pooling alone dilutes it
+        self.trunk.avgpool = AvgMaxPool3d()
+        self.proj = nn.Sequential(
+            nn.Linear(2 * widths[-1], embed_dim), nn.LayerNorm(embed_dim)
+        )
         self.embed_dim = embed_dim
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.proj(self.trunk(x))
+
+
+class AvgMaxPool3d(nn.Module):
+    """Global average and max pooling, concatenated: (B, C, ...) -> (B, 2C, 1, 1, 1)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        avg = x.mean(dim=(2, 3, 4), keepdim=True)
+        mx = x.amax(dim=(2, 3, 4), keepdim=True)
+        return torch.cat([avg, mx], dim=1)
 
 
 class Timm25DEncoder(Encoder):
@@ -66,7 +83,9 @@ class Timm25DEncoder(Encoder):
         self.trunk = timm.create_model(
             model_name, pretrained=False, in_chans=in_slices, num_classes=0
         )
-        self.proj = nn.Linear(self.trunk.num_features, embed_dim)
+        self.proj = nn.Sequential(
+            nn.Linear(self.trunk.num_features, embed_dim), nn.LayerNorm(embed_dim)
+        )
         self.embed_dim = embed_dim
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -84,6 +103,7 @@ class MLPEncoder(Encoder):
             nn.ReLU(),
             nn.Dropout(0.1),
             nn.Linear(hidden, embed_dim),
+            nn.LayerNorm(embed_dim),
         )
         self.embed_dim = embed_dim
 

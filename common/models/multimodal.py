@@ -4,6 +4,7 @@ for each absent modality, and a fusion head."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from common.config import ModelConfig
@@ -25,13 +26,21 @@ class MultimodalNet(nn.Module):
         encoders: dict[str, nn.Module],
         fusion: nn.Module,
         embed_dim: int,
+        modality_dropout: float = 0.0,
+        aux_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        self.modality_dropout = modality_dropout
+        self.aux_weight = aux_weight
         self.modalities = tuple(encoders)
         self.encoders = nn.ModuleDict(encoders)
         self.fusion = fusion
         self.missing = nn.ParameterDict(
             {m: nn.Parameter(torch.zeros(embed_dim)) for m in self.modalities}
+        )
+        # one linear head per modality, used only for the auxiliary training loss
+        self.aux_heads = nn.ModuleDict(
+            {m: nn.Linear(embed_dim, 1) for m in self.modalities}
         )
 
     def embed(
@@ -40,6 +49,11 @@ class MultimodalNet(nn.Module):
         embeddings, present = {}, {}
         for m in self.modalities:
             flag = batch[present_key(m)].float()
+            if self.training and self.modality_dropout > 0 and len(self.modalities) > 1:
+                # drop a present modality now and then so that no branch can lean on
+                # the others, and the learned stand-in embedding gets trained
+                keep = torch.rand_like(flag) >= self.modality_dropout
+                flag = flag * keep
             z = self.encoders[m].forward_features(batch[m])
             embeddings[m] = torch.where(flag[:, None] > 0, z, self.missing[m])
             present[m] = flag
@@ -47,6 +61,30 @@ class MultimodalNet(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.fusion(*self.embed(batch))
+
+    def training_loss(
+        self, batch: dict[str, torch.Tensor], labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fused BCE loss plus ``aux_weight`` x each modality's own BCE loss.
+
+        The auxiliary heads give every encoder a gradient of its own: without them
+        the branch that fits fastest (clinical) starves the slower one (CT).
+        Returns (loss, fused logits (B,)).
+        """
+        embeddings, present = self.embed(batch)
+        logits = self.fusion(embeddings, present)
+        loss = F.binary_cross_entropy_with_logits(logits, labels)
+        if self.aux_weight > 0 and len(self.modalities) > 1:
+            for m in self.modalities:
+                aux = self.aux_heads[m](embeddings[m]).squeeze(1)
+                per_case = F.binary_cross_entropy_with_logits(
+                    aux, labels, reduction="none"
+                )
+                w = present[m]
+                loss = loss + self.aux_weight * (per_case * w).sum() / w.sum().clamp(
+                    min=1.0
+                )
+        return loss, logits
 
 
 def build_model(cfg: ModelConfig, image_depth: int = 16) -> MultimodalNet:
@@ -71,4 +109,6 @@ def build_model(cfg: ModelConfig, image_depth: int = 16) -> MultimodalNet:
     fusion = FUSIONS.create(
         cfg.fusion, modalities=tuple(encoders), embed_dim=cfg.embed_dim
     )
-    return MultimodalNet(encoders, fusion, cfg.embed_dim)
+    return MultimodalNet(
+        encoders, fusion, cfg.embed_dim, cfg.modality_dropout, cfg.aux_loss_weight
+    )

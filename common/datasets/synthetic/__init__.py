@@ -53,8 +53,13 @@ def generate(spec: SyntheticSpec, out: Path) -> Path:
     for p in profiles:
         rng = np.random.default_rng([spec.seed, p.index, 2])
         write_cases(
-            out / SERVER_TEST / p.name, p, spec, spec.test_cases_per_site, rng,
-            None, f"test-{p.index:02d}-",
+            out / SERVER_TEST / p.name,
+            p,
+            spec,
+            spec.test_cases_per_site,
+            rng,
+            None,
+            f"test-{p.index:02d}-",
         )
     _merge_server_test(out / SERVER_TEST, [p.name for p in profiles])
     meta = {
@@ -93,7 +98,9 @@ class SyntheticDataset:
             root = Path(cfg.data_root)
             if not (root / DATASET_JSON).is_file():
                 raise DataError(
-                    root, DATASET_JSON, "no generated dataset here",
+                    root,
+                    DATASET_JSON,
+                    "no generated dataset here",
                     "leave data-root empty to use the cache, or run "
                     "'oncofed generate --out DIR' first",
                 )

@@ -66,7 +66,7 @@ class SyntheticSpec:
 
     num_sites: int = 7
     seed: int = 2024
-    cases_per_site: int = 44
+    cases_per_site: int = 60
     test_cases_per_site: int = 20
     in_plane: int = 64
     z_extent_mm: float = 60.0
@@ -170,7 +170,9 @@ def ct_volume(
     nz = max(4, int(round(spec.z_extent_mm / profile.slice_mm)))
     # physical coordinates in a unit box, so anatomy is the same whatever the spacing
     x, y, z = np.meshgrid(
-        np.linspace(-1, 1, n), np.linspace(-1, 1, n), np.linspace(-1, 1, nz),
+        np.linspace(-1, 1, n),
+        np.linspace(-1, 1, n),
+        np.linspace(-1, 1, nz),
         indexing="ij",
     )
     vol = np.full((n, n, nz), -1000.0)
@@ -195,8 +197,8 @@ def ct_volume(
         inside = np.argwhere(liver)
         for _ in range(int(rng.integers(1, 4))):
             centre = inside[rng.integers(len(inside))]
-            radius_mm = float(np.clip(rng.lognormal(np.log(20.0), 0.45), 6.0, 45.0))
-            contrast = rng.uniform(-70, -30)  # hypodense in portal-venous phase
+            radius_mm = float(np.clip(rng.lognormal(np.log(16.0), 0.45), 5.0, 45.0))
+            contrast = rng.uniform(-80, -35)  # hypodense in portal-venous phase
             d2 = (
                 ((np.arange(n)[:, None, None] - centre[0]) * profile.pixel_mm) ** 2
                 + ((np.arange(n)[None, :, None] - centre[1]) * profile.pixel_mm) ** 2

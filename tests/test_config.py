@@ -1,0 +1,61 @@
+"""Typed config: defaults, the one mapping from Flower keys, rejected keys."""
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from common.config import KEYS, OncoFedConfig, from_run_config
+from common.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_empty_run_config_gives_defaults():
+    assert from_run_config({}) == OncoFedConfig()
+
+
+def test_values_are_mapped_and_converted():
+    cfg = from_run_config(
+        {"num-server-rounds": "3", "learning-rate": 1, "strategy": "fedprox"}
+    )
+    assert cfg.federation.num_server_rounds == 3
+    assert cfg.train.learning_rate == 1.0
+    assert cfg.federation.strategy == "fedprox"
+
+
+def test_unknown_key_is_named_with_a_suggestion():
+    with pytest.raises(
+        ConfigError, match=r"'num-server-round'.*Did you mean 'num-server-rounds'"
+    ):
+        from_run_config({"num-server-round": 2})
+
+
+def test_wrong_type_names_key_and_fix():
+    with pytest.raises(ConfigError, match=r"'local-epochs' = 'two'.*int"):
+        from_run_config({"local-epochs": "two"})
+
+
+def test_relative_run_dir_is_rejected():
+    with pytest.raises(ConfigError, match="run-dir"):
+        from_run_config({"run-dir": "runs/here"})
+
+
+def test_resolved_config_round_trips():
+    cfg = from_run_config({"seed": 7, "modalities": "ct"})
+    assert from_run_config(cfg.to_flat()) == cfg
+
+
+@pytest.mark.parametrize("app", sorted((ROOT / "simulations").glob("*/pyproject.toml")))
+def test_app_declares_every_key_with_our_defaults(app):
+    """Flower only lets --run-config override keys the app declares."""
+    declared = tomllib.loads(app.read_text())["tool"]["flwr"]["app"]["config"]
+    assert set(declared) == set(KEYS)
+    defaults = OncoFedConfig().to_flat()
+    differing = {k for k in declared if declared[k] != defaults[k]}
+    assert differing == set(), f"app defaults differ from the dataclasses: {differing}"
+
+
+@pytest.mark.parametrize("preset", sorted((ROOT / "configs").glob("*.toml")))
+def test_presets_only_use_known_keys(preset):
+    from_run_config(tomllib.loads(preset.read_text()))

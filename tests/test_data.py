@@ -1,0 +1,109 @@
+"""Sample dicts from a site folder; bad cases quarantined, the rest go on."""
+
+import gzip
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from common.config import DataConfig
+from common.data.site import load_site
+from common.errors import DataError
+from common.keys import CLINICAL, CT, LABEL, present_key
+
+CFG = DataConfig(num_sites=3)
+
+
+def _manifest(site):
+    return pd.read_csv(site / "manifest.csv", keep_default_na=False, dtype=str)
+
+
+def test_samples_have_fixed_shapes_and_flags(site_copy):
+    data = load_site(site_copy, CFG)
+    assert not data.quarantined
+    sample = data.split("train")[0]
+    assert tuple(sample[CT].shape) == (
+        1,
+        CFG.image_size,
+        CFG.image_size,
+        CFG.image_depth,
+    )
+    assert 0.0 <= float(sample[CT].min()) and float(sample[CT].max()) <= 1.0
+    assert sample[CLINICAL].shape == (24,)
+    assert sample[LABEL] in (0.0, 1.0)
+    assert sample[present_key(CT)] in (0.0, 1.0)
+
+
+def _first_ct(site):
+    m = _manifest(site)
+    row = m[(m.ct_path != "") & (m.split == "train")].iloc[0]
+    return row.case_id, site / row.ct_path
+
+
+def test_truncated_nifti_is_quarantined_with_file_named(site_copy):
+    n_before = len(load_site(site_copy, CFG).split("train"))
+    case, path = _first_ct(site_copy)
+    path.write_bytes(path.read_bytes()[:300])
+    data = load_site(site_copy, CFG)
+    assert [q.case_id for q in data.quarantined] == [case]
+    assert str(path) == data.quarantined[0].path
+    assert len(data.split("train")) == n_before - 1
+
+
+def test_wrong_shape_nifti_is_quarantined(site_copy):
+    case, path = _first_ct(site_copy)
+    nib.save(nib.Nifti1Image(np.zeros((64, 64), np.int16), np.eye(4)), path)
+    data = load_site(site_copy, CFG)
+    assert [q.case_id for q in data.quarantined] == [case]
+    assert "shape" in data.quarantined[0].reason
+
+
+def test_missing_file_is_quarantined(site_copy):
+    case, path = _first_ct(site_copy)
+    path.unlink()
+    data = load_site(site_copy, CFG)
+    assert [q.case_id for q in data.quarantined] == [case]
+
+
+def test_non_numeric_lab_value_names_column(site_copy):
+    tsv = site_copy / "clinical.tsv"
+    table = pd.read_csv(tsv, sep="\t", dtype=str, keep_default_na=False)
+    case = table.case_id.iloc[0]
+    table.loc[0, "afp_ng_ml"] = "high"
+    table.to_csv(tsv, sep="\t", index=False)
+    data = load_site(site_copy, CFG)
+    assert [q.case_id for q in data.quarantined] == [case]
+    assert "afp_ng_ml" in data.quarantined[0].reason
+    assert data.quarantined[0].path == str(tsv)
+
+
+def test_duplicate_case_id_keeps_first(site_copy):
+    m = _manifest(site_copy)
+    pd.concat([m, m.iloc[[0]]]).to_csv(site_copy / "manifest.csv", index=False)
+    data = load_site(site_copy, CFG)
+    assert len(data.quarantined) == 1
+    assert "duplicate" in data.quarantined[0].reason
+
+
+def test_missing_manifest_is_a_clear_error(tmp_path):
+    with pytest.raises(DataError, match="manifest.csv.*not found"):
+        load_site(tmp_path, CFG)
+
+
+def test_case_without_ct_gets_absent_flag(site_copy):
+    m = _manifest(site_copy)
+    m.loc[0, "ct_path"] = ""
+    m.to_csv(site_copy / "manifest.csv", index=False)
+    data = load_site(site_copy, CFG)
+    first = {s["case_id"]: s for v in data.splits.values() for s in v}[m.case_id[0]]
+    assert first[present_key(CT)] == 0.0
+    assert float(first[CT].abs().sum()) == 0.0
+
+
+def test_gzip_corruption_in_the_middle(site_copy):
+    case, path = _first_ct(site_copy)
+    raw = bytearray(gzip.decompress(path.read_bytes()))
+    path.write_bytes(gzip.compress(bytes(raw[: len(raw) // 2])))
+    data = load_site(site_copy, CFG)
+    assert [q.case_id for q in data.quarantined] == [case]

@@ -1,0 +1,165 @@
+"""Real Flower: `flwr run` on the simulation runtime, and a loopback deployment.
+
+Each test starts its own SuperLink (and SuperNodes) on free 127.0.0.1 ports with a
+private FLWR_HOME, and stops every process it started. ``flwr run --stream`` exits
+0 even when a run fails, so the tests check the run store, not the exit code.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+
+import pytest
+
+from tests.conftest import (
+    BIN,
+    ROOT,
+    SMALL_SITES,
+    free_port,
+    wait_port,
+    write_connection,
+)
+
+APP = ROOT / "simulations" / "lits_sites"
+ROUNDS = 2
+
+
+def _flwr_run(processes, connection: str, overrides: str, *extra: str) -> str:
+    out = subprocess.run(
+        [
+            str(BIN / "flwr"),
+            "run",
+            str(APP),
+            connection,
+            "--stream",
+            "--run-config",
+            overrides,
+            *extra,
+        ],
+        env=processes.env,
+        cwd=processes.logdir,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    return out.stdout + out.stderr
+
+
+def _check_run_store(run_root, sites: int) -> None:
+    stores = list(run_root.glob("*/run.sqlite"))
+    assert len(stores) == 1, f"no run store under {run_root}"
+    run_dir = stores[0].parent
+    assert (run_dir / "config.json").is_file()
+    assert (run_dir / "checkpoints" / "best.pt").is_file()
+    assert (run_dir / "checkpoints" / "last.pt").is_file()
+    with sqlite3.connect(stores[0]) as db:
+        rounds = {
+            r
+            for (r,) in db.execute(
+                "SELECT DISTINCT round FROM global_metrics WHERE metric = 'auc'"
+            )
+        }
+        assert rounds == set(range(ROUNDS + 1))  # round 0 = initial model
+        for phase in ("train", "evaluate"):
+            per_round = db.execute(
+                "SELECT round, COUNT(DISTINCT site) FROM site_metrics "
+                "WHERE phase = ? GROUP BY round",
+                (phase,),
+            ).fetchall()
+            assert per_round == [(r, sites) for r in range(1, ROUNDS + 1)], phase
+        n_train = db.execute(
+            "SELECT SUM(value) FROM site_metrics WHERE phase='train' AND round=1 "
+            "AND metric='num-examples'"
+        ).fetchone()[0]
+        assert n_train > 10 * sites  # samples, not batches
+        status = db.execute("SELECT status FROM runs").fetchone()[0]
+        assert status == "finished"
+
+
+def _superlink(processes, *, simulation: bool) -> int:
+    port = free_port()
+    args = [
+        str(BIN / "flower-superlink"),
+        "--insecure",
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+    ]
+    if simulation:
+        args += ["--simulation"]
+    processes.start("superlink", *args)
+    wait_port(port)
+    write_connection(processes.env, "oncofed-test", port)
+    return port
+
+
+@pytest.mark.slow
+def test_simulation_run_fills_the_run_store(processes, small_dataset, tmp_path):
+    _superlink(processes, simulation=True)
+    run_root = tmp_path / "runs"
+    log = _flwr_run(
+        processes,
+        "oncofed-test",
+        f"num-server-rounds={ROUNDS} num-sites={SMALL_SITES} local-epochs=1 "
+        f"run-dir='{run_root}'",
+        "--federation-config",
+        f"num-supernodes={SMALL_SITES}",
+    )
+    assert "OncoFed | round 2/2" in log, (
+        log[-4000:] + processes.log("superlink")[-4000:]
+    )
+    assert (
+        f"OncoFed | run directory: {run_root}" in log.strip().splitlines()[-1]
+        or "OncoFed | run directory" in log
+    )
+    _check_run_store(run_root, SMALL_SITES)
+
+
+@pytest.mark.slow
+def test_unknown_run_config_key_is_refused(processes, small_dataset, tmp_path):
+    _superlink(processes, simulation=True)
+    log = _flwr_run(
+        processes,
+        "oncofed-test",
+        "num-server-round=1",
+        "--federation-config",
+        "num-supernodes=2",
+    )
+    assert "num-server-round" in log
+    assert not list(tmp_path.glob("runs/*/run.sqlite"))
+
+
+@pytest.mark.slow
+def test_loopback_deployment_two_supernodes(processes, small_dataset, tmp_path):
+    """SuperLink + 2 SuperNodes on 127.0.0.1, each hospital with its own data-path."""
+    port = _superlink(processes, simulation=False)
+    for i in range(2):
+        processes.start(
+            f"supernode-{i}",
+            str(BIN / "flower-supernode"),
+            "--insecure",
+            "--superlink",
+            f"127.0.0.1:{port}",
+            "--port",
+            str(free_port()),
+            "--node-config",
+            f"data-path='{small_dataset.site_dir(i)}'",
+        )
+    run_root = tmp_path / "runs"
+    log = _flwr_run(
+        processes,
+        "oncofed-test",
+        f"num-server-rounds={ROUNDS} num-sites={SMALL_SITES} local-epochs=1 "
+        f"run-dir='{run_root}'",
+    )
+    assert "Successfully started run" in log, log
+    _check_run_store(run_root, 2)
+    for name in ("superlink", "supernode-0", "supernode-1"):
+        assert (
+            processes.procs[
+                ["superlink", "supernode-0", "supernode-1"].index(name)
+            ].poll()
+            is None
+        ), processes.log(name)

@@ -1,0 +1,45 @@
+"""Run store (a real SQLite file) and metric definitions."""
+
+import math
+import sqlite3
+
+import pytest
+
+from common.metrics import binary_metrics
+from common.store import RunStore
+
+
+def test_run_store_long_format(tmp_path):
+    store = RunStore(tmp_path / "run.sqlite")
+    store.start_run("r1", "demo", {"num-server-rounds": 2})
+    store.log_global("r1", 1, {"auc": 0.8, "accuracy": 0.7})
+    store.log_site(
+        "r1", 1, "site-00", "17", "evaluate", {"auc": float("nan"), "num-examples": 9}
+    )
+    store.finish_run("r1")
+    with sqlite3.connect(tmp_path / "run.sqlite") as db:
+        assert db.execute(
+            "SELECT value FROM global_metrics WHERE metric='auc'"
+        ).fetchone() == (0.8,)
+        # undefined metric is stored as NULL, not as a number
+        assert db.execute(
+            "SELECT value FROM site_metrics WHERE metric='auc' AND site='site-00'"
+        ).fetchone() == (None,)
+        assert db.execute("SELECT status FROM runs").fetchone() == ("finished",)
+    frame = store.site_frame("r1")
+    assert set(frame.columns) >= {"run_id", "round", "site", "phase", "metric", "value"}
+
+
+def test_metrics_known_values():
+    m = binary_metrics([0, 0, 1, 1], [0.1, 0.6, 0.4, 0.9])
+    assert m["auc"] == pytest.approx(0.75)
+    assert m["accuracy"] == pytest.approx(0.5)
+    assert m["sensitivity"] == pytest.approx(0.5)
+    assert m["specificity"] == pytest.approx(0.5)
+    assert m["brier"] == pytest.approx((0.01 + 0.36 + 0.36 + 0.01) / 4)
+
+
+def test_undefined_metrics_are_nan_not_invented():
+    m = binary_metrics([0, 0, 0], [0.2, 0.7, 0.1])
+    assert math.isnan(m["auc"]) and math.isnan(m["sensitivity"])
+    assert m["specificity"] == pytest.approx(2 / 3)

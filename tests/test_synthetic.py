@@ -1,0 +1,89 @@
+"""The synthetic virtual hospitals: real formats, deterministic, site differences."""
+
+import hashlib
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+
+from common.config import DataConfig
+from common.datasets import open_dataset
+from common.datasets.synthetic import SyntheticSpec, generate
+from common.datasets.synthetic.generator import CLINICAL_COLUMNS
+
+
+def _digest(root):
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*")):
+        if p.is_file():
+            h.update(p.relative_to(root).as_posix().encode())
+            if p.suffix == ".gz":  # gzip headers carry no mtime in nibabel, but be safe
+                h.update(np.asarray(nib.load(p).dataobj).tobytes())
+            else:
+                h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_same_spec_writes_same_content(tmp_path):
+    spec = SyntheticSpec(num_sites=2, cases_per_site=12, test_cases_per_site=4)
+    a, b = generate(spec, tmp_path / "a"), generate(spec, tmp_path / "b")
+    assert _digest(a) == _digest(b)
+    other = generate(
+        SyntheticSpec(num_sites=2, cases_per_site=12, test_cases_per_site=4, seed=1),
+        tmp_path / "c",
+    )
+    assert _digest(other) != _digest(a)
+
+
+def test_ct_is_hounsfield_and_labels_follow_lits(small_dataset):
+    site = small_dataset.site_dir(0)
+    manifest = pd.read_csv(site / "manifest.csv", keep_default_na=False)
+    row = manifest[(manifest.label == 1) & (manifest.ct_path != "")].iloc[0]
+    ct = nib.load(site / row.ct_path)
+    seg = np.asarray(nib.load(site / row.mask_path).dataobj)
+    vol = np.asarray(ct.dataobj)
+    assert vol.min() <= -900  # air
+    assert vol.max() >= 300  # bone
+    assert set(np.unique(seg)) == {0, 1, 2}
+    liver = vol[seg == 1].mean()
+    assert 20 < liver < 140  # parenchyma in HU (site offset/gain included)
+    neg = manifest[(manifest.label == 0) & (manifest.ct_path != "")].iloc[0]
+    assert 2 not in np.unique(np.asarray(nib.load(site / neg.mask_path).dataobj))
+
+
+def test_clinical_table_has_columns_and_missingness(small_dataset):
+    tables = [
+        pd.read_csv(small_dataset.site_dir(i) / "clinical.tsv", sep="\t")
+        for i in range(len(small_dataset.sites))
+    ]
+    allrows = pd.concat(tables)
+    assert list(allrows.columns) == ["case_id", *CLINICAL_COLUMNS]
+    assert allrows["afp_ng_ml"].isna().any() or allrows["inr"].isna().any()
+    assert allrows["age"].notna().all()
+
+
+def test_sites_differ_like_hospitals(small_dataset):
+    meta = json.loads((small_dataset.root / "dataset.json").read_text())
+    profiles = meta["profiles"]
+    assert len({round(p["hu_offset"]) for p in profiles}) == len(profiles)
+    assert len({p["n_cases"] for p in profiles}) > 1
+    prevalences = [
+        pd.read_csv(small_dataset.site_dir(i) / "manifest.csv").label.mean()
+        for i in range(len(profiles))
+    ]
+    assert max(prevalences) - min(prevalences) > 0.05
+    manifests = [
+        pd.read_csv(small_dataset.site_dir(i) / "manifest.csv", keep_default_na=False)
+        for i in range(len(profiles))
+    ]
+    assert any((m.ct_path == "").any() for m in manifests)  # a site lacks some CT
+    assert any((m.has_clinical == 0).any() for m in manifests)
+
+
+def test_cache_is_reused_not_regenerated(small_dataset):
+    marker = small_dataset.root / "dataset.json"
+    before = marker.stat().st_mtime_ns
+    again = open_dataset(DataConfig(num_sites=len(small_dataset.sites)))
+    assert again.root == small_dataset.root
+    assert marker.stat().st_mtime_ns == before
