@@ -88,7 +88,7 @@ class TrainConfig:
     local_epochs: int = field(
         default=2, metadata=_key("local-epochs", "epochs per round at each site")
     )
-    batch_size: int = field(default=16, metadata=_key("batch-size", "samples/batch"))
+    batch_size: int = field(default=8, metadata=_key("batch-size", "samples/batch"))
     learning_rate: float = field(
         default=1e-3, metadata=_key("learning-rate", "local optimiser learning rate")
     )

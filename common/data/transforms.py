@@ -45,7 +45,9 @@ def ct_transforms(cfg: DataConfig, keys: tuple[str, ...] = (CT,)) -> Compose:
             LoadImaged(keys=keys, image_only=True),
             EnsureChannelFirstd(keys=keys, channel_dim="no_channel"),
             RequireVolumed(keys=keys),
-            Orientationd(keys=keys, axcodes="RAS"),
+            Orientationd(
+                keys=keys, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))
+            ),
             ScaleIntensityRanged(
                 keys=keys,
                 a_min=cfg.hu_min,

@@ -33,6 +33,7 @@ import pandas as pd
 from common.keys import CASE_ID, LABEL
 
 GENERATOR_VERSION = 1  # bump when the content for a given spec changes
+OCCULT_FRACTION = 0.35  # positives whose tumours CT cannot show (caps image AUC)
 
 CLINICAL_COLUMNS = (
     "age",
@@ -195,10 +196,15 @@ def ct_volume(
     seg[liver] = 1
     if label == 1:
         inside = np.argwhere(liver)
+        occult = rng.random() < OCCULT_FRACTION
         for _ in range(int(rng.integers(1, 4))):
             centre = inside[rng.integers(len(inside))]
-            radius_mm = float(np.clip(rng.lognormal(np.log(16.0), 0.45), 5.0, 45.0))
-            contrast = rng.uniform(-80, -35)  # hypodense in portal-venous phase
+            if occult:  # small, near-isodense: invisible at this resolution
+                radius_mm = float(rng.uniform(3.0, 5.0))
+                contrast = rng.uniform(-20, -10)
+            else:
+                radius_mm = float(np.clip(rng.lognormal(np.log(22.0), 0.35), 10, 45))
+                contrast = rng.uniform(-90, -50)  # hypodense, portal-venous phase
             d2 = (
                 ((np.arange(n)[:, None, None] - centre[0]) * profile.pixel_mm) ** 2
                 + ((np.arange(n)[None, :, None] - centre[1]) * profile.pixel_mm) ** 2
