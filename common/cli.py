@@ -63,9 +63,15 @@ def _show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _config(_: argparse.Namespace) -> int:
-    from common.config import KEYS, OncoFedConfig
+def _config(args: argparse.Namespace) -> int:
+    from common.config import KEYS, OncoFedConfig, from_run_config
 
+    if args.check:
+        import tomllib
+
+        from_run_config(tomllib.loads(Path(args.check).read_text()))
+        print(f"{args.check}: every key is known and every value valid")
+        return 0
     default = OncoFedConfig()
     for key, (section, f) in sorted(KEYS.items()):
         value = getattr(getattr(default, section), f.name)
@@ -105,9 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     c = sub.add_parser(
         "config",
-        help="list every run-config key with its default",
-        description="List the run-config keys accepted by --run-config.",
+        help="list every run-config key with its default, or check a preset",
+        description="List the run-config keys accepted by --run-config, or check "
+        "a TOML preset (Flower refuses an unknown key without naming it; this "
+        "names it and suggests the closest).",
     )
+    c.add_argument("--check", metavar="TOML", help="validate this preset file")
     c.set_defaults(func=_config)
     return p
 

@@ -36,3 +36,13 @@ def test_generate_writes_a_dataset(tmp_path):
     out = _run("generate", "--out", str(tmp_path / "ds"), "--num-sites", "2")
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "ds" / "site-01" / "manifest.csv").is_file()
+
+
+def test_config_check_names_an_unknown_key(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("num-server-round = 3\n")
+    out = _run("config", "--check", str(bad))
+    assert out.returncode == 2
+    assert "'num-server-round'" in out.stderr and "num-server-rounds" in out.stderr
+    good = _run("config", "--check", "configs/quick.toml", cwd=BIN.parents[1])
+    assert good.returncode == 0, good.stderr
