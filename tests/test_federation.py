@@ -46,6 +46,14 @@ def _flwr_run(processes, connection: str, overrides: str, *extra: str) -> str:
     return out.stdout + out.stderr
 
 
+def _small_run(run_root) -> str:
+    """Run config of a short run: 2 rounds, 1 local epoch, the 3-site dataset."""
+    return (
+        f"num-server-rounds={ROUNDS} num-sites={SMALL_SITES} local-epochs=1 "
+        f"run-dir='{run_root}'"
+    )
+
+
 def _check_run_store(run_root, sites: int) -> None:
     stores = list(run_root.glob("*/run.sqlite"))
     assert len(stores) == 1, f"no run store under {run_root}"
@@ -102,8 +110,7 @@ def test_simulation_run_fills_the_run_store(processes, small_dataset, tmp_path):
     log = _flwr_run(
         processes,
         "oncofed-test",
-        f"num-server-rounds={ROUNDS} num-sites={SMALL_SITES} local-epochs=1 "
-        f"run-dir='{run_root}'",
+        _small_run(run_root),
         "--federation-config",
         f"num-supernodes={SMALL_SITES}",
     )
@@ -156,8 +163,7 @@ def test_loopback_deployment_two_supernodes(processes, small_dataset, tmp_path):
     log = _flwr_run(
         processes,
         "oncofed-test",
-        f"num-server-rounds={ROUNDS} num-sites={SMALL_SITES} local-epochs=1 "
-        f"run-dir='{run_root}'",
+        _small_run(run_root),
     )
     assert "Successfully started run" in log, log
     _check_run_store(run_root, 2)
