@@ -103,7 +103,8 @@ class RunStore:
         return self._frame("site_metrics", run_id)
 
     def _frame(self, table: str, run_id: str | None) -> pd.DataFrame:
-        query, args = f"SELECT * FROM {table}", ()
+        query = f"SELECT * FROM {table}"
+        args: tuple[str, ...] = ()
         if run_id is not None:
             query, args = query + " WHERE run_id = ?", (run_id,)
         with self._conn() as c:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -43,7 +44,9 @@ def make_loader(
     seed: int = 0,
     transform: Callable | None = None,
 ) -> DataLoader:
-    data = list(samples) if transform is None else Dataset(list(samples), transform)
+    data: Any = (
+        list(samples) if transform is None else Dataset(list(samples), transform)
+    )
     return DataLoader(
         data,
         batch_size=batch_size,
@@ -67,10 +70,12 @@ class ProximalTerm:
         self.anchor = [p.detach().clone() for p in model.parameters()]
 
     def __call__(self, model: nn.Module) -> torch.Tensor:
-        total = sum(
-            ((p - a) ** 2).sum()
-            for p, a in zip(model.parameters(), self.anchor, strict=True)
-        )
+        total = torch.stack(
+            [
+                ((p - a) ** 2).sum()
+                for p, a in zip(model.parameters(), self.anchor, strict=True)
+            ]
+        ).sum()
         return 0.5 * self.mu * total
 
 
@@ -101,7 +106,10 @@ def train_local(
         total, n = 0.0, 0
         for batch in loader:
             batch = _to(batch, device)
-            loss, logits = model.training_loss(batch, batch[LABEL].float())
+            # the model family's own loss (fused + auxiliary terms), see MultimodalNet
+            loss, logits = model.training_loss(  # type: ignore[operator]
+                batch, batch[LABEL].float()
+            )
             for term in extra_terms:
                 loss = loss + term(model)
             opt.zero_grad(set_to_none=True)

@@ -54,7 +54,7 @@ class Monai3DEncoder(Encoder):
             norm=("group", {"num_groups": 4}),
         )
         # a lesion is a small local finding: average pooling alone dilutes it
-        self.trunk.avgpool = AvgMaxPool3d()
+        self.trunk.avgpool = AvgMaxPool3d()  # type: ignore[assignment]
         self.proj = nn.Sequential(
             nn.Linear(2 * widths[-1], embed_dim), nn.LayerNorm(embed_dim)
         )
@@ -84,7 +84,7 @@ class Timm25DEncoder(Encoder):
             model_name, pretrained=False, in_chans=in_slices, num_classes=0
         )
         self.proj = nn.Sequential(
-            nn.Linear(self.trunk.num_features, embed_dim), nn.LayerNorm(embed_dim)
+            nn.Linear(int(self.trunk.num_features), embed_dim)  # type: ignore[arg-type], nn.LayerNorm(embed_dim)
         )
         self.embed_dim = embed_dim
 

@@ -54,7 +54,7 @@ class MultimodalNet(nn.Module):
                 # the others, and the learned stand-in embedding gets trained
                 keep = torch.rand_like(flag) >= self.modality_dropout
                 flag = flag * keep
-            z = self.encoders[m].forward_features(batch[m])
+            z = self.encoders[m].forward_features(batch[m])  # type: ignore[operator]
             embeddings[m] = torch.where(flag[:, None] > 0, z, self.missing[m])
             present[m] = flag
         return embeddings, present
