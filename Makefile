@@ -11,7 +11,7 @@ setup:  ## create .venv, install OncoFed and configure the local Flower simulati
 	$(BIN)/pip install -q -e ".[dev]"
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m common.flower_setup
 
-test:  ## the test command CI runs (lint first: ruff and mypy are fast)
+test:  ## the test command CI runs
 	$(BIN)/python -m pytest -q
 
 lint:

@@ -83,9 +83,8 @@ class Timm25DEncoder(Encoder):
         self.trunk = timm.create_model(
             model_name, pretrained=False, in_chans=in_slices, num_classes=0
         )
-        self.proj = nn.Sequential(
-            nn.Linear(int(self.trunk.num_features), embed_dim)  # type: ignore[arg-type], nn.LayerNorm(embed_dim)
-        )
+        width: int = self.trunk.num_features  # type: ignore[assignment]
+        self.proj = nn.Sequential(nn.Linear(width, embed_dim), nn.LayerNorm(embed_dim))
         self.embed_dim = embed_dim
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
