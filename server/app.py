@@ -85,6 +85,13 @@ def main(grid: Grid, context: Context) -> None:
     strategy = RecordingStrategy(
         STRATEGIES.create(cfg.federation.strategy, cfg=cfg.federation), store, run_id
     )
+    log(
+        INFO,
+        "OncoFed | strategy: %s (%s), %d rounds",
+        cfg.federation.strategy,
+        type(strategy.inner).__name__,
+        rounds,
+    )
     status = "failed"
     try:
         strategy.start(

@@ -104,13 +104,16 @@ def _superlink(processes, *, simulation: bool) -> int:
 
 
 @pytest.mark.slow
-def test_simulation_run_fills_the_run_store(processes, small_dataset, tmp_path):
+@pytest.mark.parametrize("strategy", ["fedavg", "fedprox", "fedadam"])
+def test_simulation_run_fills_the_run_store(
+    processes, small_dataset, tmp_path, strategy
+):
     _superlink(processes, simulation=True)
     run_root = tmp_path / "runs"
     log = _flwr_run(
         processes,
         "oncofed-test",
-        _small_run(run_root),
+        _small_run(run_root) + f" strategy='{strategy}'",
         "--federation-config",
         f"num-supernodes={SMALL_SITES}",
     )
@@ -122,6 +125,8 @@ def test_simulation_run_fills_the_run_store(processes, small_dataset, tmp_path):
         or "OncoFed | run directory" in log
     )
     _check_run_store(run_root, SMALL_SITES)
+    expected = {"fedavg": "FedAvg", "fedprox": "FedProx", "fedadam": "FedAdam"}
+    assert f"OncoFed | strategy: {strategy} ({expected[strategy]})" in log
 
 
 @pytest.mark.slow
