@@ -10,11 +10,12 @@ rejects unknown keys by name. The resolved config is saved with every run
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 from common.errors import ConfigError
+from common.keys import MODALITIES
+from common.registry import look_up_option, suggestion
 
 
 def _key(name: str, doc: str) -> Any:
@@ -162,7 +163,7 @@ class OncoFedConfig:
         return out
 
 
-SECTIONS = {f.name: f.type for f in fields(OncoFedConfig)}
+SECTIONS = tuple(f.name for f in fields(OncoFedConfig))
 
 
 def _key_table() -> dict[str, tuple[str, dataclasses.Field[Any]]]:
@@ -212,10 +213,8 @@ def from_run_config(run_config: dict[str, Any]) -> OncoFedConfig:
     per_section: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
     for key, value in run_config.items():
         if key not in KEYS:
-            close = difflib.get_close_matches(key, KEYS, n=1)
-            hint = f" Did you mean '{close[0]}'?" if close else ""
             raise ConfigError(
-                f"Unknown run-config key '{key}'.{hint} "
+                f"Unknown run-config key '{key}'.{suggestion(key, KEYS)} "
                 f"Known keys: {', '.join(sorted(KEYS))}."
             )
         section, f = KEYS[key]
@@ -257,4 +256,6 @@ def _validate(cfg: OncoFedConfig) -> None:
         "must be an absolute path (the ServerApp runs in the SuperLink's folder)",
     )
     need(bool(cfg.model.modality_list), "modalities", "name at least one modality")
+    for modality in cfg.model.modality_list:
+        look_up_option(modality, MODALITIES, "modality in run-config key 'modalities'")
     need(0 <= cfg.model.modality_dropout < 1, "modality-dropout", "must be in [0, 1)")

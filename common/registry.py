@@ -15,6 +15,12 @@ from common.errors import ConfigError
 T = TypeVar("T")
 
 
+def suggestion(value: str, options: Iterable[str]) -> str:
+    """`` Did you mean 'x'?`` for the closest of ``options``, or ``''``."""
+    close = difflib.get_close_matches(value, list(options), n=1)
+    return f" Did you mean '{close[0]}'?" if close else ""
+
+
 def look_up_option(value: str, options: Iterable[str], what: str) -> str:
     """Return ``value`` if it is one of ``options``, else raise a ``ConfigError``.
 
@@ -23,8 +29,7 @@ def look_up_option(value: str, options: Iterable[str], what: str) -> str:
     opts = sorted(options)
     if value in opts:
         return value
-    close = difflib.get_close_matches(value, opts, n=1)
-    hint = f" Did you mean '{close[0]}'?" if close else ""
+    hint = suggestion(value, opts)
     raise ConfigError(f"Unknown {what} '{value}'. Options: {', '.join(opts)}.{hint}")
 
 

@@ -59,3 +59,8 @@ def test_app_declares_every_key_with_our_defaults(app):
 @pytest.mark.parametrize("preset", sorted((ROOT / "configs").glob("*.toml")))
 def test_presets_only_use_known_keys(preset):
     from_run_config(tomllib.loads(preset.read_text()))
+
+
+def test_unknown_modality_is_refused_at_the_boundary():
+    with pytest.raises(ConfigError, match="Did you mean 'clinical'"):
+        from_run_config({"modalities": "ct,clinicl"})

@@ -89,23 +89,18 @@ class MultimodalNet(nn.Module):
 
 def build_model(cfg: ModelConfig, image_depth: int = 16) -> MultimodalNet:
     """Create the network named by ``cfg`` (weights random unless ``pretrained``)."""
+    # modality names are validated with the config (common.config)
     encoders: dict[str, nn.Module] = {}
-    for m in cfg.modality_list:
-        if m == CT:
-            enc = ENCODERS.create(
-                cfg.image_encoder, embed_dim=cfg.embed_dim, in_slices=image_depth
-            )
-            if cfg.pretrained:
-                load_pretrained(enc, cfg.pretrained)
-        elif m == CLINICAL:
-            enc = ENCODERS.create(
-                cfg.clinical_encoder, embed_dim=cfg.embed_dim, in_features=NUM_FEATURES
-            )
-        else:
-            from common.registry import look_up_option
-
-            look_up_option(m, (CT, CLINICAL), "modality")
-        encoders[m] = enc
+    if CT in cfg.modality_list:
+        encoders[CT] = ENCODERS.create(
+            cfg.image_encoder, embed_dim=cfg.embed_dim, in_slices=image_depth
+        )
+        if cfg.pretrained:
+            load_pretrained(encoders[CT], cfg.pretrained)
+    if CLINICAL in cfg.modality_list:
+        encoders[CLINICAL] = ENCODERS.create(
+            cfg.clinical_encoder, embed_dim=cfg.embed_dim, in_features=NUM_FEATURES
+        )
     fusion = FUSIONS.create(
         cfg.fusion, modalities=tuple(encoders), embed_dim=cfg.embed_dim
     )
