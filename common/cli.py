@@ -79,6 +79,40 @@ def _config(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    from common.datasets.prepare import PrepareOptions, prepare
+    from common.errors import OncoFedError
+
+    opts = PrepareOptions(
+        partition=args.partition,
+        num_sites=args.num_sites,
+        alpha=args.alpha,
+        seed=args.seed,
+        test_fraction=args.test_fraction,
+        site_map=args.site_map,
+        min_site_cases=args.min_site_cases,
+    )
+    out = Path(args.out).resolve()
+    try:
+        report = prepare(args.dataset, Path(args.root), out, opts, not args.quiet)
+    except OncoFedError as err:
+        print(f"oncofed prepare: {err}", file=sys.stderr)
+        return 2
+    print(
+        f"{report['cases_kept']} case(s) in {len(report['sites'])} site(s); "
+        f"{report['cases_quarantined']} patient(s) and "
+        f"{report['files_quarantined']} entr(y/ies) quarantined"
+    )
+    for site, info in report["sites"].items():
+        print(
+            f"  {site:<28} {info['cases']:>5} cases ({info['train']} train, "
+            f"{info['test']} test)"
+        )
+    print(f"report: {out / 'report.md'}")
+    print(f"prepared dataset: {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="oncofed",
@@ -108,6 +142,66 @@ def build_parser() -> argparse.ArgumentParser:
     )
     s.add_argument("run_dir", help="run directory, as the run's last log line says")
     s.set_defaults(func=_show)
+
+    from common.datasets import DATASETS, _import_builtin
+
+    _import_builtin()
+    pr = sub.add_parser(
+        "prepare",
+        help="turn a dataset's source files into per-site folders plus a report",
+        description="Read a dataset as downloaded (files recognised by content), "
+        "split it into sites (natural split by default), and write one folder per "
+        "site with manifest.csv, plus report.json and report.md listing cases per "
+        "site x modality x label, missingness and every quarantined file with its "
+        "reason. Bad files never stop it; an unusable --root does.",
+    )
+    pr.add_argument(
+        "dataset",
+        choices=DATASETS.names(),
+        metavar="DATASET",
+        help="one of: " + ", ".join(DATASETS.names()),
+    )
+    pr.add_argument("--root", required=True, help="the dataset's download folder")
+    pr.add_argument("--out", required=True, help="output folder (new or empty)")
+    pr.add_argument(
+        "--partition",
+        default="natural",
+        choices=("natural", "dirichlet", "quantity"),
+        help="natural sites (default), Dirichlet label skew, or "
+        "Dirichlet quantity skew",
+    )
+    pr.add_argument(
+        "--num-sites",
+        type=int,
+        default=5,
+        help="sites for dirichlet/quantity partitions (5)",
+    )
+    pr.add_argument(
+        "--alpha",
+        type=float,
+        default=0.5,
+        help="Dirichlet concentration; smaller = more skew (0.5)",
+    )
+    pr.add_argument("--seed", type=int, default=2024, help="seed (2024)")
+    pr.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.2,
+        help="per-site test share where the dataset has no split (0.2)",
+    )
+    pr.add_argument(
+        "--site-map",
+        help="CSV with 'TSS Code' and 'Region' columns "
+        "grouping TCGA tissue-source sites into regions",
+    )
+    pr.add_argument(
+        "--min-site-cases",
+        type=int,
+        default=20,
+        help="natural sites smaller than this are pooled (20)",
+    )
+    pr.add_argument("--quiet", action="store_true", help="no progress bar")
+    pr.set_defaults(func=_prepare)
 
     c = sub.add_parser(
         "config",

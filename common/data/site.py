@@ -21,21 +21,13 @@ from common.data.clinical import NUM_FEATURES, ClinicalValueError, encode_row
 from common.data.transforms import ct_transforms
 from common.errors import DataError
 from common.keys import CASE_ID, CLINICAL, CT, LABEL, SITE_KEY, present_key
+from common.quarantine import Quarantined
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.csv"
 CLINICAL_TSV = "clinical.tsv"
 REQUIRED_COLUMNS = (CASE_ID, "split", LABEL, "ct_path", "has_clinical")
-
-
-@dataclass(frozen=True)
-class Quarantined:
-    """A case left out, with the file at fault and why."""
-
-    case_id: str
-    path: str
-    reason: str
 
 
 @dataclass

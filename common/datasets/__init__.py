@@ -83,11 +83,18 @@ class PreparedDataset:
 
 def open_dataset(cfg: DataConfig) -> PreparedDataset:
     """Resolve ``cfg.dataset`` through the registry and open its prepared root."""
+    return PreparedDataset.open(get_dataset(cfg.dataset).ensure(cfg))
+
+
+def get_dataset(name: str) -> Dataset:
+    """The registry entry ``name`` (built-in datasets imported first)."""
     _import_builtin()
-    entry = DATASETS.create(cfg.dataset)
-    return PreparedDataset.open(entry.ensure(cfg))
+    return DATASETS.create(name)
 
 
 def _import_builtin() -> None:
     # registering is a side effect of importing the dataset packages
     import common.datasets.synthetic  # noqa: F401
+    import common.datasets.tcga_brca_flamby  # noqa: F401
+    import common.datasets.tcga_coad_read  # noqa: F401
+    import common.datasets.tcga_lihc  # noqa: F401

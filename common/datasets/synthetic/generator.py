@@ -17,6 +17,11 @@ How the data is built (the calibration is in docs/synthetic-data.md):
 * Sites differ as hospitals do: scanner HU offset and gain, noise, slice thickness
   and pixel spacing, prevalence, size, lab missingness, and cases lacking CT or
   clinical data.
+* Referral pathways differ too: at each site the positives arrive through a local
+  pathway that shifts two labs (e.g. a hepatology clinic sends patients with higher
+  transaminases; another site's positives come from a transplant list with lower
+  platelets). The shifts differ in lab and sign between sites, so a model trained at
+  one site learns associations that do not hold at the others.
 
 Everything derives from ``np.random.default_rng`` seeded by (seed, site), so the same
 spec always writes the same files.
@@ -32,8 +37,20 @@ import pandas as pd
 
 from common.keys import CASE_ID, LABEL
 
-GENERATOR_VERSION = 1  # bump when the content for a given spec changes
+GENERATOR_VERSION = 2  # bump when the content for a given spec changes
 OCCULT_FRACTION = 0.35  # positives whose tumours CT cannot show (caps image AUC)
+AFP_RAISED_FRACTION = 0.4  # positives with a raised AFP (caps clinical AUC)
+REFERRAL_SHIFT_SD = 1.0  # size of a site's referral-pathway lab shift, in lab SDs
+
+# labs a referral pathway can shift: (spread on the scale the lab is drawn on, log?)
+REFERRAL_LABS = {
+    "alt_u_l": (0.4, True),
+    "ast_u_l": (0.4, True),
+    "albumin_g_dl": (0.45, False),
+    "bilirubin_mg_dl": (0.45, True),
+    "platelets_10e9_l": (50.0, False),
+    "inr": (0.12, False),
+}
 
 CLINICAL_COLUMNS = (
     "age",
@@ -92,6 +109,7 @@ class SiteProfile:
     lab_missing: float  # probability that a lab value is missing
     ct_missing: float  # probability that a case has no CT
     clinical_missing: float  # probability that a case has no clinical record
+    referral: tuple[tuple[str, float], ...] = ()  # (lab, shift in SDs) for positives
 
     @property
     def name(self) -> str:
@@ -102,6 +120,7 @@ def site_profiles(spec: SyntheticSpec) -> list[SiteProfile]:
     """Per-site differences, drawn once from the master seed."""
     rng = np.random.default_rng([spec.seed, 7919])
     sizes = rng.uniform(0.5, 1.6, spec.num_sites)
+    referrals = _referral_pathways(spec)
     profiles = []
     for i in range(spec.num_sites):
         profiles.append(
@@ -117,21 +136,47 @@ def site_profiles(spec: SyntheticSpec) -> list[SiteProfile]:
                 lab_missing=float(rng.uniform(0.0, 0.25)),
                 ct_missing=0.15 if i % 3 == 2 else 0.0,
                 clinical_missing=0.2 if i % 3 == 1 else 0.0,
+                referral=referrals[i],
             )
         )
     return profiles
 
 
+def _referral_pathways(spec: SyntheticSpec) -> list[tuple[tuple[str, float], ...]]:
+    """Two (lab, signed shift) pairs per site. Each lab's sign alternates from one
+    site that uses it to the next, so pooled over the consortium the shifts cancel
+    and only a single-site model is misled by them."""
+    rng = np.random.default_rng([spec.seed, 104729])
+    labs = list(REFERRAL_LABS)
+    uses = dict.fromkeys(labs, 0)
+    out = []
+    for _ in range(spec.num_sites):
+        pairs = []
+        for k in rng.choice(len(labs), size=2, replace=False):
+            lab = labs[int(k)]
+            pairs.append((lab, REFERRAL_SHIFT_SD * (-1.0 if uses[lab] % 2 else 1.0)))
+            uses[lab] += 1
+        out.append(tuple(pairs))
+    return out
+
+
 # ---------------------------------------------------------------- clinical
 
 
-def clinical_record(label: int, rng: np.random.Generator) -> tuple[dict, bool]:
-    """One patient's clinical row (no missingness yet) and whether cirrhotic."""
+def clinical_record(
+    label: int,
+    rng: np.random.Generator,
+    referral: tuple[tuple[str, float], ...] = (),
+) -> tuple[dict, bool]:
+    """One patient's clinical row (no missingness yet) and whether cirrhotic.
+
+    ``referral``: the site's pathway shifts, applied to positives only.
+    """
     pos = label == 1
     cirrhosis = rng.random() < (0.65 if pos else 0.35)
     hbv = rng.random() < (0.3 if pos else 0.15)
     hcv = rng.random() < (0.25 if pos else 0.12)
-    afp_raised = pos and rng.random() < 0.5
+    afp_raised = pos and rng.random() < AFP_RAISED_FRACTION
     log_afp = rng.normal(2.3, 0.7) if afp_raised else rng.normal(0.75, 0.4)
     log_afp += 0.25 * (hbv or hcv)  # hepatitis raises AFP a little in anyone
     hep = 1.0 + 0.8 * (hbv or hcv) + 0.6 * cirrhosis
@@ -153,6 +198,12 @@ def clinical_record(label: int, rng: np.random.Generator) -> tuple[dict, bool]:
         "hcv": int(hcv),
         "cirrhosis": int(cirrhosis),
     }
+    if pos:
+        for lab, shift in referral:
+            spread, on_log = REFERRAL_LABS[lab]
+            value = float(row[lab])
+            value = value * np.exp(shift * spread) if on_log else value + shift * spread
+            row[lab] = float(round(max(value, 0.01), 2))
     return row, cirrhosis
 
 
@@ -263,7 +314,7 @@ def write_cases(
             splits[idx[n_test:]] = "train"
     for i, label in enumerate(labels):
         case_id = f"{id_prefix}{i:04d}"
-        clin, cirrhotic = clinical_record(int(label), rng)
+        clin, cirrhotic = clinical_record(int(label), rng, profile.referral)
         has_ct = rng.random() >= profile.ct_missing
         has_clin = rng.random() >= profile.clinical_missing
         if not (has_ct or has_clin):

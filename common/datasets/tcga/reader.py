@@ -1,0 +1,273 @@
+"""Read a TCGA download folder (any mix of GDC / cBioPortal / genomic files).
+
+Files are recognised by their content, not their names. Sites are tissue-source
+sites (barcode characters 6-7); with a mapping table (``--site-map``, columns
+``TSS Code`` and ``Region`` as FLamby's ``centers.csv``) they are grouped into
+regions; sites with fewer than ``min_site_cases`` patients are pooled into
+``site-small`` either way. Every patient seen in any file ends up either in a site
+or quarantined with a reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from common.datasets.prepare import Case, PrepareOptions, ReadResult
+from common.datasets.tcga import clinical as tc
+from common.datasets.tcga import genomics as tg
+from common.datasets.tcga.barcode import tss_code
+from common.errors import DataError
+from common.quarantine import Quarantined
+
+TEXT_SUFFIXES = {".tsv", ".txt", ".csv", ".tab", ""}
+GENOMICS_TOP_K = 256
+
+# label rule: clinical row -> 0/1, or a reason why it cannot be decided
+LabelRule = Callable[[tc.PatientRecord], "int | str"]
+# the clinical columns each rule reads (excluded from that label's features)
+LABEL_COLUMNS = {
+    "label_metastatic": ["stage", "m_stage"],
+    "label_advanced": ["stage", "t_stage", "n_stage", "m_stage"],
+}
+
+
+def label_metastatic(rec: tc.PatientRecord) -> int | str:
+    """1 = distant metastasis at diagnosis (M1 or stage IV), 0 = M0 and stage < IV."""
+    m, stage = rec.clinical.get("m_stage"), rec.clinical.get("stage")
+    if m == "M1" or stage == "IV":
+        return 1
+    if m == "M0" and stage is not None:
+        return 0
+    if m == "M0":
+        return 0
+    return "metastasis status unknown (M stage and AJCC stage missing or MX)"
+
+
+def label_advanced(rec: tc.PatientRecord) -> int | str:
+    """1 = AJCC stage III-IV, 0 = stage I-II."""
+    stage = rec.clinical.get("stage")
+    if stage in ("III", "IV"):
+        return 1
+    if stage in ("0", "I", "II"):
+        return 0
+    return "AJCC stage missing"
+
+
+def _first_lines(path: Path, n: int = 8) -> list[str]:
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return list(itertools.islice(fh, n))
+
+
+def _sep(line: str) -> str:
+    return "\t" if line.count("\t") >= line.count(",") else ","
+
+
+def classify(path: Path) -> tuple[str, str] | None:
+    """(role, separator) of a file by its content, or None if not ours."""
+    if path.suffix.lower() not in TEXT_SUFFIXES and not path.name.endswith(".gz"):
+        return None
+    try:
+        lines = _first_lines(path)
+    except (OSError, UnicodeError):
+        return None
+    if not lines:
+        return None
+    cb = tc.is_cbioportal_clinical(lines)
+    if cb:
+        return f"cbioportal-{cb}", "\t"
+    body = [ln for ln in lines if not ln.startswith("#")]
+    if not body:
+        return None
+    sep = _sep(body[0])
+    header = next(csv.reader([body[0]], delimiter=sep))
+    if tc.is_gdc_clinical(header):
+        return "gdc-clinical", sep
+    first_cells = [
+        next(csv.reader([ln], delimiter=sep))[0] for ln in body[1:] if ln.strip()
+    ]
+    kind = tg.sniff_genomics(header, first_cells)
+    if kind:
+        return f"genomics-{kind}", sep
+    return None
+
+
+def load_site_map(path: str | None) -> dict[str, str]:
+    """TSS code -> region name from a CSV with ``TSS Code`` and ``Region`` columns."""
+    if not path:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(p, "--site-map", "file not found", "give a CSV mapping file")
+    frame = pd.read_csv(p, dtype=str, keep_default_na=False)
+    missing = [c for c in ("TSS Code", "Region") if c not in frame.columns]
+    if missing:
+        raise DataError(
+            p,
+            ", ".join(missing),
+            "column(s) absent",
+            "the mapping needs columns 'TSS Code' and 'Region' "
+            "(as FLamby's centers.csv)",
+        )
+    return {
+        r["TSS Code"].strip().upper(): r["Region"].strip()
+        for r in frame.to_dict("records")
+    }
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def read_tcga(
+    root: Path,
+    opts: PrepareOptions,
+    label_rule: LabelRule,
+    projects: tuple[str, ...] = (),
+    progress: Callable[[str], None] | None = None,
+) -> ReadResult:
+    """Recognise every file under ``root`` and build one case per patient."""
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    sources: list[dict[str, str]] = []
+    unrecognised: list[str] = []
+    quarantined: list[Quarantined] = []
+    notes: list[str] = []
+    patients: dict[str, tc.PatientRecord] = {}
+    cbio_patients: dict[str, tc.PatientRecord] = {}
+    sample_info: dict[str, dict[str, Any]] = {}
+    tables: list[tg.GenomicTable] = []
+    for path in files:
+        if progress:
+            progress(path.name)
+        role = classify(path)
+        if role is None:
+            unrecognised.append(str(path))
+            continue
+        kind, sep = role
+        sources.append({"file": str(path), "role": kind})
+        try:
+            if kind == "gdc-clinical":
+                recs, q = tc.read_gdc_clinical(path)
+                quarantined += q
+                tc.merge_records(patients, recs)
+            elif kind == "cbioportal-patient":
+                recs, q = tc.read_cbioportal_patients(path)
+                quarantined += q
+                tc.merge_records(cbio_patients, recs)
+            elif kind == "cbioportal-sample":
+                for b, info in tc.read_cbioportal_samples(path).items():
+                    sample_info.setdefault(b, {}).update(info)
+            elif kind == "genomics-segments":
+                tables.append(tg.read_segments(path, sep))
+            else:
+                tables.append(tg.read_matrix(path, kind.removeprefix("genomics-"), sep))
+        except Exception as err:  # noqa: BLE001 - a bad file is quarantined, not fatal
+            quarantined.append(Quarantined("", str(path), f"unreadable: {err}", kind))
+    tc.merge_records(patients, cbio_patients)  # GDC first, cBioPortal fills gaps
+    for b, info in sample_info.items():
+        if b in patients:
+            for k, v in info.items():
+                if patients[b].clinical.get(k) is None:
+                    patients[b].clinical[k] = v
+    for t in tables:
+        quarantined += t.quarantined
+        notes += t.notes
+    if not sources:
+        raise DataError(
+            root,
+            "--root",
+            "no TCGA clinical or genomic file recognised here",
+            "point --root at the folder holding the GDC / cBioPortal download",
+        )
+    if projects:
+        keep = {p.upper() for p in projects}
+        for b in list(patients):
+            proj = patients[b].clinical.get("project")
+            if proj and proj.upper() not in keep:
+                quarantined.append(
+                    Quarantined(
+                        b,
+                        "; ".join(patients[b].sources),
+                        f"project {proj} is not one of {', '.join(sorted(keep))}",
+                        "project_id",
+                    )
+                )
+                del patients[b]
+    # genomics-only patients have no label
+    genomic_ids = (
+        set().union(*(set(t.features.index) for t in tables)) if tables else set()
+    )
+    for b in sorted(genomic_ids - set(patients)):
+        quarantined.append(
+            Quarantined(
+                b,
+                ", ".join(str(s["file"]) for s in sources if "genomics" in s["role"]),
+                "genomic data but no clinical record (no label)",
+                "barcode",
+            )
+        )
+    site_map = load_site_map(opts.site_map)
+    cases: list[Case] = []
+    for b, rec in sorted(patients.items()):
+        label = label_rule(rec)
+        if isinstance(label, str):
+            quarantined.append(Quarantined(b, "; ".join(rec.sources), label, "label"))
+            continue
+        tss = tss_code(b)
+        site = site_map.get(tss, "unmapped") if site_map else f"tss-{tss}"
+        cases.append(
+            Case(
+                case_id=b,
+                site=slug(site),
+                label=label,
+                clinical={k: rec.clinical.get(k) for k in tc.COLUMNS},
+                time=rec.time,
+                event=rec.event,
+            )
+        )
+    if site_map and any(c.site == "unmapped" for c in cases):
+        notes.append(
+            f"{sum(c.site == 'unmapped' for c in cases)} patient(s) from tissue-source "
+            "sites missing in the site map are in site 'unmapped'"
+        )
+    counts = pd.Series([c.site for c in cases]).value_counts()
+    small = set(counts[counts < opts.min_site_cases].index)
+    if small and len(counts) > 1:
+        for c in cases:
+            if c.site in small:
+                c.site = "site-small"
+        notes.append(
+            f"{len(small)} site(s) with fewer than {opts.min_site_cases} patients "
+            f"pooled into 'site-small': {', '.join(sorted(small))}"
+        )
+    result = ReadResult(
+        cases=cases,
+        quarantined=quarantined,
+        sources=sources,
+        unrecognised=unrecognised,
+        clinical_columns=list(tc.COLUMNS),
+        label_columns=LABEL_COLUMNS.get(label_rule.__name__, []),
+        notes=notes,
+    )
+    if tables:
+        result.after_split = lambda cs: _attach_genomics(cs, tables)
+    return result
+
+
+def _attach_genomics(cases: list[Case], tables: list[tg.GenomicTable]) -> None:
+    site_of = {c.case_id: c.site for c in cases}
+    train = {c.case_id for c in cases if c.split == "train"}
+    joined = tg.select_features(tables, site_of, train, GENOMICS_TOP_K)
+    joined = joined[joined.index.isin(list(site_of))].dropna(axis=1, how="all")
+    for c in cases:
+        if c.case_id in joined.index:
+            row = joined.loc[c.case_id]
+            c.genomics = {
+                k: (None if pd.isna(v) else round(float(v), 5)) for k, v in row.items()
+            }

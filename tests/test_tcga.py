@@ -1,0 +1,336 @@
+"""TCGA readers on the real exports in ../shared/data plus files written in the same
+formats: natural splits, both GDC schemas, cBioPortal, genomics, quarantine."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from common.datasets.prepare import PrepareOptions, prepare
+from common.errors import DataError
+from tests.conftest import SHARED_DATA
+
+BRCA = SHARED_DATA / "flamby_tcga_brca"
+COAD = SHARED_DATA / "tcga_coad_gdc" / "clinical.tsv"
+FLAMBY_COUNTS = [(248, 63), (156, 40), (164, 42), (129, 33), (129, 33), (40, 11)]
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+BARCODE = re.compile(r"^TCGA-[A-Z0-9]{2}-[A-Z0-9]{4}$")
+
+
+def _manifests(out):
+    meta = json.loads((out / "dataset.json").read_text())
+    return {
+        s: pd.read_csv(out / s / "manifest.csv", dtype=str, keep_default_na=False)
+        for s in meta["sites"]
+    }
+
+
+def _all_text(out) -> str:
+    return "\n".join(
+        p.read_text()
+        for p in out.rglob("*")
+        if p.suffix in (".csv", ".tsv", ".json", ".md")
+    )
+
+
+def test_brca_natural_split_reproduces_flamby_counts(tmp_path):
+    out = tmp_path / "brca"
+    report = prepare("tcga_brca_flamby", BRCA, out, PrepareOptions(), False)
+    manifests = _manifests(out)
+    sites = sorted(manifests)
+    assert len(sites) == 6
+    counts = [
+        ((manifests[s].split == "train").sum(), (manifests[s].split == "test").sum())
+        for s in sites
+    ]
+    assert counts == FLAMBY_COUNTS
+    # FLamby's region order: Northeast, South, West, Midwest, Europe, Canada
+    assert [s.split("-", 2)[2] for s in sites] == [
+        "northeast",
+        "south",
+        "west",
+        "midwest",
+        "europe",
+        "canada",
+    ]
+    # the 8 patients FLamby's split leaves out are quarantined, with the reason
+    assert report["cases_quarantined"] == 8
+    assert all("train_test_split" in q["reason"] for q in report["quarantined"])
+    m = manifests[sites[0]]
+    assert set(m.event) <= {"0", "1"} and (m.time != "").all()
+
+
+def test_coad_gdc_one_row_per_patient_split_by_tss(tmp_path):
+    out = tmp_path / "coad"
+    report = prepare("tcga_coad_read", COAD.parent, out, PrepareOptions(), False)
+    raw = pd.read_csv(COAD, sep="\t", dtype=str)
+    patients = set(raw["cases.submitter_id"])
+    manifests = _manifests(out)
+    kept = pd.concat(manifests.values())
+    # every patient accounted for: kept once or quarantined with a reason
+    assert kept.case_id.is_unique
+    quarantined = {q["case_id"] for q in report["quarantined"]}
+    assert set(kept.case_id) | quarantined == patients
+    assert not set(kept.case_id) & quarantined
+    assert all(q["reason"] for q in report["quarantined"])
+    # sites are tissue-source sites (barcode characters 6-7), small ones pooled
+    for site, m in manifests.items():
+        if site.startswith("tss-"):
+            assert {c[5:7].lower() for c in m.case_id} == {site[4:]}
+    # stage and vital status per patient, as the export says
+    clin = pd.concat(
+        pd.read_csv(out / s / "clinical.tsv", sep="\t", dtype=str) for s in manifests
+    ).set_index("case_id")
+    assert clin.loc["TCGA-AA-3488", "project"] == "TCGA-COAD"
+    # the patient of our H&E tiles has MX and no stage: quarantined, saying why
+    why = {q["case_id"]: q["reason"] for q in report["quarantined"]}
+    assert "metastasis status unknown" in why["TCGA-AD-6964"]
+    first = raw[raw["cases.submitter_id"] == "TCGA-AA-3488"]
+    assert first["demographic.vital_status"].iloc[0] == "Dead"
+    row = kept.set_index("case_id").loc["TCGA-AA-3488"]
+    assert row.event == "1" and row.label == "1"  # stage IV, M1 in the export
+    assert clin.loc["TCGA-AA-3488", "stage"] == "IV"
+    # no identifiers beyond the barcode
+    assert all(BARCODE.match(c) for c in kept.case_id)
+    text = _all_text(out)
+    assert not UUID.search(text)
+    for col in ("days_to_birth", "year_of_birth", "cases.case_id"):
+        assert col not in text
+
+
+def _undotted(frame: pd.DataFrame) -> pd.DataFrame:
+    """The older GDC schema: no table prefixes, case_submitter_id."""
+    keep = {}
+    for c in frame.columns:
+        if c == "cases.submitter_id":
+            keep[c] = "case_submitter_id"
+        elif c.split(".", 1)[0] in (
+            "demographic",
+            "diagnoses",
+            "project",
+        ) and not c.endswith("submitter_id"):
+            keep[c] = c.split(".", 1)[1]
+    return frame[list(keep)].rename(columns=keep)
+
+
+def test_old_and_new_gdc_schemas_agree(tmp_path):
+    raw = pd.read_csv(COAD, sep="\t", dtype=str, keep_default_na=False)
+    raw = raw[
+        raw["cases.submitter_id"].isin(sorted(set(raw["cases.submitter_id"]))[:80])
+    ]
+    (tmp_path / "new").mkdir()
+    (tmp_path / "old").mkdir()
+    raw.to_csv(tmp_path / "new" / "clinical.tsv", sep="\t", index=False)
+    _undotted(raw).to_csv(tmp_path / "old" / "export.txt", sep="\t", index=False)
+    a = prepare(
+        "tcga_coad_read",
+        tmp_path / "new",
+        tmp_path / "a",
+        PrepareOptions(min_site_cases=1),
+        False,
+    )
+    b = prepare(
+        "tcga_coad_read",
+        tmp_path / "old",
+        tmp_path / "b",
+        PrepareOptions(min_site_cases=1),
+        False,
+    )
+    ma = pd.concat(_manifests(tmp_path / "a").values()).sort_values("case_id")
+    mb = pd.concat(_manifests(tmp_path / "b").values()).sort_values("case_id")
+    assert len(ma) > 50
+    pd.testing.assert_frame_equal(ma.reset_index(drop=True), mb.reset_index(drop=True))
+    assert a["cases_quarantined"] == b["cases_quarantined"]
+
+
+CBIO_PATIENT = """#Patient Identifier\tSex\tDiagnosis Age\tStage\tOS Status\tOS (Months)
+#Identifier to uniquely define a patient.\tSex\tAge\tStage\tStatus\tMonths
+#STRING\tSTRING\tNUMBER\tSTRING\tSTRING\tNUMBER
+#1\t1\t1\t1\t1\t1
+PATIENT_ID\tSEX\tAGE\tAJCC_PATHOLOGIC_TUMOR_STAGE\tOS_STATUS\tOS_MONTHS
+TCGA-DD-A1EB\tMale\t61\tSTAGE IIIA\t1:DECEASED\t12.5
+TCGA-DD-A1EC\tFemale\t[Not Available]\tSTAGE I\t0:LIVING\t40.1
+TCGA-ZZ-12\tMale\t50\tSTAGE II\t0:LIVING\t3
+TCGA-DD-A1EC\tFemale\t55\tSTAGE I\t0:LIVING\t40.1
+TCGA-BC-A10Q\tMale\t70\t[Discrepancy]\t0:LIVING\t8
+"""
+CBIO_SAMPLE = """#Patient Identifier\tSample Identifier\tCancer Type Detailed
+#x\tx\tx
+#STRING\tSTRING\tSTRING
+#1\t1\t1
+PATIENT_ID\tSAMPLE_ID\tCANCER_TYPE_DETAILED
+TCGA-DD-A1EB\tTCGA-DD-A1EB-01\tHepatocellular Carcinoma
+"""
+
+
+def test_cbioportal_files_with_hash_headers(tmp_path):
+    root = tmp_path / "cbio"
+    root.mkdir()
+    (root / "data_clinical_patient.txt").write_text(CBIO_PATIENT)
+    (root / "data_clinical_sample.txt").write_text(CBIO_SAMPLE)
+    (root / "README").write_text("downloaded from cBioPortal\n")
+    report = prepare(
+        "tcga_lihc", root, tmp_path / "out", PrepareOptions(min_site_cases=1), False
+    )
+    kept = pd.concat(_manifests(tmp_path / "out").values()).set_index("case_id")
+    assert kept.loc["TCGA-DD-A1EB", "label"] == "1"  # stage III
+    assert kept.loc["TCGA-DD-A1EB", "event"] == "1"
+    assert float(kept.loc["TCGA-DD-A1EB", "time"]) == pytest.approx(
+        12.5 * 30.4375, 0.01
+    )
+    assert kept.loc["TCGA-DD-A1EC", "label"] == "0"
+    reasons = {(q["case_id"], q["reason"]) for q in report["quarantined"]}
+    assert ("TCGA-DD-A1EC", "patient listed twice") in reasons
+    assert any("TCGA-ZZ-12" in r for _, r in reasons)  # malformed barcode
+    assert ("TCGA-BC-A10Q", "AJCC stage missing") in reasons
+    assert any(f.endswith("README") for f in report["unrecognised_files"])
+    clin = pd.read_csv(tmp_path / "out" / "tss-dd" / "clinical.tsv", sep="\t")
+    assert (
+        clin.set_index("case_id").loc["TCGA-DD-A1EB", "histology"]
+        == "Hepatocellular Carcinoma"
+    )
+
+
+def _genomics_root(tmp_path, n=30):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "lihc"
+    root.mkdir()
+    ids = [f"TCGA-{'DD' if i % 2 else 'BC'}-A{i:03d}" for i in range(n)]
+    clinical = pd.DataFrame(
+        {
+            "case_submitter_id": ids,
+            "project_id": "TCGA-LIHC",
+            "vital_status": ["Dead" if i % 3 == 0 else "Alive" for i in range(n)],
+            "days_to_death": [str(100 + i) if i % 3 == 0 else "'--" for i in range(n)],
+            "days_to_last_follow_up": [str(400 + i) for i in range(n)],
+            "ajcc_pathologic_stage": [
+                "Stage IIIA" if i % 2 else "Stage I" for i in range(n)
+            ],
+            "gender": "male",
+            "age_at_index": "60",
+            "days_to_birth": "-21900",
+        }
+    )
+    clinical.to_csv(root / "clinical.tsv", sep="\t", index=False)
+    genes = [f"ENSG{i:011d}" for i in range(300)]
+    samples = [f"{p}-01A-11R-A00Z-07" for p in ids[:20]] + [
+        f"{ids[0]}-11A-01R-A00Z-07",
+        "TCGA-XX-BAD",
+    ]
+    counts = pd.DataFrame(rng.poisson(20, (300, len(samples))), columns=samples)
+    counts.insert(0, "gene_id", genes)
+    counts.to_csv(root / "expression_counts.tsv", sep="\t", index=False)
+    probes = [f"cg{i:08d}" for i in range(50)]
+    meth = pd.DataFrame(rng.uniform(0, 1, (len(ids[:10]), 50)), columns=probes)
+    meth.insert(0, "sample", [f"{p}-01A" for p in ids[:10]])
+    meth.to_csv(root / "methylation_samples_by_probes.csv", index=False)
+    seg = pd.DataFrame(
+        {
+            "ID": [f"{p}-01A-11D" for p in ids[:8] for _ in range(2)],
+            "chrom": ["1", "2"] * 8,
+            "loc.start": [1, 1] * 8,
+            "loc.end": [1000, 5000] * 8,
+            "num.mark": 50,
+            "seg.mean": rng.normal(0, 0.3, 16).round(3),
+        }
+    )
+    seg.to_csv(root / "segments.seg.txt", sep="\t", index=False)
+    (root / "extra_genome_only.tsv").write_text("gene_id\tTCGA-DD-Z999-01A\nENSG1\t5\n")
+    return root, ids
+
+
+def test_genomics_matrices_any_orientation(tmp_path):
+    root, ids = _genomics_root(tmp_path)
+    report = prepare(
+        "tcga_lihc", root, tmp_path / "out", PrepareOptions(min_site_cases=1), False
+    )
+    roles = sorted(s["role"] for s in report["sources"])
+    assert roles == [
+        "gdc-clinical",
+        "genomics-matrix",
+        "genomics-matrix",
+        "genomics-matrix-t",
+        "genomics-segments",
+    ]
+    out = tmp_path / "out"
+    genomics = pd.concat(
+        pd.read_csv(p, sep="\t") for p in out.glob("tss-*/genomics.tsv")
+    )
+    genomics = genomics.set_index("case_id")
+    assert len(genomics) == 20
+    kinds = {c.split(":")[0] for c in genomics.columns}
+    assert kinds == {"expression", "methylation", "cnv"}
+    assert sum(c.startswith("expression:") for c in genomics.columns) == 256
+    # expression is log2(count + 1); methylation betas unchanged in [0, 1]
+    expr = genomics.filter(like="expression:")
+    assert expr.max().max() < 10
+    meth = genomics.filter(like="methylation:").dropna()
+    assert len(meth) == 10 and meth.min().min() >= 0 and meth.max().max() <= 1
+    reasons = " ".join(q["reason"] for q in report["quarantined"])
+    assert "'TCGA-XX-BAD' is not a valid TCGA barcode" in reasons
+    assert "TCGA-DD-Z999" in {q["case_id"] for q in report["quarantined"]}
+    assert any("normal-tissue" in n for n in report["notes"])
+    assert "days_to_birth" not in _all_text(out)
+
+
+def test_partitioners_are_seeded_and_keep_every_case(tmp_path):
+    for partition in ("dirichlet", "quantity"):
+        opts = PrepareOptions(partition=partition, num_sites=4, alpha=0.3, seed=7)
+        a = prepare("tcga_brca_flamby", BRCA, tmp_path / f"{partition}-a", opts, False)
+        b = prepare("tcga_brca_flamby", BRCA, tmp_path / f"{partition}-b", opts, False)
+        assert a["sites"] == b["sites"]
+        assert sum(s["cases"] for s in a["sites"].values()) == 1088
+        sizes = sorted(s["cases"] for s in a["sites"].values())
+        assert len(sizes) == 4 and sizes[0] < sizes[-1]
+        if partition == "dirichlet":  # label skew: event rates differ between sites
+            rates = [
+                int(s["labels"].get("1", 0)) / s["cases"] for s in a["sites"].values()
+            ]
+            assert max(rates) - min(rates) > 0.1
+
+
+def test_unusable_root_stops_with_one_sentence(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="folder is empty"):
+        prepare("tcga_lihc", empty, tmp_path / "o1", PrepareOptions(), False)
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "notes.txt").write_text("hello\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "common.cli",
+            "prepare",
+            "tcga_coad_read",
+            "--root",
+            str(wrong),
+            "--out",
+            str(tmp_path / "o2"),
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no TCGA clinical or genomic file recognised" in lines[0]
+
+
+def test_truncated_file_is_quarantined_and_rest_goes_on(tmp_path):
+    root = tmp_path / "coad"
+    root.mkdir()
+    raw = COAD.read_bytes()
+    (root / "clinical.tsv").write_bytes(raw)
+    # a second export cut mid-line, plus a binary file with a text suffix
+    (root / "clinical_part2.tsv").write_bytes(raw[: len(raw) // 3])
+    (root / "broken.tsv").write_bytes(b"\x00\xff\x00garbage")
+    report = prepare("tcga_coad_read", root, tmp_path / "out", PrepareOptions(), False)
+    assert report["cases_kept"] > 350
