@@ -91,6 +91,7 @@ def _prepare(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction,
         site_map=args.site_map,
         min_site_cases=args.min_site_cases,
+        label_column=args.label_column,
     )
     out = Path(args.out).resolve()
     try:
@@ -199,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=20,
         help="natural sites smaller than this are pooled (20)",
+    )
+    pr.add_argument(
+        "--label-column",
+        help="imaging datasets: take the binary label from this column "
+        "of the clinical table instead of the tumour mask",
     )
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_prepare)

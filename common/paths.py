@@ -21,3 +21,25 @@ def data_cache_dir() -> Path:
 
 def default_runs_dir() -> Path:
     return oncofed_home() / "runs"
+
+
+def pseudonym_salt() -> str:
+    """This machine's secret salt for pseudonymous case IDs.
+
+    Created once (random) as ``$ONCOFED_HOME/pseudonym-salt`` and reused, so the
+    same patient gets the same pseudonym in every preparation on this machine; keep
+    it at the site. ``ONCOFED_PSEUDONYM_SALT`` overrides it (e.g. a consortium-wide
+    salt so linked records from two sources match).
+    """
+    import os
+    import secrets
+
+    env = os.environ.get("ONCOFED_PSEUDONYM_SALT")
+    if env:
+        return env
+    path = oncofed_home() / "pseudonym-salt"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(secrets.token_hex(16))
+        path.chmod(0o600)
+    return path.read_text().strip()

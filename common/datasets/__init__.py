@@ -94,6 +94,10 @@ def get_dataset(name: str) -> Dataset:
 
 def _import_builtin() -> None:
     # registering is a side effect of importing the dataset packages
+    import common.datasets.cirrmri600  # noqa: F401
+    import common.datasets.crlm  # noqa: F401
+    import common.datasets.hcc_tace_seg  # noqa: F401
+    import common.datasets.lits17  # noqa: F401
     import common.datasets.synthetic  # noqa: F401
     import common.datasets.tcga_brca_flamby  # noqa: F401
     import common.datasets.tcga_coad_read  # noqa: F401

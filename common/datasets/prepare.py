@@ -112,6 +112,7 @@ class PrepareOptions:
     test_fraction: float = 0.2
     site_map: str | None = None  # CSV mapping tissue-source sites to regions
     min_site_cases: int = 20  # natural sites smaller than this are grouped
+    label_column: str | None = None  # imaging datasets: clinical column = label
 
 
 class Staging:
@@ -198,6 +199,22 @@ def flwr_partition(frame: pd.DataFrame, opts: PrepareOptions) -> list[list[int]]
         part = SizePartitioner(partition_sizes=[int(s) for s in sizes])
     part.dataset = ds
     return [list(part.load_partition(i)["_row"]) for i in range(n)]
+
+
+def pool_small_sites(cases: list[Case], min_cases: int) -> str | None:
+    """Pool natural sites with fewer than ``min_cases`` cases into ``site-small``;
+    return a note naming them (None if none)."""
+    counts = Counter(c.site for c in cases)
+    small = {s for s, n in counts.items() if n < min_cases}
+    if not small or len(counts) == 1:
+        return None
+    for c in cases:
+        if c.site in small:
+            c.site = "site-small"
+    return (
+        f"{len(small)} site(s) with fewer than {min_cases} cases pooled into "
+        f"'site-small': {', '.join(sorted(small))}"
+    )
 
 
 def assign_splits(cases: list[Case], test_fraction: float, seed: int) -> None:

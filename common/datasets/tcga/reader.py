@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-from common.datasets.prepare import Case, PrepareOptions, ReadResult
+from common.datasets.prepare import Case, PrepareOptions, ReadResult, pool_small_sites
 from common.datasets.tcga import clinical as tc
 from common.datasets.tcga import genomics as tg
 from common.datasets.tcga.barcode import tss_code
@@ -236,16 +236,8 @@ def read_tcga(
             f"{sum(c.site == 'unmapped' for c in cases)} patient(s) from tissue-source "
             "sites missing in the site map are in site 'unmapped'"
         )
-    counts = pd.Series([c.site for c in cases]).value_counts()
-    small = set(counts[counts < opts.min_site_cases].index)
-    if small and len(counts) > 1:
-        for c in cases:
-            if c.site in small:
-                c.site = "site-small"
-        notes.append(
-            f"{len(small)} site(s) with fewer than {opts.min_site_cases} patients "
-            f"pooled into 'site-small': {', '.join(sorted(small))}"
-        )
+    if note := pool_small_sites(cases, opts.min_site_cases):
+        notes.append(note)
     result = ReadResult(
         cases=cases,
         quarantined=quarantined,

@@ -1,0 +1,208 @@
+"""Imaging readers: the real liver CT DICOM slices + DICOM-SEG from ../shared/data,
+and LiTS / CirrMRI600+ files written in their documented layouts."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import re
+import shutil
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+
+from common.config import DataConfig
+from common.data.site import load_site
+from common.datasets.prepare import PrepareOptions, prepare
+from tests.conftest import SHARED_DATA
+
+DCM = SHARED_DATA / "dcmqi_liver_ct3slice_seg"
+
+
+def _read_nrrd(path):
+    """The reference liver mask (gzip NRRD): array (z, y, x) and index->LPS affine."""
+    raw = path.read_bytes()
+    head, _, body = raw.partition(b"\n\n")
+    fields = dict(
+        line.split(": ", 1) for line in head.decode().splitlines()[1:] if ": " in line
+    )
+    sizes = [int(s) for s in fields["sizes"].split()]
+    data = np.frombuffer(gzip.decompress(body), dtype="<i2").reshape(sizes[::-1])
+    dirs = [
+        [float(v) for v in d.strip("()").split(",")]
+        for d in fields["space directions"].split()
+    ]
+    origin = [float(v) for v in fields["space origin"].strip("()").split(",")]
+    affine = np.eye(4)
+    affine[:3, :3] = np.array(dirs).T
+    affine[:3, 3] = origin
+    return data, affine
+
+
+@pytest.fixture()
+def crlm_root(tmp_path):
+    root = tmp_path / "crlm"
+    (root / "patient" / "ct").mkdir(parents=True)
+    for f in (DCM / "ct-3slice").glob("*.dcm"):
+        shutil.copy(f, root / "patient" / "ct" / f.name)
+    shutil.copy(DCM / "liver.dcm", root / "patient" / "seg.dcm")
+    # a truncated copy of a slice (pixel data cut) and a file that is not DICOM
+    data = (DCM / "ct-3slice" / "02.dcm").read_bytes()
+    (root / "patient" / "ct" / "04.dcm").write_bytes(data[: len(data) // 2])
+    (root / "patient" / "notes.txt").write_text("scanned 2009\n")
+    pd.DataFrame(
+        {
+            "PatientID": ["99000", "55555"],
+            "PatientName": ["JANCT000", "DOE^JANE"],
+            "BirthDate": ["19500101", "19600101"],
+            "age": [61, 70],
+            "recurrence": [1, 0],
+        }
+    ).to_csv(root / "clinical.csv", index=False)
+    return root
+
+
+def test_dicom_series_and_seg_become_one_aligned_deidentified_case(crlm_root, tmp_path):
+    out = tmp_path / "out"
+    report = prepare("crlm", crlm_root, out, PrepareOptions(min_site_cases=1), False)
+    assert report["cases_kept"] == 1
+    site = next(iter(report["sites"]))
+    m = pd.read_csv(out / site / "manifest.csv", dtype=str, keep_default_na=False)
+    case = m.iloc[0]
+    assert re.fullmatch(r"case-[0-9a-f]{12}", case.case_id)
+    ct = nib.load(out / site / case.ct_path)
+    mask = nib.load(out / site / case.mask_path)
+    assert ct.shape == mask.shape and sorted(ct.shape) == [3, 512, 512]
+    hu = np.asarray(ct.dataobj)
+    assert hu.min() < -900 and 0 < np.median(hu[np.asarray(mask.dataobj) == 1]) < 200
+    # the mask lands on the same world positions as dcmqi's reference NRRD
+    ref, ref_affine = _read_nrrd(DCM / "liver_seg.nrrd")
+    ours = np.asarray(mask.dataobj)
+    assert (ours == 1).sum() == (ref > 0).sum() == 107098
+    ras_to_lps = np.diag([-1.0, -1.0, 1.0, 1.0])
+    idx = np.argwhere(ours == 1)
+    world = ras_to_lps @ ct.affine @ np.c_[idx, np.ones(len(idx))].T
+    ijk = np.rint(np.linalg.inv(ref_affine) @ world).astype(int)[:3]
+    assert (ref[ijk[2], ijk[1], ijk[0]] > 0).all()
+    # liver only, no tumour segment: label 0
+    assert case.label == "0"
+    # the truncated slice is quarantined, named, and the series still assembled
+    bad = [q for q in report["quarantined"] if q["path"].endswith("04.dcm")]
+    assert bad and bad[0]["reason"]
+    # de-identified: no name, patient ID or birth date anywhere in the output
+    text = "\n".join(
+        p.read_text()
+        for p in out.rglob("*")
+        if p.suffix in (".csv", ".tsv", ".json", ".md")
+    )
+    for phi in ("JANCT000", "99000", "19500101", "DOE^JANE"):
+        assert phi not in text
+    clin = pd.read_csv(out / site / "clinical.tsv", sep="\t")
+    assert list(clin.columns) == ["case_id", "age", "recurrence"]
+    for img in (ct, mask):
+        assert "99000" not in str(img.header) and "JANCT" not in str(img.header)
+
+
+def test_label_column_and_pseudonyms_are_stable(crlm_root, tmp_path):
+    opts = PrepareOptions(min_site_cases=1, label_column="recurrence")
+    a = prepare("hcc_tace_seg", crlm_root, tmp_path / "a", opts, False)
+    b = prepare("hcc_tace_seg", crlm_root, tmp_path / "b", opts, False)
+    (site,) = a["sites"]
+    ma = pd.read_csv(tmp_path / "a" / site / "manifest.csv", dtype=str)
+    mb = pd.read_csv(tmp_path / "b" / site / "manifest.csv", dtype=str)
+    assert ma.case_id.tolist() == mb.case_id.tolist()
+    assert ma.label.tolist() == ["1"]
+    assert a["sites"] == b["sites"]
+    meta = json.loads((tmp_path / "a" / "dataset.json").read_text())
+    assert meta["label_columns"] == ["recurrence"]
+
+
+def _nifti(path, array, zooms):
+    img = nib.Nifti1Image(array, np.diag([*zooms, 1.0]))
+    nib.save(img, path)
+
+
+@pytest.fixture()
+def lits_root(tmp_path):
+    root = tmp_path / "LiTS" / "Training Batch 1"
+    root.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for n in range(8):
+        vol = rng.normal(40, 20, (32, 32, 12)).astype(np.int16)
+        seg = np.zeros((32, 32, 12), np.uint8)
+        seg[8:24, 8:24, 2:10] = 1
+        if n % 2:
+            seg[12:16, 12:16, 4:6] = 2
+        zooms = (0.8, 0.8, 2.5) if n < 4 else (0.6, 0.6, 1.0)
+        _nifti(root / f"volume-{n}.nii", vol, zooms)
+        _nifti(root / f"segmentation-{n}.nii", seg, zooms)
+    # broken cases: wrong-shape mask, mislabelled mask, truncated volume
+    _nifti(
+        root / "segmentation-2.nii", np.zeros((32, 32, 11), np.uint8), (0.8, 0.8, 2.5)
+    )
+    bad = np.zeros((32, 32, 12), np.uint8)
+    bad[0, 0, 0] = 7
+    _nifti(root / "segmentation-3.nii", bad, (0.8, 0.8, 2.5))
+    data = (root / "volume-6.nii").read_bytes()
+    (root / "volume-6.nii").write_bytes(data[: len(data) // 3])
+    nib.save(
+        nib.Nifti1Image(np.zeros((32, 32), np.int16), np.eye(4)), root / "volume-9.nii"
+    )
+    return root.parent
+
+
+def test_lits_pairs_quarantine_and_load(lits_root, tmp_path, oncofed_home):
+    out = tmp_path / "out"
+    report = prepare("lits17", lits_root, out, PrepareOptions(min_site_cases=1), False)
+    assert report["cases_kept"] == 5
+    reasons = {q["path"].rsplit("/", 1)[-1]: q["reason"] for q in report["quarantined"]}
+    assert "differs from image" in reasons["segmentation-2.nii"]
+    assert "[7]" in reasons["segmentation-3.nii"]
+    assert "volume-6.nii" in reasons
+    assert "not 3-D" in reasons["volume-9.nii"]
+    manifests = {
+        s: pd.read_csv(out / s / "manifest.csv", dtype=str) for s in report["sites"]
+    }
+    assert set(report["sites"]) == {
+        "medium-slices-coarse-pixels",
+        "thin-slices-fine-pixels",
+    }
+    every = pd.concat(manifests.values())
+    assert sorted(every.label.astype(int)) == [0, 0, 1, 1, 1]  # volumes 0,1,4,5,7
+    assert not every.case_id.str.contains("volume").any()
+    # the training loader reads a prepared site as it reads the synthetic ones
+    site = next(iter(manifests))
+    data = load_site(out / site, DataConfig(image_size=16, image_depth=8))
+    n = sum(len(v) for v in data.splits.values())
+    assert n == len(manifests[site]) and not data.quarantined
+    sample = (data.split("train") or data.split("test"))[0]
+    assert tuple(sample["ct"].shape) == (1, 16, 16, 8)
+
+
+def test_cirrmri_layout_keeps_published_split(tmp_path):
+    root = tmp_path / "CirrMRI600+"
+    rng = np.random.default_rng(1)
+    for seq in ("Cirrhosis_T1_3D", "Cirrhosis_T2_3D"):
+        for split, n in (("train", 3), ("valid", 1), ("test", 2)):
+            for kind in ("images", "masks"):
+                (root / seq / split / kind).mkdir(parents=True)
+            for i in range(n):
+                name = f"{split}{i}.nii.gz"
+                _nifti(
+                    root / seq / split / "images" / name,
+                    rng.normal(300, 50, (24, 24, 8)).astype(np.int16),
+                    (1.4, 1.4, 5.0),
+                )
+                mask = np.zeros((24, 24, 8), np.uint8)
+                mask[4:20, 4:20, 2:6] = 1
+                _nifti(root / seq / split / "masks" / name, mask, (1.4, 1.4, 5.0))
+    report = prepare(
+        "cirrmri600", root, tmp_path / "out", PrepareOptions(min_site_cases=1), False
+    )
+    assert report["cases_kept"] == 12
+    assert {s.split("-")[0] for s in report["sites"]} == {"t1w", "t2w"}
+    for s in report["sites"].values():
+        assert (s["train"], s["test"]) == (4, 2)
+    assert any("cirrhotic" in n for n in report["notes"])
