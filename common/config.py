@@ -46,6 +46,14 @@ class DataConfig:
     )
     hu_min: float = field(default=-200.0, metadata=_key("hu-min", "HU window low"))
     hu_max: float = field(default=250.0, metadata=_key("hu-max", "HU window high"))
+    imputation: str = field(
+        default="reference",
+        metadata=_key(
+            "imputation",
+            "missing clinical values: 'reference' (fixed normal value + indicator) "
+            "or 'mice' (IterativeImputer fitted on the site's training split)",
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -255,6 +263,7 @@ def _validate(cfg: OncoFedConfig) -> None:
         "run-dir",
         "must be an absolute path (the ServerApp runs in the SuperLink's folder)",
     )
+    look_up_option(cfg.data.imputation, ("reference", "mice"), "imputation")
     need(bool(cfg.model.modality_list), "modalities", "name at least one modality")
     for modality in cfg.model.modality_list:
         look_up_option(modality, MODALITIES, "modality in run-config key 'modalities'")

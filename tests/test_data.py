@@ -107,3 +107,49 @@ def test_gzip_corruption_in_the_middle(site_copy):
     path.write_bytes(gzip.compress(bytes(raw[: len(raw) // 2])))
     data = load_site(site_copy, CFG)
     assert [q.case_id for q in data.quarantined] == [case]
+
+
+def test_mice_is_fitted_on_the_train_split_only(site_copy):
+    """MICE fills gaps from correlated columns; changing test rows cannot change
+    how train rows are filled, while changing train rows does."""
+    from common.data.clinical import COLUMNS
+
+    clin = pd.read_csv(
+        site_copy / "clinical.tsv", sep="\t", dtype=str, keep_default_na=False
+    )
+    manifest = pd.read_csv(site_copy / "manifest.csv", dtype=str)
+    split = dict(zip(manifest.case_id, manifest.split, strict=True))
+    ast = [c.name for c in COLUMNS].index("ast_u_l")
+    # blank AST for a third of the patients: MICE should predict it from ALT
+    blank = clin.case_id[::3]
+    clin.loc[clin.case_id.isin(blank), "ast_u_l"] = ""
+    clin.to_csv(site_copy / "clinical.tsv", sep="\t", index=False)
+    cfg = DataConfig(image_size=16, image_depth=4, imputation="mice")
+    ref = load_site(site_copy, DataConfig(image_size=16, image_depth=4))
+    mice = load_site(site_copy, cfg)
+
+    def filled(data, split_name):
+        return {
+            s["case_id"]: float(s[CLINICAL][ast])
+            for s in data.split(split_name)
+            if s["case_id"] in set(blank) and s[present_key(CLINICAL)]
+        }
+
+    f_ref, f_mice = filled(ref, "train"), filled(mice, "train")
+    assert f_ref and all(v == 0.0 for v in f_ref.values())  # reference fill
+    assert len({round(v, 4) for v in f_mice.values()}) > 1  # per-patient estimates
+    assert all(
+        s[CLINICAL][len(COLUMNS) + ast] == 1.0
+        for s in mice.split("train")
+        if s["case_id"] in f_mice
+    )  # the indicator still says "imputed"
+    # perturb only test rows: train imputations unchanged
+    test_ids = [c for c, s in split.items() if s == "test"]
+    clin.loc[clin.case_id.isin(test_ids), "alt_u_l"] = "900"
+    clin.to_csv(site_copy / "clinical.tsv", sep="\t", index=False)
+    assert filled(load_site(site_copy, cfg), "train") == pytest.approx(f_mice)
+    # perturb train rows: imputations move
+    train_ids = [c for c, s in split.items() if s == "train"]
+    clin.loc[clin.case_id.isin(train_ids[:10]), "alt_u_l"] = "900"
+    clin.to_csv(site_copy / "clinical.tsv", sep="\t", index=False)
+    assert filled(load_site(site_copy, cfg), "train") != pytest.approx(f_mice)

@@ -206,3 +206,65 @@ def test_cirrmri_layout_keeps_published_split(tmp_path):
     for s in report["sites"].values():
         assert (s["train"], s["test"]) == (4, 2)
     assert any("cirrhotic" in n for n in report["notes"])
+
+
+HISTO = SHARED_DATA / "histology_he"
+
+
+def test_tiles_and_svs_become_stain_normalised_bags(tmp_path):
+    root = tmp_path / "lihc"
+    root.mkdir()
+    shutil.copytree(
+        HISTO / "mopadi_tcga_tiles" / "TCGA-AD-6964-01Z-00-DX1",
+        root / "TCGA-AD-6964-01Z-00-DX1",
+    )
+    shutil.copytree(
+        HISTO / "mopadi_tcga_tiles" / "TCGA-3X-AAVA-01Z-00-DX1",
+        root / "TCGA-3X-AAVA-01Z-00-DX1",
+    )
+    (root / "TCGA-AD-A001-01Z-00-DX1").mkdir()
+    shutil.copy(
+        HISTO / "cmu_small_region.svs", root / "TCGA-AD-A001-01Z-00-DX1" / "s.svs"
+    )
+    shutil.copy(HISTO / "skimage_ihc_colon.png", root / "ihc.png")  # no barcode
+    (root / "TCGA-AD-A002-01Z-00-DX1").mkdir()
+    (root / "TCGA-AD-A002-01Z-00-DX1" / "tile.jpg").write_bytes(b"\xff\xd8 not a jpeg")
+    ids = ["TCGA-AD-6964", "TCGA-3X-AAVA", "TCGA-AD-A001", "TCGA-AD-A002"]
+    pd.DataFrame(
+        {
+            "case_submitter_id": ids,
+            "project_id": "TCGA-LIHC",
+            "vital_status": ["Dead", "Alive", "Alive", "Dead"],
+            "ajcc_pathologic_stage": ["Stage IV", "Stage I", "Stage II", "Stage III"],
+        }
+    ).to_csv(root / "clinical.tsv", sep="\t", index=False)
+    out = tmp_path / "out"
+    report = prepare(
+        "tcga_lihc",
+        root,
+        out,
+        PrepareOptions(min_site_cases=1, test_fraction=0.0),
+        False,
+    )
+    bags = {}
+    for site in report["sites"]:
+        m = pd.read_csv(out / site / "manifest.csv", dtype=str, keep_default_na=False)
+        for r in m.itertuples():
+            if r.histo_path:
+                with np.load(out / site / r.histo_path) as z:
+                    bags[r.case_id] = z["tiles"]
+    assert set(bags) == {"TCGA-AD-6964", "TCGA-3X-AAVA", "TCGA-AD-A001"}
+    assert bags["TCGA-AD-6964"].shape == (3, 3, 224, 224)
+    assert bags["TCGA-3X-AAVA"].shape[0] == 6
+    assert bags["TCGA-AD-A001"].shape[0] >= 10  # tissue tiles of the SVS
+    assert bags["TCGA-AD-A001"].dtype == np.uint8
+    # Macenko changed the colours: the bag is not the raw tiles
+    from common.data.histology import read_tile
+
+    raw = read_tile(next((root / "TCGA-AD-6964-01Z-00-DX1").glob("*.jpg")))
+    assert not any(
+        np.array_equal(raw.transpose(2, 0, 1), t) for t in bags["TCGA-AD-6964"]
+    )
+    assert any(f.endswith("ihc.png") for f in report["unrecognised_files"])
+    bad = [q for q in report["quarantined"] if q["path"].endswith("tile.jpg")]
+    assert bad and "unreadable image" in bad[0]["reason"]

@@ -334,3 +334,92 @@ def test_truncated_file_is_quarantined_and_rest_goes_on(tmp_path):
     (root / "broken.tsv").write_bytes(b"\x00\xff\x00garbage")
     report = prepare("tcga_coad_read", root, tmp_path / "out", PrepareOptions(), False)
     assert report["cases_kept"] > 350
+
+
+# ---------------------------------------------------------------- property-based
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from common.datasets.tcga import clinical as tc  # noqa: E402
+from common.datasets.tcga.barcode import patient_barcode, tss_code  # noqa: E402
+
+ALNUM = st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
+@given(
+    tss=st.text(ALNUM, min_size=2, max_size=2),
+    pid=st.text(ALNUM, min_size=4, max_size=4),
+    tail=st.sampled_from(["", "-01A", "-11B-01R-A00Z-07", ".01A.11R", "-01"]),
+    lower=st.booleans(),
+)
+def test_barcode_parser_round_trips(tss, pid, tail, lower):
+    text = f"TCGA-{tss}-{pid}{tail}"
+    text = text.lower() if lower else text
+    assert patient_barcode(text) == f"TCGA-{tss}-{pid}"
+    assert tss_code(patient_barcode(text)) == tss
+
+
+@given(st.text(max_size=20))
+def test_barcode_parser_never_crashes_and_rejects_non_tcga(text):
+    out = patient_barcode(text)
+    assert out is None or (out.startswith("TCGA-") and len(out) == 12)
+
+
+@given(
+    roman=st.sampled_from(["I", "II", "III", "IV"]),
+    sub=st.sampled_from(["", "A", "B", "C"]),
+    case=st.sampled_from([str.upper, str.lower, str.title]),
+)
+def test_stage_normalisation(roman, sub, case):
+    assert tc.normalise_stage(case(f"Stage {roman}{sub}")) == roman
+    assert tc.normalise_stage("Stage X") is None
+
+
+@given(
+    letter=st.sampled_from("TNM"),
+    n=st.integers(0, 4),
+    sub=st.sampled_from(["", "a", "b"]),
+    prefix=st.sampled_from(["", "p", "c"]),
+)
+def test_tnm_normalisation(letter, n, sub, prefix):
+    assert tc.normalise_tnm(f"{prefix}{letter}{n}{sub}", letter) == f"{letter}{n}"
+    assert tc.normalise_tnm(f"{letter}X", letter) is None
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.integers(0, 9),  # patient
+            st.sampled_from(["Alive", "Dead", "'--"]),
+            st.sampled_from(["Stage I", "Stage IIIB", "'--", "Stage IV"]),
+            st.one_of(st.just("'--"), st.integers(0, 5000).map(str)),
+        ),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_gdc_reader_accounts_for_every_patient(tmp_path_factory, rows):
+    """Any mix of repeated rows: one record or one quarantine entry per patient,
+    and the longest follow-up wins."""
+    path = tmp_path_factory.mktemp("gdc") / "clinical.tsv"
+    pd.DataFrame(
+        [
+            {
+                "cases.submitter_id": f"TCGA-AB-{p:04d}",
+                "demographic.vital_status": v,
+                "diagnoses.ajcc_pathologic_stage": s,
+                "diagnoses.days_to_last_follow_up": f,
+            }
+            for p, v, s, f in rows
+        ]
+    ).to_csv(path, sep="\t", index=False)
+    records, quarantined = tc.read_gdc_clinical(path)
+    patients = {f"TCGA-AB-{p:04d}" for p, *_ in rows}
+    assert set(records) | {q.case_id for q in quarantined} == patients
+    assert not set(records) & {q.case_id for q in quarantined}
+    for b, rec in records.items():
+        ups = [int(f) for p, _, _, f in rows if f"TCGA-AB-{p:04d}" == b and f != "'--"]
+        if rec.vital_status != "dead" and ups:
+            assert rec.time == max(ups)

@@ -3,8 +3,8 @@
 Encoding uses fixed clinical reference values (not statistics of the data), so it
 needs no fitting and cannot leak anything across sites or into test data. Each
 column contributes its standardised value (0 when missing) and a missing-indicator.
-Multiple imputation (MICE) fitted per site arrives with the data issue and will
-replace the zero fill.
+With run-config ``imputation = "mice"``, :mod:`common.data.impute` replaces the zero
+fill by MICE fitted on each site's training split.
 """
 
 from __future__ import annotations

@@ -18,6 +18,7 @@ import torch
 
 from common.config import DataConfig
 from common.data.clinical import NUM_FEATURES, ClinicalValueError, encode_row
+from common.data.impute import mice_fill
 from common.data.transforms import ct_transforms
 from common.errors import DataError
 from common.keys import CASE_ID, CLINICAL, CT, LABEL, SITE_KEY, present_key
@@ -132,6 +133,10 @@ def load_site(
             reject(str(site_dir / MANIFEST), "case has neither CT nor clinical data")
             continue
         out.splits[split].append(sample)
+    if cfg.imputation == "mice" and mice_fill(out.splits, cfg.seed):
+        log.info(
+            "Site %s: clinical gaps filled by MICE fitted on its train split", name
+        )
     if out.quarantined:
         log.warning(
             "Site %s: %d case(s) quarantined, %d loaded",

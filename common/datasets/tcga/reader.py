@@ -19,10 +19,17 @@ from typing import Any
 
 import pandas as pd
 
-from common.datasets.prepare import Case, PrepareOptions, ReadResult, pool_small_sites
+from common.data import histology as histo
+from common.datasets.prepare import (
+    Case,
+    PrepareOptions,
+    ReadResult,
+    Staging,
+    pool_small_sites,
+)
 from common.datasets.tcga import clinical as tc
 from common.datasets.tcga import genomics as tg
-from common.datasets.tcga.barcode import tss_code
+from common.datasets.tcga.barcode import looks_like_barcode, patient_barcode, tss_code
 from common.errors import DataError
 from common.quarantine import Quarantined
 
@@ -125,12 +132,21 @@ def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
 
 
+def _histology_patient(path: Path) -> str | None:
+    """Patient barcode of a tile or slide: from its name or a parent folder's."""
+    for part in (path.name, *(p.name for p in path.parents)):
+        if looks_like_barcode(part) and (b := patient_barcode(part)):
+            return b
+    return None
+
+
 def read_tcga(
     root: Path,
     opts: PrepareOptions,
     label_rule: LabelRule,
     projects: tuple[str, ...] = (),
     progress: Callable[[str], None] | None = None,
+    staging: Staging | None = None,
 ) -> ReadResult:
     """Recognise every file under ``root`` and build one case per patient."""
     files = sorted(p for p in root.rglob("*") if p.is_file())
@@ -142,9 +158,18 @@ def read_tcga(
     cbio_patients: dict[str, tc.PatientRecord] = {}
     sample_info: dict[str, dict[str, Any]] = {}
     tables: list[tg.GenomicTable] = []
+    histology: dict[str, list[Path]] = {}
     for path in files:
         if progress:
             progress(path.name)
+        suffix = path.suffix.lower()
+        if suffix in histo.TILE_SUFFIXES | histo.SLIDE_SUFFIXES:
+            b = _histology_patient(path)
+            if b is None:
+                unrecognised.append(str(path))
+            else:
+                histology.setdefault(b, []).append(path)
+            continue
         role = classify(path)
         if role is None:
             unrecognised.append(str(path))
@@ -199,6 +224,18 @@ def read_tcga(
                     )
                 )
                 del patients[b]
+    if histology:
+        n_images = sum(map(len, histology.values()))
+        sources.append({"file": f"{n_images} image files", "role": "histology"})
+    for b in sorted(set(histology) - set(patients)):
+        quarantined.append(
+            Quarantined(
+                b,
+                str(histology[b][0]),
+                "histology but no clinical record (no label)",
+                "barcode",
+            )
+        )
     # genomics-only patients have no label
     genomic_ids = (
         set().union(*(set(t.features.index) for t in tables)) if tables else set()
@@ -247,9 +284,70 @@ def read_tcga(
         label_columns=LABEL_COLUMNS.get(label_rule.__name__, []),
         notes=notes,
     )
-    if tables:
-        result.after_split = lambda cs: _attach_genomics(cs, tables)
+
+    def after_split(cs: list[Case]) -> None:
+        if tables:
+            _attach_genomics(cs, tables)
+        if histology and staging is not None:
+            result.quarantined += _attach_histology(
+                cs, histology, staging, result.notes
+            )
+
+    result.after_split = after_split
     return result
+
+
+def _attach_histology(
+    cases: list[Case],
+    images: dict[str, list[Path]],
+    staging: Staging,
+    notes: list[str],
+) -> list[Quarantined]:
+    """Per-patient bags, Macenko-normalised with one normaliser per site fitted on
+    that site's training tiles only."""
+    quarantined: list[Quarantined] = []
+    raw: dict[str, list] = {}
+    for c in cases:
+        tiles = []
+        for p in sorted(images.get(c.case_id, [])):
+            try:
+                if p.suffix.lower() in histo.SLIDE_SUFFIXES:
+                    tiles += list(histo.tile_slide(p))
+                else:
+                    tiles.append(histo.read_tile(p))
+            except Exception as err:  # noqa: BLE001 - a bad image is quarantined
+                quarantined.append(
+                    Quarantined(c.case_id, str(p), f"unreadable image: {err}", "image")
+                )
+        if tiles:
+            raw[c.case_id] = tiles
+    for site in sorted({c.site for c in cases}):
+        members = [c for c in cases if c.site == site and c.case_id in raw]
+        if not members:
+            continue
+        train_tiles = [t for c in members if c.split == "train" for t in raw[c.case_id]]
+        if not train_tiles:
+            notes.append(
+                f"{site}: no training tiles to fit a stain normaliser on; its bags "
+                "are left unnormalised"
+            )
+        norm = histo.StainNormaliser.fit(site, train_tiles) if train_tiles else None
+        for c in members:
+            bag, dropped = [], 0
+            for t in raw[c.case_id]:
+                try:
+                    bag.append(norm(t) if norm else t)
+                except Exception:  # noqa: BLE001 - torchstain fails on stainless tiles
+                    dropped += 1
+            if dropped:
+                notes.append(
+                    f"{c.case_id}: {dropped} tile(s) without usable stain dropped"
+                )
+            if bag:
+                path = staging.path(c.case_id, f"{c.case_id}-bag.npz")
+                histo.save_bag(bag, path)
+                c.files["histo_path"] = path
+    return quarantined
 
 
 def _attach_genomics(cases: list[Case], tables: list[tg.GenomicTable]) -> None:

@@ -35,7 +35,7 @@ class TcgaCoadRead(PreparableDataset):
         progress: Callable[[str], None],
     ) -> ReadResult:
         return read_tcga(
-            root, opts, label_metastatic, ("TCGA-COAD", "TCGA-READ"), progress
+            root, opts, label_metastatic, ("TCGA-COAD", "TCGA-READ"), progress, staging
         )
 
 

@@ -35,7 +35,7 @@ class TcgaLihc(PreparableDataset):
         opts: PrepareOptions,
         progress: Callable[[str], None],
     ) -> ReadResult:
-        return read_tcga(root, opts, label_advanced, ("TCGA-LIHC",), progress)
+        return read_tcga(root, opts, label_advanced, ("TCGA-LIHC",), progress, staging)
 
 
 @DATASETS.register(NAME)
