@@ -39,7 +39,7 @@ app = ClientApp()
 def _setup(msg: Message, context: Context):
     cfg = from_run_config(dict(context.run_config))
     data = site_data(dict(context.node_config), cfg.data)
-    model = build_model(cfg.model, cfg.data.image_depth)
+    model = build_model(cfg.model, cfg.data.image_depth, data.input_dims)
     arrays: ArrayRecord = msg.content[keys.ARRAYS]  # type: ignore[assignment]
     load_arrays(model, arrays)
     return cfg, data, model, resolve_device(cfg.train.device)

@@ -46,6 +46,12 @@ class DataConfig:
     )
     hu_min: float = field(default=-200.0, metadata=_key("hu-min", "HU window low"))
     hu_max: float = field(default=250.0, metadata=_key("hu-max", "HU window high"))
+    bag_size: int = field(
+        default=8, metadata=_key("bag-size", "histology tiles per patient bag")
+    )
+    tile_size: int = field(
+        default=64, metadata=_key("tile-size", "histology tile side after resizing")
+    )
     imputation: str = field(
         default="reference",
         metadata=_key(
@@ -63,6 +69,13 @@ class ModelConfig:
     )
     clinical_encoder: str = field(
         default="mlp", metadata=_key("clinical-encoder", "clinical encoder name")
+    )
+    genomics_encoder: str = field(
+        default="mlp", metadata=_key("genomics-encoder", "genomics encoder name")
+    )
+    histology_encoder: str = field(
+        default="attention_mil",
+        metadata=_key("histology-encoder", "histology bag encoder name"),
     )
     fusion: str = field(
         default="concat", metadata=_key("fusion", "fusion head registry name")
@@ -251,6 +264,8 @@ def _validate(cfg: OncoFedConfig) -> None:
     need(cfg.data.num_sites >= 1, "num-sites", "must be >= 1")
     need(cfg.data.image_size >= 16, "image-size", "must be >= 16")
     need(cfg.data.image_depth >= 4, "image-depth", "must be >= 4")
+    need(cfg.data.bag_size >= 1, "bag-size", "must be >= 1")
+    need(cfg.data.tile_size >= 16, "tile-size", "must be >= 16")
     need(cfg.data.hu_max > cfg.data.hu_min, "hu-max", "must be above hu-min")
     need(0 < cfg.federation.fraction_train <= 1, "fraction-train", "must be in (0, 1]")
     need(

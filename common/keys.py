@@ -34,7 +34,9 @@ CLINICAL = "clinical"
 LABEL = "label"
 SITE_KEY = "site"
 CASE_ID = "case_id"
-MODALITIES = (CT, CLINICAL)
+GENOMICS = "genomics"
+HISTOLOGY = "histology"
+MODALITIES = (CT, CLINICAL, GENOMICS, HISTOLOGY)
 
 
 def present_key(modality: str) -> str:

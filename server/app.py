@@ -81,7 +81,7 @@ def main(grid: Grid, context: Context) -> None:
     evaluator = ServerEvaluator(
         cfg, test, store, run_id, run_dir / "checkpoints", rounds
     )
-    model = build_model(cfg.model, cfg.data.image_depth)
+    model = build_model(cfg.model, cfg.data.image_depth, test.input_dims)
     strategy = RecordingStrategy(
         STRATEGIES.create(cfg.federation.strategy, cfg=cfg.federation), store, run_id
     )

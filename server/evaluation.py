@@ -46,7 +46,7 @@ class ServerEvaluator:
         self.ckpt_dir = ckpt_dir
         self.num_rounds = num_rounds
         self.device = resolve_device(cfg.train.device)
-        self.model = build_model(cfg.model, cfg.data.image_depth)
+        self.model = build_model(cfg.model, cfg.data.image_depth, test.input_dims)
         self.best_auc = -1.0
         self.best_round = -1
         self.history: list[dict[str, float]] = []

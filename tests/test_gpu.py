@@ -34,7 +34,7 @@ def test_train_and_predict_on_gpu_match_cpu_shapes(small_dataset, encoder):
     )
     data = load_site(small_dataset.site_dir(0), cfg.data)
     seed_everything(0)
-    model = build_model(cfg.model, cfg.data.image_depth)
+    model = build_model(cfg.model, cfg.data.image_depth, data.input_dims)
     device = torch.device(DEVICE)
     result = train_local(model, data.split("train"), cfg.train, device, seed=0)
     assert next(model.parameters()).device.type == "cuda"

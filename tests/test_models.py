@@ -9,18 +9,26 @@ from common.config import ModelConfig
 from common.data.clinical import NUM_FEATURES
 from common.errors import ConfigError
 from common.models import ENCODERS, FUSIONS, build_model
+from common.models.encoders import INPUT_KIND
 from common.registry import Registry
 
-IMAGE = [n for n in ENCODERS.names() if n != "mlp"]
+IMAGE = [n for n in ENCODERS.names() if INPUT_KIND[n] == "volume"]
+GENES = 10
 
 
-def _batch(n=4, size=32, depth=8, ct_present=1.0, clin_present=1.0):
+def _batch(n=4, size=32, depth=8, ct_present=1.0, clin_present=1.0, other=1.0):
     g = torch.Generator().manual_seed(0)
     return {
         "ct": torch.rand(n, 1, size, size, depth, generator=g),
         "ct_present": torch.full((n,), ct_present),
         "clinical": torch.randn(n, NUM_FEATURES, generator=g),
         "clinical_present": torch.full((n,), clin_present),
+        "genomics": torch.randn(n, GENES, generator=g),
+        "genomics_present": torch.full((n,), other),
+        "histology": torch.randint(0, 256, (n, 3, 3, 32, 32), generator=g).to(
+            torch.uint8
+        ),
+        "histology_present": torch.full((n,), other),
         "label": torch.tensor([0.0, 1.0] * (n // 2)),
     }
 
@@ -50,9 +58,38 @@ def test_model_shapes_and_one_step(encoder, fusion):
 @pytest.mark.parametrize("encoder", ENCODERS.names())
 def test_encoders_answer_the_interface(encoder):
     enc = ENCODERS.create(encoder, embed_dim=12, in_slices=8, in_features=NUM_FEATURES)
-    x = _batch()["clinical"] if encoder == "mlp" else _batch()["ct"]
-    assert enc.forward_features(x).shape == (4, 12)
+    key = {"volume": "ct", "vector": "clinical", "bag": "histology"}[
+        INPUT_KIND[encoder]
+    ]
+    x = _batch()[key]
+    out = enc.forward_features(x)
+    assert out.shape == (4, 12) and torch.isfinite(out).all()
     assert enc.embed_dim == 12
+    # one optimiser step on a tiny batch lowers a loss on the embedding
+    head = torch.nn.Linear(12, 1)
+    y = torch.tensor([0.0, 1.0, 0.0, 1.0])
+    params = [*enc.parameters(), *head.parameters()]
+    opt = torch.optim.SGD(params, lr=0.01)
+    enc.eval()
+    loss_fn = torch.nn.BCEWithLogitsLoss()
+    before = loss_fn(head(enc.forward_features(x)).squeeze(1), y)
+    before.backward()
+    opt.step()
+    after = loss_fn(head(enc.forward_features(x)).squeeze(1), y)
+    assert after < before
+
+
+def test_four_modality_model_with_missing_ones():
+    cfg = dataclasses.replace(
+        ModelConfig(embed_dim=16), modalities="ct,clinical,genomics,histology"
+    )
+    model = build_model(cfg, 8, {"clinical": NUM_FEATURES, "genomics": GENES})
+    assert set(model.encoders) == {"ct", "clinical", "genomics", "histology"}
+    for other in (1.0, 0.0):
+        out = model(_batch(other=other))
+        assert out.shape == (4,) and torch.isfinite(out).all()
+    with pytest.raises(ConfigError, match="no genomic features"):
+        build_model(cfg, 8, {"clinical": NUM_FEATURES, "genomics": 0})
 
 
 @pytest.mark.parametrize("present", [(0.0, 1.0), (1.0, 0.0)])

@@ -128,3 +128,18 @@ def save_bag(tiles: list[np.ndarray], path: Path) -> None:
 def load_bag(path: Path) -> np.ndarray:
     with np.load(path) as z:
         return z["tiles"]
+
+
+def bag_tensor(tiles: np.ndarray, bag_size: int, tile_size: int):
+    """A fixed-size bag (bag_size, 3, tile_size, tile_size) uint8 tensor: tiles
+    evenly spaced over the bag (repeated when the bag is smaller), resized."""
+    import torch
+    import torch.nn.functional as F
+
+    if len(tiles) == 0:
+        raise ValueError("empty bag")
+    idx = np.linspace(0, len(tiles) - 1, bag_size).round().astype(int)
+    x = torch.from_numpy(np.ascontiguousarray(tiles[idx])).float()
+    if x.shape[-1] != tile_size:
+        x = F.interpolate(x, size=(tile_size, tile_size), mode="area")
+    return x.round().clamp(0, 255).to(torch.uint8)

@@ -1,10 +1,13 @@
 """Read a prepared site folder into sample dicts, quarantining bad cases.
 
-A sample dict holds ``ct`` (float tensor (1, S, S, D)), ``clinical`` (float tensor
-(NUM_FEATURES,)), their presence flags ``ct_present`` / ``clinical_present``
-(1.0 present, 0.0 absent: the model substitutes a learned embedding), ``label``
-(float 0/1), ``site`` and ``case_id``. A case that fails to load is quarantined
-with the file and the reason, logged, counted, and the site goes on with the rest.
+A sample dict holds every modality, present or not: ``ct`` (float tensor
+(1, S, S, D)), ``clinical`` and ``genomics`` (float vectors encoded by the folder's
+``schema.json``, :mod:`common.data.schema`), ``histology`` (uint8 bag
+(bag_size, 3, tile_size, tile_size)), each with its presence flag ``<m>_present``
+(1.0 present, 0.0 absent: the model substitutes a learned embedding), plus
+``label`` (float 0/1), ``site`` and ``case_id``. A case that fails to load is
+quarantined with the file and the reason, logged, counted, and the site goes on
+with the rest.
 """
 
 from __future__ import annotations
@@ -13,21 +16,35 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
 from common.config import DataConfig
-from common.data.clinical import NUM_FEATURES, ClinicalValueError, encode_row
+from common.data.clinical import ClinicalValueError
+from common.data.histology import bag_tensor, load_bag
 from common.data.impute import mice_fill
+from common.data.schema import Schema, load_schema
 from common.data.transforms import ct_transforms
 from common.errors import DataError
-from common.keys import CASE_ID, CLINICAL, CT, LABEL, SITE_KEY, present_key
+from common.keys import (
+    CASE_ID,
+    CLINICAL,
+    CT,
+    GENOMICS,
+    HISTOLOGY,
+    LABEL,
+    MODALITIES,
+    SITE_KEY,
+    present_key,
+)
 from common.quarantine import Quarantined
 
 log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.csv"
 CLINICAL_TSV = "clinical.tsv"
+GENOMICS_TSV = "genomics.tsv"
 REQUIRED_COLUMNS = (CASE_ID, "split", LABEL, "ct_path", "has_clinical")
 
 
@@ -38,6 +55,12 @@ class SiteData:
     name: str
     splits: dict[str, list[dict]] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
+    schema: Schema = field(default_factory=Schema)
+
+    @property
+    def input_dims(self) -> dict[str, int]:
+        """Tabular feature sizes for :func:`common.models.build_model`."""
+        return {CLINICAL: self.schema.clinical_dim, GENOMICS: self.schema.genomics_dim}
 
     def split(self, name: str) -> list[dict]:
         return self.splits.get(name, [])
@@ -65,8 +88,8 @@ def read_manifest(site_dir: Path) -> pd.DataFrame:
     return frame
 
 
-def _read_clinical(site_dir: Path) -> dict[str, dict]:
-    path = site_dir / CLINICAL_TSV
+def _read_clinical(site_dir: Path, name: str = CLINICAL_TSV) -> dict[str, dict]:
+    path = site_dir / name
     if not path.is_file():
         return {}
     frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
@@ -85,9 +108,14 @@ def load_site(
     site_dir = Path(site_dir)
     name = site_name or site_dir.name
     manifest = read_manifest(site_dir)
+    schema = load_schema(site_dir)
     clinical = _read_clinical(site_dir)
+    genomics = _read_clinical(site_dir, GENOMICS_TSV)
     ct_pipeline = ct_transforms(cfg)
-    out = SiteData(name=name, splits={s: [] for s in splits})
+    empty_bag = torch.zeros(
+        cfg.bag_size, 3, cfg.tile_size, cfg.tile_size, dtype=torch.uint8
+    )
+    out = SiteData(name=name, splits={s: [] for s in splits}, schema=schema)
     seen: set[str] = set()
     empty_ct = torch.zeros(1, cfg.image_size, cfg.image_size, cfg.image_depth)
     for row in manifest.to_dict("records"):
@@ -121,16 +149,34 @@ def load_site(
         record = clinical.get(case_id) if row["has_clinical"] == "1" else None
         if record is not None:
             try:
-                sample[CLINICAL] = torch.from_numpy(encode_row(record))
+                sample[CLINICAL] = torch.from_numpy(schema.encode_clinical(record))
             except ClinicalValueError as err:
                 reject(str(site_dir / CLINICAL_TSV), str(err))
                 continue
             sample[present_key(CLINICAL)] = 1.0
         else:
-            sample[CLINICAL] = torch.zeros(NUM_FEATURES)
+            sample[CLINICAL] = torch.zeros(schema.clinical_dim)
             sample[present_key(CLINICAL)] = 0.0
-        if not (sample[present_key(CT)] or sample[present_key(CLINICAL)]):
-            reject(str(site_dir / MANIFEST), "case has neither CT nor clinical data")
+        g = genomics.get(case_id) if row.get("has_genomics") == "1" else None
+        sample[GENOMICS] = torch.from_numpy(
+            schema.encode_genomics(g)
+            if g
+            else np.zeros(schema.genomics_dim, np.float32)
+        )
+        sample[present_key(GENOMICS)] = 1.0 if g else 0.0
+        histo_rel = row.get("histo_path", "").strip()
+        sample[HISTOLOGY], sample[present_key(HISTOLOGY)] = empty_bag, 0.0
+        if histo_rel:
+            try:
+                sample[HISTOLOGY] = bag_tensor(
+                    load_bag(site_dir / histo_rel), cfg.bag_size, cfg.tile_size
+                )
+                sample[present_key(HISTOLOGY)] = 1.0
+            except Exception as err:  # noqa: BLE001 - a bad bag quarantines the case
+                reject(str(site_dir / histo_rel), _reason(err))
+                continue
+        if not any(sample[present_key(m)] for m in MODALITIES):
+            reject(str(site_dir / MANIFEST), "case has no modality at all")
             continue
         out.splits[split].append(sample)
     if cfg.imputation == "mice" and mice_fill(out.splits, cfg.seed):

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from common.data.schema import SCHEMA_JSON, ColumnSpec, Schema
 from common.datasets import DATASET_JSON, SERVER_TEST
 from common.errors import DataError
 from common.keys import CASE_ID, LABEL
@@ -92,6 +93,10 @@ class ReadResult:
     # clinical columns the binary label is derived from: models must not use them
     # as features for that label (kept for survival and reports)
     label_columns: list[str] = field(default_factory=list)
+    # how clinical columns become features (None: inferred from the values)
+    clinical_schema: list[ColumnSpec] | None = None
+    # genomic features kept, with centre and scale (set by the reader's after_split)
+    genomics_schema: dict[str, list] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     site_info: dict[str, dict[str, Any]] = field(default_factory=dict)
     # run once sites and splits are final (e.g. genomic feature selection on the
@@ -281,6 +286,20 @@ def write_prepared(
                 )
     test_cases = [c for c in cases if c.split == "test"]
     _write_tables(out / SERVER_TEST, test_cases, test_rows, columns)
+    schema = Schema(
+        dataset=dataset,
+        clinical=tuple(
+            result.clinical_schema
+            if result.clinical_schema is not None
+            else infer_schema(cases, columns)
+        ),
+        genomics=tuple(result.genomics_schema.get("features", ())),
+        genomics_center=tuple(result.genomics_schema.get("center", ())),
+        genomics_scale=tuple(result.genomics_schema.get("scale", ())),
+        label_columns=tuple(result.label_columns),
+    )
+    for d in [*sites, SERVER_TEST]:
+        (out / d / SCHEMA_JSON).write_text(schema.to_json())
     staging = out / "_staging"
     if staging.exists():
         shutil.rmtree(staging)
@@ -297,6 +316,29 @@ def write_prepared(
     (out / REPORT_JSON).write_text(json.dumps(report, indent=2, default=str))
     (out / REPORT_MD).write_text(report_markdown(report))
     return report
+
+
+def infer_schema(cases: list[Case], columns: list[str]) -> list[ColumnSpec]:
+    """Column kinds from the values, where the dataset's code fixes none: numeric if
+    every present value is a number (centred on the median, scaled by the IQR),
+    categorical if at most 20 distinct values, else left out."""
+    specs = []
+    for col in columns:
+        values: list[Any] = [
+            v for c in cases if c.clinical and not _is_missing(v := c.clinical.get(col))
+        ]
+        if not values:
+            continue
+        try:
+            nums = np.array([float(v) for v in values])
+        except (TypeError, ValueError):
+            cats = sorted({str(v).strip() for v in values})
+            if len(cats) <= 20:
+                specs.append(ColumnSpec(col, "categorical", categories=tuple(cats)))
+            continue
+        q1, med, q3 = np.percentile(nums, [25, 50, 75])
+        specs.append(ColumnSpec(col, "numeric", float(med), float(max(q3 - q1, 1e-3))))
+    return specs
 
 
 def _write_case(site_dir: Path, c: Case) -> dict[str, Any]:

@@ -110,6 +110,49 @@ class MLPEncoder(Encoder):
         return self.net(x)
 
 
+class AttentionMILEncoder(Encoder):
+    """A patient's bag of tiles -> one embedding: a small 2D CNN per tile, then
+    gated attention pooling over the tiles (Ilse et al. 2018, "Attention-based deep
+    multiple instance learning"). Written here because MONAI's ``MILModel`` returns
+    class logits, not the pooled embedding that fusion needs.
+
+    Input (B, N, 3, T, T) uint8 or float in [0, 255]; tiles that are all zero are
+    padding and get no attention.
+    """
+
+    def __init__(self, embed_dim: int, width: int = 32) -> None:
+        super().__init__()
+        self.tile = nn.Sequential(
+            nn.Conv2d(3, width // 2, 3, stride=2, padding=1),
+            nn.GroupNorm(4, width // 2),
+            nn.ReLU(),
+            nn.Conv2d(width // 2, width, 3, stride=2, padding=1),
+            nn.GroupNorm(4, width),
+            nn.ReLU(),
+            nn.Conv2d(width, width, 3, stride=2, padding=1),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(width, embed_dim),
+        )
+        self.attn_v = nn.Linear(embed_dim, embed_dim)
+        self.attn_u = nn.Linear(embed_dim, embed_dim)
+        self.attn_w = nn.Linear(embed_dim, 1)
+        self.norm = nn.LayerNorm(embed_dim)
+        self.embed_dim = embed_dim
+        self.last_attention: torch.Tensor | None = None
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        b, n = x.shape[:2]
+        x = x.float() / 255.0
+        pad = x.flatten(2).abs().sum(-1) == 0  # (B, N)
+        h = self.tile(x.flatten(0, 1)).view(b, n, -1)
+        score = self.attn_w(torch.tanh(self.attn_v(h)) * torch.sigmoid(self.attn_u(h)))
+        score = score.squeeze(-1).masked_fill(pad, -1e4)
+        a = torch.softmax(score, dim=1)
+        self.last_attention = a.detach()
+        return self.norm((a.unsqueeze(-1) * h).sum(1))
+
+
 @ENCODERS.register("tiny3d")
 def tiny3d(embed_dim: int = 64, **_: object) -> Encoder:
     """Small 3D ResNet (widths 8-64, one block per stage): the CPU default."""
@@ -131,6 +174,22 @@ def resnet18_25d(embed_dim: int = 64, in_slices: int = 16, **_: object) -> Encod
 @ENCODERS.register("mlp")
 def mlp(embed_dim: int = 64, in_features: int = 24, **_: object) -> Encoder:
     return MLPEncoder(in_features, embed_dim)
+
+
+# what each encoder reads: a CT volume, a feature vector, or a bag of tiles
+INPUT_KIND = {
+    "tiny3d": "volume",
+    "resnet10_3d": "volume",
+    "resnet18_25d": "volume",
+    "mlp": "vector",
+    "attention_mil": "bag",
+}
+
+
+@ENCODERS.register("attention_mil")
+def attention_mil(embed_dim: int = 64, **_: object) -> Encoder:
+    """Histology bag encoder: tile CNN + gated attention pooling."""
+    return AttentionMILEncoder(embed_dim)
 
 
 def load_pretrained(encoder: nn.Module, path: str) -> None:

@@ -9,7 +9,8 @@ from torch import nn
 
 from common.config import ModelConfig
 from common.data.clinical import NUM_FEATURES
-from common.keys import CLINICAL, CT, present_key
+from common.errors import ConfigError
+from common.keys import CLINICAL, CT, GENOMICS, HISTOLOGY, present_key
 from common.models.encoders import ENCODERS, load_pretrained
 from common.models.fusion import FUSIONS
 
@@ -87,9 +88,19 @@ class MultimodalNet(nn.Module):
         return loss, logits
 
 
-def build_model(cfg: ModelConfig, image_depth: int = 16) -> MultimodalNet:
-    """Create the network named by ``cfg`` (weights random unless ``pretrained``)."""
+def build_model(
+    cfg: ModelConfig,
+    image_depth: int = 16,
+    input_dims: dict[str, int] | None = None,
+) -> MultimodalNet:
+    """Create the network named by ``cfg`` (weights random unless ``pretrained``).
+
+    ``input_dims``: feature sizes of the tabular modalities (``clinical``,
+    ``genomics``) from the data's schema (:func:`common.data.schema.load_schema`);
+    default: the HCC clinical encoding and no genomics.
+    """
     # modality names are validated with the config (common.config)
+    dims = {CLINICAL: NUM_FEATURES, GENOMICS: 0, **(input_dims or {})}
     encoders: dict[str, nn.Module] = {}
     if CT in cfg.modality_list:
         encoders[CT] = ENCODERS.create(
@@ -99,7 +110,21 @@ def build_model(cfg: ModelConfig, image_depth: int = 16) -> MultimodalNet:
             load_pretrained(encoders[CT], cfg.pretrained)
     if CLINICAL in cfg.modality_list:
         encoders[CLINICAL] = ENCODERS.create(
-            cfg.clinical_encoder, embed_dim=cfg.embed_dim, in_features=NUM_FEATURES
+            cfg.clinical_encoder, embed_dim=cfg.embed_dim, in_features=dims[CLINICAL]
+        )
+    if GENOMICS in cfg.modality_list:
+        if dims[GENOMICS] <= 0:
+            raise ConfigError(
+                "Run-config key 'modalities' names 'genomics' but this dataset has no "
+                "genomic features. Fix: drop 'genomics' from modalities or prepare "
+                "the dataset with its genomic files."
+            )
+        encoders[GENOMICS] = ENCODERS.create(
+            cfg.genomics_encoder, embed_dim=cfg.embed_dim, in_features=dims[GENOMICS]
+        )
+    if HISTOLOGY in cfg.modality_list:
+        encoders[HISTOLOGY] = ENCODERS.create(
+            cfg.histology_encoder, embed_dim=cfg.embed_dim
         )
     fusion = FUSIONS.create(
         cfg.fusion, modalities=tuple(encoders), embed_dim=cfg.embed_dim

@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from common.data.schema import ColumnSpec
 from common.datasets.tcga.barcode import patient_barcode
 from common.quarantine import Quarantined
 
@@ -41,7 +42,17 @@ COLUMNS = (
     "histology",
     "project",
 )
-NUMERIC = ("age",)
+# how they become features (histology and project are kept for reports only)
+SCHEMA = [
+    ColumnSpec("age", "numeric", ref=60.0, scale=12.0),
+    ColumnSpec("sex", "categorical", categories=("M", "F")),
+    ColumnSpec("stage", "categorical", categories=("0", "I", "II", "III", "IV")),
+    ColumnSpec(
+        "t_stage", "categorical", categories=("Tis", "T0", "T1", "T2", "T3", "T4")
+    ),
+    ColumnSpec("n_stage", "categorical", categories=("N0", "N1", "N2", "N3")),
+    ColumnSpec("m_stage", "categorical", categories=("M0", "M1")),
+]
 DAYS_PER_MONTH = 30.4375
 
 GDC_MISSING = {"'--", "--", "", "not reported", "unknown", "not allowed to collect"}

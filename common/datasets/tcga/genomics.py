@@ -178,3 +178,23 @@ def select_features(
     if not kept:
         return pd.DataFrame()
     return pd.concat(kept, axis=1, join="outer")
+
+
+def reference_stats(
+    features: pd.DataFrame, site_of: dict[str, str], train: set[str]
+) -> tuple[list[float], list[float]]:
+    """Per feature: the median over sites of the site's training mean, and of its
+    training standard deviation (floored at 1e-3): one centring for every site, to
+    which no test row and no single site dictates."""
+    means, sds = [], []
+    for site in sorted(set(site_of.values())):
+        rows = [p for p in features.index if site_of.get(p) == site and p in train]
+        if rows:
+            means.append(features.loc[rows].mean(axis=0, skipna=True))
+            sds.append(features.loc[rows].std(axis=0, skipna=True))
+    if not means:
+        n = features.shape[1]
+        return [0.0] * n, [1.0] * n
+    centre = pd.concat(means, axis=1).median(axis=1).fillna(0.0)
+    scale = pd.concat(sds, axis=1).median(axis=1).fillna(1.0).clip(lower=1e-3)
+    return [round(float(v), 6) for v in centre], [round(float(v), 6) for v in scale]

@@ -282,12 +282,13 @@ def read_tcga(
         unrecognised=unrecognised,
         clinical_columns=list(tc.COLUMNS),
         label_columns=LABEL_COLUMNS.get(label_rule.__name__, []),
+        clinical_schema=list(tc.SCHEMA),
         notes=notes,
     )
 
     def after_split(cs: list[Case]) -> None:
         if tables:
-            _attach_genomics(cs, tables)
+            _attach_genomics(cs, tables, result)
         if histology and staging is not None:
             result.quarantined += _attach_histology(
                 cs, histology, staging, result.notes
@@ -350,11 +351,19 @@ def _attach_histology(
     return quarantined
 
 
-def _attach_genomics(cases: list[Case], tables: list[tg.GenomicTable]) -> None:
+def _attach_genomics(
+    cases: list[Case], tables: list[tg.GenomicTable], result: ReadResult
+) -> None:
     site_of = {c.case_id: c.site for c in cases}
     train = {c.case_id for c in cases if c.split == "train"}
     joined = tg.select_features(tables, site_of, train, GENOMICS_TOP_K)
     joined = joined[joined.index.isin(list(site_of))].dropna(axis=1, how="all")
+    centre, scale = tg.reference_stats(joined, site_of, train)
+    result.genomics_schema = {
+        "features": list(joined.columns),
+        "center": centre,
+        "scale": scale,
+    }
     for c in cases:
         if c.case_id in joined.index:
             row = joined.loc[c.case_id]

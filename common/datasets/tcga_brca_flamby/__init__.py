@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from common.data.schema import ColumnSpec
 from common.datasets import DATASETS
 from common.datasets.prepare import (
     Case,
@@ -139,6 +140,12 @@ class TcgaBrcaFlamby(PreparableDataset):
                 if p is not None
             ],
             clinical_columns=features,
+            clinical_schema=[
+                ColumnSpec(f, "numeric", 58.0, 13.0)
+                if f.startswith("age")
+                else ColumnSpec(f, "numeric", 0.0, 1.0)
+                for f in features
+            ],
             site_info={
                 names[k]: {"flamby_center": k, "regions": dict(v)}
                 for k, v in site_regions.items()
