@@ -40,11 +40,13 @@ def make_run_dir(cfg: OncoFedConfig, run_id: str) -> Path:
 
 def site_table(last: dict[str, dict[str, float]]) -> list[str]:
     """Final per-site table, one line per site (local test split)."""
-    lines = [f"{'site':<10}{'n':>5}{'AUC':>8}{'acc':>8}{'F1':>8}{'sens':>8}{'spec':>8}"]
+    w = max([10, *(len(s) + 2 for s in last)])
+    head = f"{'n':>5}{'AUC':>8}{'acc':>8}{'F1':>8}{'sens':>8}{'spec':>8}"
+    lines = [f"{'site':<{w}}{head}"]
     for site in sorted(last):
         m = last[site]
         lines.append(
-            f"{site:<10}{int(m.get(keys.NUM_EXAMPLES, 0)):>5}"
+            f"{site:<{w}}{int(m.get(keys.NUM_EXAMPLES, 0)):>5}"
             + "".join(
                 f"{m.get(k, float('nan')):>8.3f}"
                 for k in (
@@ -92,6 +94,20 @@ def main(grid: Grid, context: Context) -> None:
         type(strategy.inner).__name__,
         rounds,
     )
+    nodes = len(list(grid.get_node_ids()))
+    if nodes < len(dataset.sites):
+        log(
+            WARNING,
+            "OncoFed | %d SuperNode(s) connected but dataset '%s' has %d sites: "
+            "only the first %d train. In simulation, set the site count once with "
+            "'flwr federation simulation-config --num-supernodes %d' (make setup "
+            "does this for the default 7).",
+            nodes,
+            cfg.data.dataset,
+            len(dataset.sites),
+            nodes,
+            len(dataset.sites),
+        )
     status = "failed"
     try:
         strategy.start(

@@ -568,19 +568,18 @@ class PreparableDataset:
     ) -> ReadResult:
         raise NotImplementedError
 
+    def synthetic_source(self, out: Path, cfg: Any) -> bool:
+        """Write a synthetic download of this dataset into ``out`` (for offline runs
+        without ``data-root``); False if the dataset has none."""
+        return False
+
     def ensure(self, cfg: Any) -> Path:
         import hashlib
 
         from common.paths import data_cache_dir
 
         if not cfg.data_root:
-            raise DataError(
-                f"dataset {self.name}",
-                "data-root",
-                "no data root given",
-                f"set data-root to a folder made by 'oncofed prepare {self.name}' "
-                "or to the dataset's download folder",
-            )
+            return self._ensure_synthetic(cfg)
         root = Path(cfg.data_root).expanduser().resolve()
         if (root / DATASET_JSON).is_file():
             return root
@@ -589,3 +588,40 @@ class PreparableDataset:
         if not (out / DATASET_JSON).is_file():
             prepare(self.name, root, out, PrepareOptions(seed=cfg.seed), False)
         return out
+
+    def _ensure_synthetic(self, cfg: Any) -> Path:
+        """The synthetic download, written and prepared once into the cache; written
+        under a temporary name and renamed, so concurrent sites never see half."""
+        import tempfile
+
+        from common.paths import data_cache_dir
+
+        version = getattr(self, "synthetic_version", 1)
+        root = (
+            data_cache_dir()
+            / self.name
+            / (f"synthetic-v{version}-sites{cfg.num_sites}-seed{cfg.seed}")
+        )
+        if (root / "prepared" / DATASET_JSON).is_file():
+            return root / "prepared"
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+        try:
+            if not self.synthetic_source(tmp / "raw", cfg):
+                raise DataError(
+                    f"dataset {self.name}",
+                    "data-root",
+                    "no data root given and this dataset has no synthetic default",
+                    f"set data-root to a folder made by 'oncofed prepare {self.name}' "
+                    "or to the dataset's download folder",
+                )
+            opts = PrepareOptions(seed=cfg.seed, min_site_cases=1)
+            prepare(self.name, tmp / "raw", tmp / "prepared", opts, False)
+            os.rename(tmp, root)
+        except OSError:
+            if not (root / "prepared" / DATASET_JSON).is_file():
+                raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        return root / "prepared"

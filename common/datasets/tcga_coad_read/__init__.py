@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from common.datasets import DATASETS
 from common.datasets.prepare import (
@@ -18,6 +19,10 @@ from common.datasets.prepare import (
     PrepareOptions,
     ReadResult,
     Staging,
+)
+from common.datasets.synthetic.tcga_export import (
+    TCGA_EXPORT_VERSION,
+    write_tcga_export,
 )
 from common.datasets.tcga.reader import label_metastatic, read_tcga
 
@@ -37,6 +42,13 @@ class TcgaCoadRead(PreparableDataset):
         return read_tcga(
             root, opts, label_metastatic, ("TCGA-COAD", "TCGA-READ"), progress, staging
         )
+
+    synthetic_version = TCGA_EXPORT_VERSION
+
+    def synthetic_source(self, out: Path, cfg: Any) -> bool:
+        """Offline default: a synthetic GDC export (``common.datasets.synthetic``)."""
+        write_tcga_export(out, "TCGA-COAD", cfg.num_sites, seed=cfg.seed)
+        return True
 
 
 @DATASETS.register(NAME)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from common.datasets import DATASETS
 from common.datasets.prepare import (
@@ -19,6 +20,10 @@ from common.datasets.prepare import (
     PrepareOptions,
     ReadResult,
     Staging,
+)
+from common.datasets.synthetic.tcga_export import (
+    TCGA_EXPORT_VERSION,
+    write_tcga_export,
 )
 from common.datasets.tcga.reader import label_advanced, read_tcga
 
@@ -36,6 +41,13 @@ class TcgaLihc(PreparableDataset):
         progress: Callable[[str], None],
     ) -> ReadResult:
         return read_tcga(root, opts, label_advanced, ("TCGA-LIHC",), progress, staging)
+
+    synthetic_version = TCGA_EXPORT_VERSION
+
+    def synthetic_source(self, out: Path, cfg: Any) -> bool:
+        """Offline default: a synthetic GDC export (``common.datasets.synthetic``)."""
+        write_tcga_export(out, "TCGA-LIHC", cfg.num_sites, seed=cfg.seed)
+        return True
 
 
 @DATASETS.register(NAME)
