@@ -25,12 +25,12 @@ APP = ROOT / "simulations" / "lits_sites"
 ROUNDS = 2
 
 
-def _flwr_run(processes, connection: str, overrides: str, *extra: str) -> str:
+def _flwr_run(processes, connection: str, overrides: str, *extra: str, app=APP) -> str:
     out = subprocess.run(
         [
             str(BIN / "flwr"),
             "run",
-            str(APP),
+            str(app),
             connection,
             "--stream",
             "--run-config",
@@ -146,6 +146,29 @@ def test_unknown_run_config_key_is_refused(processes, small_dataset, tmp_path):
     assert "Invalid run configuration" in log
     assert "Successfully started run" not in log
     assert not list(tmp_path.glob("runs/*/run.sqlite"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("app", ["tcga_lihc_sites", "hcc_multimodal"])
+def test_scenario_apps_run_offline_with_their_defaults(
+    processes, oncofed_home, tmp_path, app
+):
+    """Each scenario app runs with no data-root: its synthetic default goes through
+    the same readers (TCGA export -> tcga_lihc reader; H&E bags -> MIL encoder)."""
+    _superlink(processes, simulation=True)
+    run_root = tmp_path / "runs"
+    log = _flwr_run(
+        processes,
+        "oncofed-test",
+        _small_run(run_root),
+        "--federation-config",
+        f"num-supernodes={SMALL_SITES}",
+        app=ROOT / "simulations" / app,
+    )
+    assert "OncoFed | round 2/2" in log, (
+        log[-4000:] + processes.log("superlink")[-4000:]
+    )
+    _check_run_store(run_root, SMALL_SITES)
 
 
 @pytest.mark.slow

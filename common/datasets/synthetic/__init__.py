@@ -25,17 +25,23 @@ from common.datasets.synthetic.generator import (
     site_profiles,
     write_cases,
 )
+from common.datasets.synthetic.histology_tiles import add_histology
 from common.errors import DataError
 from common.paths import data_cache_dir
 
 log = logging.getLogger(__name__)
 
 NAME = "synthetic"
+MULTIMODAL_NAME = "synthetic_multimodal"
 TEST_FRACTION = 0.25
 
 
 def spec_from_config(cfg: DataConfig) -> SyntheticSpec:
-    return SyntheticSpec(num_sites=cfg.num_sites, seed=cfg.seed)
+    return SyntheticSpec(
+        num_sites=cfg.num_sites,
+        seed=cfg.seed,
+        histology=cfg.dataset == MULTIMODAL_NAME,
+    )
 
 
 def spec_hash(spec: SyntheticSpec) -> str:
@@ -61,9 +67,12 @@ def generate(spec: SyntheticSpec, out: Path) -> Path:
             None,
             f"test-{p.index:02d}-",
         )
+    if spec.histology:
+        for p in profiles:
+            add_histology(out / p.name, out / SERVER_TEST / p.name, p.index, spec.seed)
     _merge_server_test(out / SERVER_TEST, [p.name for p in profiles])
     meta = {
-        "name": NAME,
+        "name": MULTIMODAL_NAME if spec.histology else NAME,
         "sites": [p.name for p in profiles],
         "spec": spec.to_dict(),
         "profiles": [vars(p) for p in profiles],
@@ -79,8 +88,9 @@ def _merge_server_test(test_dir: Path, sites: list[str]) -> None:
     manifests, clinicals = [], []
     for s in sites:
         m = pd.read_csv(test_dir / s / "manifest.csv", keep_default_na=False)
-        for col in ("ct_path", "mask_path"):
-            m[col] = [f"{s}/{v}" if v else "" for v in m[col]]
+        for col in ("ct_path", "mask_path", "histo_path"):
+            if col in m.columns:
+                m[col] = [f"{s}/{v}" if v else "" for v in m[col]]
         manifests.append(m)
         clinicals.append(pd.read_csv(test_dir / s / "clinical.tsv", sep="\t"))
     pd.concat(manifests).to_csv(test_dir / "manifest.csv", index=False)
@@ -90,7 +100,10 @@ def _merge_server_test(test_dir: Path, sites: list[str]) -> None:
 
 
 class SyntheticDataset:
-    name = NAME
+    """``synthetic`` (CT + clinical) or ``synthetic_multimodal`` (+ H&E bags)."""
+
+    def __init__(self, name: str = NAME) -> None:
+        self.name = name
 
     def ensure(self, cfg: DataConfig) -> Path:
         """Return the cached folder for ``cfg``, generating it once if absent."""
@@ -106,7 +119,7 @@ class SyntheticDataset:
                 )
             return root
         spec = spec_from_config(cfg)
-        root = data_cache_dir() / NAME / f"v{spec.version}-{spec_hash(spec)}"
+        root = data_cache_dir() / self.name / f"v{spec.version}-{spec_hash(spec)}"
         if (root / DATASET_JSON).is_file():
             return root
         return write_atomically(spec, root)
@@ -131,4 +144,10 @@ def write_atomically(spec: SyntheticSpec, root: Path) -> Path:
 
 @DATASETS.register(NAME)
 def _create() -> SyntheticDataset:
-    return SyntheticDataset()
+    return SyntheticDataset(NAME)
+
+
+@DATASETS.register(MULTIMODAL_NAME)
+def _create_multimodal() -> SyntheticDataset:
+    """CT + clinical + H&E bags with per-site stain differences (hcc_multimodal)."""
+    return SyntheticDataset(MULTIMODAL_NAME)

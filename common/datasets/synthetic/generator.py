@@ -88,6 +88,7 @@ class SyntheticSpec:
     test_cases_per_site: int = 20
     in_plane: int = 64
     z_extent_mm: float = 60.0
+    histology: bool = False  # also H&E bags per case (synthetic_multimodal)
     version: int = GENERATOR_VERSION
 
     def to_dict(self) -> dict[str, int | float]:
