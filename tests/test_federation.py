@@ -149,7 +149,9 @@ def test_unknown_run_config_key_is_refused(processes, small_dataset, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("app", ["tcga_lihc_sites", "hcc_multimodal"])
+@pytest.mark.parametrize(
+    "app", ["tcga_lihc_sites", "hcc_multimodal", "crc_metastasis_sites"]
+)
 def test_scenario_apps_run_offline_with_their_defaults(
     processes, oncofed_home, tmp_path, app
 ):

@@ -268,3 +268,36 @@ def test_tiles_and_svs_become_stain_normalised_bags(tmp_path):
     assert any(f.endswith("ihc.png") for f in report["unrecognised_files"])
     bad = [q for q in report["quarantined"] if q["path"].endswith("tile.jpg")]
     assert bad and "unreadable image" in bad[0]["reason"]
+
+
+def test_crc_metastasis_merges_tcga_clinical_and_crlm_ct(crlm_root, tmp_path):
+    root = tmp_path / "crc"
+    (root / "tcga").mkdir(parents=True)
+    shutil.copy(SHARED_DATA / "tcga_coad_gdc" / "clinical.tsv", root / "tcga")
+    shutil.copytree(crlm_root, root / "crlm")
+    out = tmp_path / "out"
+    report = prepare(
+        "crc_metastasis", root, out, PrepareOptions(min_site_cases=1), False
+    )
+    sites = json.loads((out / "dataset.json").read_text())["sites"]
+    assert any(s.startswith("tcga-tss-") for s in sites)
+    assert any(s.startswith("crlm-") for s in sites)
+    assert set(report["sites"]) == set(sites)
+    # one schema for all sites: the TCGA clinical columns, label columns excluded
+    schemas = {(out / s / "schema.json").read_text() for s in sites}
+    assert len(schemas) == 1
+    from common.data.schema import load_schema
+
+    schema = load_schema(out / sites[0])
+    assert "m_stage" in schema.label_columns
+    ct_site = next(s for s in sites if s.startswith("crlm-"))
+    data = load_site(out / ct_site, DataConfig(image_size=16, image_depth=4))
+    case = (data.split("train") + data.split("test"))[0]
+    assert case["ct_present"] == 1.0 and case["clinical"].shape == (
+        schema.clinical_dim,
+    )
+    assert (
+        (out / "report.md")
+        .read_text()
+        .startswith("# Preparation report: crc_metastasis")
+    )

@@ -95,6 +95,7 @@ def get_dataset(name: str) -> Dataset:
 def _import_builtin() -> None:
     # registering is a side effect of importing the dataset packages
     import common.datasets.cirrmri600  # noqa: F401
+    import common.datasets.crc_metastasis  # noqa: F401
     import common.datasets.crlm  # noqa: F401
     import common.datasets.hcc_tace_seg  # noqa: F401
     import common.datasets.lits17  # noqa: F401

@@ -539,6 +539,9 @@ def prepare(
         raise DataError(root, "--root", "folder is empty", "point it at the download")
     check_out_dir(out)
     out.mkdir(parents=True, exist_ok=True)
+    merged = getattr(entry, "prepare_merged", None)
+    if merged is not None:  # a dataset made of several prepared sources
+        return merged(root, out, opts, show_progress)
     staging = Staging(out)
     bar = tqdm(desc=f"prepare {dataset}", unit="file", disable=not show_progress)
 

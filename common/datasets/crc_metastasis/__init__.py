@@ -1,0 +1,207 @@
+"""``crc_metastasis``: colorectal cancer with liver metastasis, sites holding
+different modalities.
+
+Two kinds of hospital in one federation, as in the seeds' CRC scenario:
+
+* **clinical sites**: TCGA-COAD/READ patients (clinical records only), one site per
+  tissue-source site, label = distant metastasis at diagnosis (``tcga_coad_read``);
+* **imaging sites**: CRLM-style patients with a portal-venous CT (and the clinical
+  fields they share with TCGA: age, sex), label = liver metastasis visible on the
+  segmentation (``crlm``).
+
+Every site uses the TCGA clinical schema (columns a site lacks are missing values,
+with their indicators), so one model serves both kinds and learns a stand-in
+embedding for the modality a site does not have.
+
+``data-root`` (or ``oncofed prepare crc_metastasis --root``) is a folder with two
+sub-folders: ``tcga/`` (a GDC / cBioPortal download) and ``crlm/`` (a TCIA CRLM
+download). Without ``data-root``, a synthetic stand-in: a synthetic GDC export for
+the clinical sites and synthetic CT hospitals for the imaging sites.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from common.data.schema import SCHEMA_JSON, Schema
+from common.datasets import DATASET_JSON, DATASETS, SERVER_TEST
+from common.datasets.prepare import (
+    MANIFEST,
+    REPORT_JSON,
+    REPORT_MD,
+    PreparableDataset,
+    PrepareOptions,
+    ReadResult,
+    Staging,
+    prepare,
+    report_markdown,
+)
+from common.datasets.tcga import clinical as tc
+from common.errors import DataError
+
+NAME = "crc_metastasis"
+SYNTHETIC_VERSION = 1
+
+
+class CrcMetastasis(PreparableDataset):
+    name = NAME
+    synthetic_version = SYNTHETIC_VERSION
+
+    def read(
+        self,
+        root: Path,
+        staging: Staging,
+        opts: PrepareOptions,
+        progress: Callable[[str], None],
+    ) -> ReadResult:
+        raise DataError(
+            root,
+            "--root",
+            "crc_metastasis merges two prepared sources",
+            "use prepare_merged (oncofed prepare does this)",
+        )
+
+    def prepare_merged(
+        self, root: Path, out: Path, opts: PrepareOptions, show_progress: bool
+    ) -> dict[str, Any]:
+        """Prepare ``root/tcga`` and ``root/crlm`` and merge them into ``out``."""
+        parts = {}
+        for sub, dataset in (("tcga", "tcga_coad_read"), ("crlm", "crlm")):
+            if not (root / sub).is_dir():
+                raise DataError(
+                    root / sub,
+                    "--root",
+                    "folder not found",
+                    "give a folder with sub-folders tcga/ (GDC download) and crlm/ "
+                    "(TCIA CRLM download)",
+                )
+            parts[sub] = prepare(
+                dataset, root / sub, out / f"_{sub}", opts, show_progress
+            )
+        merge_prepared(out, [(s, out / f"_{s}") for s in parts])
+        report = {
+            "dataset": NAME,
+            "partition": parts["tcga"]["partition"],
+            "cases_kept": sum(r["cases_kept"] for r in parts.values()),
+            "cases_quarantined": sum(r["cases_quarantined"] for r in parts.values()),
+            "files_quarantined": sum(r["files_quarantined"] for r in parts.values()),
+            "sites": {
+                f"{p}-{s}": v for p, r in parts.items() for s, v in r["sites"].items()
+            },
+            "quarantined": [q for r in parts.values() for q in r["quarantined"]],
+            "sources": [s for r in parts.values() for s in r["sources"]],
+            "unrecognised_files": [
+                f for r in parts.values() for f in r["unrecognised_files"]
+            ],
+            "notes": [n for r in parts.values() for n in r["notes"]],
+        }
+        (out / REPORT_JSON).write_text(json.dumps(report, indent=2, default=str))
+        (out / REPORT_MD).write_text(report_markdown(report))
+        for sub in parts:
+            shutil.rmtree(out / f"_{sub}")
+        return report
+
+    def synthetic_source(self, out: Path, cfg: Any) -> bool:
+        return True  # handled by _ensure_synthetic below
+
+    def _ensure_synthetic(self, cfg: Any) -> Path:
+        import os
+        import tempfile
+
+        from common.config import DataConfig
+        from common.datasets import open_dataset
+        from common.datasets.synthetic.tcga_export import write_tcga_export
+        from common.paths import data_cache_dir
+
+        root = (
+            data_cache_dir()
+            / NAME
+            / (f"synthetic-v{SYNTHETIC_VERSION}-sites{cfg.num_sites}-seed{cfg.seed}")
+        )
+        if (root / DATASET_JSON).is_file():
+            return root
+        n_clin = max(1, cfg.num_sites - cfg.num_sites // 2)
+        n_ct = max(1, cfg.num_sites - n_clin)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
+        try:
+            write_tcga_export(tmp / "raw-tcga", "TCGA-COAD", n_clin, seed=cfg.seed)
+            prepare(
+                "tcga_coad_read",
+                tmp / "raw-tcga",
+                tmp / "_tcga",
+                PrepareOptions(seed=cfg.seed, min_site_cases=1),
+                False,
+            )
+            ct = open_dataset(DataConfig(num_sites=n_ct, seed=cfg.seed + 1))
+            merge_prepared(tmp / "merged", [("tcga", tmp / "_tcga"), ("ct", ct.root)])
+            if not root.exists():
+                os.rename(tmp / "merged", root)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return root
+
+
+def merge_prepared(out: Path, parts: list[tuple[str, Path]]) -> dict[str, Any]:
+    """Copy the sites of several prepared folders into ``out`` as ``<part>-<site>``
+    with one shared schema (the TCGA clinical schema; the metastasis label columns
+    excluded), and a server-test folder that is the union of theirs."""
+    out.mkdir(parents=True, exist_ok=True)
+    schema = Schema(
+        dataset=NAME, clinical=tuple(tc.SCHEMA), label_columns=("stage", "m_stage")
+    )
+    sites, manifests, clinicals = [], [], []
+    (out / SERVER_TEST).mkdir(exist_ok=True)
+    for prefix, src in parts:
+        meta = json.loads((src / DATASET_JSON).read_text())
+        for site in meta["sites"]:
+            name = f"{prefix}-{site}"
+            shutil.copytree(src / site, out / name, dirs_exist_ok=True)
+            (out / name / SCHEMA_JSON).write_text(schema.to_json())
+            sites.append(name)
+        test = src / SERVER_TEST
+        m = pd.read_csv(test / MANIFEST, dtype=str, keep_default_na=False)
+        for col in ("ct_path", "mask_path", "histo_path"):
+            if col in m.columns:
+                m[col] = [_rebase(v, prefix) for v in m[col]]
+        if any(v and not v.startswith("../") for v in m["ct_path"]):
+            # files inside the part's server-test folder: copy them along
+            for child in test.iterdir():
+                if child.is_dir():
+                    shutil.copytree(
+                        child,
+                        out / SERVER_TEST / prefix / child.name,
+                        dirs_exist_ok=True,
+                    )
+        manifests.append(m)
+        if (test / "clinical.tsv").is_file():
+            clinicals.append(pd.read_csv(test / "clinical.tsv", sep="\t", dtype=str))
+    pd.concat(manifests).to_csv(out / SERVER_TEST / MANIFEST, index=False)
+    pd.concat(clinicals).to_csv(
+        out / SERVER_TEST / "clinical.tsv", sep="\t", index=False
+    )
+    (out / SERVER_TEST / SCHEMA_JSON).write_text(schema.to_json())
+    meta = {"name": NAME, "sites": sites, "parts": [p for p, _ in parts]}
+    (out / DATASET_JSON).write_text(json.dumps(meta, indent=2))
+    return {"sites": sites}
+
+
+def _rebase(value: str, prefix: str) -> str:
+    """A server-test path of part ``prefix`` as seen from the merged server-test."""
+    if not value:
+        return ""
+    if value.startswith("../"):  # prepared layout: ../<site>/<file>
+        site, rest = value[3:].split("/", 1)
+        return f"../{prefix}-{site}/{rest}"
+    return f"{prefix}/{value}"  # a file inside the part's server-test folder
+
+
+@DATASETS.register(NAME)
+def _create() -> CrcMetastasis:
+    return CrcMetastasis()
