@@ -95,6 +95,17 @@ def _prepare(args: argparse.Namespace) -> int:
     )
     out = Path(args.out).resolve()
     try:
+        if args.root is None:
+            if not args.dataset.startswith("synthetic"):
+                print(
+                    f"oncofed prepare: --root is required for {args.dataset}",
+                    file=sys.stderr,
+                )
+                return 2
+            from common.config import DataConfig
+            from common.datasets import open_dataset
+
+            args.root = open_dataset(DataConfig(dataset=args.dataset)).root
         report = prepare(args.dataset, Path(args.root), out, opts, not args.quiet)
     except OncoFedError as err:
         print(f"oncofed prepare: {err}", file=sys.stderr)
@@ -162,7 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DATASET",
         help="one of: " + ", ".join(DATASETS.names()),
     )
-    pr.add_argument("--root", required=True, help="the dataset's download folder")
+    pr.add_argument(
+        "--root",
+        help="the dataset's download folder (synthetic: a folder from 'oncofed "
+        "generate --out'; default: the cached hospitals)",
+    )
     pr.add_argument("--out", required=True, help="output folder (new or empty)")
     pr.add_argument(
         "--partition",

@@ -87,3 +87,31 @@ def test_cache_is_reused_not_regenerated(small_dataset):
     again = open_dataset(DataConfig(num_sites=len(small_dataset.sites)))
     assert again.root == small_dataset.root
     assert marker.stat().st_mtime_ns == before
+
+
+def test_synthetic_is_one_more_preparable_dataset(small_dataset, tmp_path):
+    """`oncofed prepare synthetic` reads the generated hospitals like any source:
+    the natural split keeps sites and splits; Dirichlet re-partitions every case."""
+    import pandas as pd
+
+    from common.data.site import load_site
+    from common.datasets.prepare import PrepareOptions, prepare
+
+    natural = prepare(
+        "synthetic", small_dataset.root, tmp_path / "n", PrepareOptions(), False
+    )
+    for site in small_dataset.sites:
+        src = pd.read_csv(small_dataset.root / site / "manifest.csv")
+        assert natural["sites"][site]["train"] == (src.split == "train").sum()
+        assert natural["sites"][site]["test"] == (src.split == "test").sum()
+    skew = prepare(
+        "synthetic",
+        small_dataset.root,
+        tmp_path / "d",
+        PrepareOptions(partition="dirichlet", num_sites=2, alpha=0.5),
+        False,
+    )
+    assert skew["cases_kept"] == natural["cases_kept"]
+    site = next(iter(skew["sites"]))
+    data = load_site(tmp_path / "d" / site, DataConfig(image_size=16, image_depth=4))
+    assert not data.quarantined and data.input_dims["clinical"] == 24

@@ -524,14 +524,7 @@ def prepare(
 
     from common.datasets import get_dataset
 
-    entry = get_dataset(dataset)
-    if not isinstance(entry, PreparableDataset):
-        raise DataError(
-            f"dataset {dataset}",
-            "DATASET",
-            "has no source files to prepare",
-            "use 'oncofed generate' for the synthetic hospitals",
-        )
+    entry: Any = get_dataset(dataset)
     root = Path(root).resolve()
     if not root.exists():
         raise DataError(root, "--root", "folder not found", "check the path")

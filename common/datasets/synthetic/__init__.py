@@ -124,6 +124,64 @@ class SyntheticDataset:
             return root
         return write_atomically(spec, root)
 
+    def read(self, root: Path, staging, opts, progress):  # type: ignore[no-untyped-def]
+        """The generated hospitals under ``root`` as source files (for ``oncofed
+        prepare synthetic --partition ...``): every site case, files copied."""
+        import shutil as sh
+
+        import pandas as pd
+
+        from common.datasets.prepare import Case, ReadResult
+
+        meta_path = root / DATASET_JSON
+        if not meta_path.is_file():
+            raise DataError(
+                root,
+                "--root",
+                "no generated hospitals here",
+                "run 'oncofed generate --out DIR' and pass that DIR",
+            )
+        meta = json.loads(meta_path.read_text())
+        cases = []
+        for site in meta["sites"]:
+            progress(site)
+            d = root / site
+            m = pd.read_csv(d / "manifest.csv", dtype=str, keep_default_na=False)
+            clin = pd.read_csv(
+                d / "clinical.tsv", sep="\t", dtype=str, keep_default_na=False
+            ).set_index("case_id")
+            for r in m.to_dict("records"):
+                files = {}
+                for col in ("ct_path", "mask_path", "histo_path"):
+                    if r.get(col):
+                        dst = staging.path(
+                            f"{site}-{r['case_id']}",
+                            f"{site}-{col[:-5]}-{Path(r[col]).name}",
+                        )
+                        sh.copyfile(d / r[col], dst)
+                        files[col] = dst
+                cases.append(
+                    Case(
+                        case_id=f"{site}-{r['case_id']}",
+                        site=site,
+                        label=int(r["label"]),
+                        clinical=dict(clin.loc[r["case_id"]])
+                        if r["case_id"] in clin.index
+                        else None,
+                        files=files,
+                        split=r["split"] if opts.partition == "natural" else None,
+                    )
+                )
+        from common.data.clinical import COLUMNS
+
+        return ReadResult(
+            cases=cases,
+            sources=[{"file": str(meta_path), "role": "generated hospitals"}],
+            clinical_columns=[c.name for c in COLUMNS],
+            clinical_schema=[],  # empty schema = the fixed HCC encoding
+            notes=["the server-test folder is the union of the sites' test splits"],
+        )
+
 
 def write_atomically(spec: SyntheticSpec, root: Path) -> Path:
     """Generate into a temporary sibling, then rename it into place."""
