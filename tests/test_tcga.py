@@ -423,3 +423,110 @@ def test_gdc_reader_accounts_for_every_patient(tmp_path_factory, rows):
         ups = [int(f) for p, _, _, f in rows if f"TCGA-AB-{p:04d}" == b and f != "'--"]
         if rec.vital_status != "dead" and ups:
             assert rec.time == max(ups)
+
+
+def _gdc_json_from_tsv(frame: pd.DataFrame) -> list[dict]:
+    """The same patients as GDC's JSON export nests them."""
+    cases = []
+    for pid, rows in frame.groupby("cases.submitter_id"):
+        first = rows.iloc[0]
+
+        def part(prefix, row):
+            return {
+                c.split(".", 1)[1]: (None if v == "'--" else v)
+                for c, v in row.items()
+                if c.startswith(prefix + ".")
+            }
+
+        cases.append(
+            {
+                "case_id": first["cases.case_id"],
+                "submitter_id": pid,
+                "project": {"project_id": first["project.project_id"]},
+                "demographic": part("demographic", first),
+                "diagnoses": [part("diagnoses", r) for _, r in rows.iterrows()],
+            }
+        )
+    return cases
+
+
+def test_gdc_json_export_matches_the_tsv(tmp_path):
+    raw = pd.read_csv(COAD, sep="\t", dtype=str, keep_default_na=False)
+    keep = sorted(set(raw["cases.submitter_id"]))[:60]
+    raw = raw[raw["cases.submitter_id"].isin(keep)]
+    (tmp_path / "tsv").mkdir()
+    (tmp_path / "json").mkdir()
+    raw.to_csv(tmp_path / "tsv" / "clinical.tsv", sep="\t", index=False)
+    opts = PrepareOptions(min_site_cases=1)
+    prepare("tcga_coad_read", tmp_path / "tsv", tmp_path / "a", opts, False)
+    ma = pd.concat(_manifests(tmp_path / "a").values()).set_index("case_id")
+    alive = ma.index[ma.event == "0"][0]
+    (tmp_path / "json" / "clinical.cases_selection.json").write_text(
+        json.dumps(_gdc_json_from_tsv(raw))
+    )
+    # GDC's side tables come along in the same download: exposure (project id in
+    # its first column, not a genomic matrix) and follow_up (longer follow-up)
+    pd.DataFrame(
+        {
+            "project.project_id": "TCGA-COAD",
+            "cases.submitter_id": [alive],
+            "exposures.alcohol_history": ["Not Reported"],
+        }
+    ).to_csv(tmp_path / "json" / "exposure.tsv", sep="\t", index=False)
+    pd.DataFrame(
+        {
+            "project.project_id": "TCGA-COAD",
+            "cases.submitter_id": [alive],
+            "follow_ups.days_to_follow_up": ["9999"],
+        }
+    ).to_csv(tmp_path / "json" / "follow_up.tsv", sep="\t", index=False)
+    b = prepare("tcga_coad_read", tmp_path / "json", tmp_path / "b", opts, False)
+    roles = {s["role"] for s in b["sources"]}
+    assert roles == {"gdc-json", "gdc-other"}
+    mb = pd.concat(_manifests(tmp_path / "b").values()).set_index("case_id")
+    ma, mb = ma.sort_index(), mb.sort_index()
+    assert list(ma.index) == list(mb.index) and len(ma) > 40
+    assert (ma.label == mb.label).all() and (ma.event == mb.event).all()
+    assert float(mb.loc[alive, "time"]) == 9999  # alive: the longer follow-up
+    assert not UUID.search(_all_text(tmp_path / "b"))
+
+
+BIOTAB = """bcr_patient_uuid\tbcr_patient_barcode\tgender\tvital_status\tdays_to_death\tdays_to_last_followup\tajcc_pathologic_tumor_stage\tage_at_initial_pathologic_diagnosis
+bcr_patient_uuid\tbcr_patient_barcode\tgender\tvital_status\tdeath_days_to\tlast_contact_days_to\tajcc_pathologic_tumor_stage\tage_at_initial_pathologic_diagnosis
+CDE_ID:\tCDE_ID:2003301\tCDE_ID:2200604\tCDE_ID:5\tCDE_ID:3165475\tCDE_ID:3008273\tCDE_ID:3203222\tCDE_ID:2006657
+5d4c4e6a-0000-4a1b-8c1d-000000000001\tTCGA-DD-A4NA\tMALE\tDead\t400\t[Not Applicable]\tStage IIIA\t61
+5d4c4e6a-0000-4a1b-8c1d-000000000002\tTCGA-DD-A4NB\tFEMALE\tAlive\t[Not Applicable]\t1200\tStage I\t55
+5d4c4e6a-0000-4a1b-8c1d-000000000003\tTCGA-DD-A4NC\tMALE\tAlive\t[Not Applicable]\t300\t[Not Available]\t70
+"""  # noqa: E501
+
+
+def test_legacy_biotab_clinical_file(tmp_path):
+    root = tmp_path / "biotab"
+    root.mkdir()
+    (root / "nationwidechildrens.org_clinical_patient_lihc.txt").write_text(BIOTAB)
+    report = prepare(
+        "tcga_lihc", root, tmp_path / "out", PrepareOptions(min_site_cases=1), False
+    )
+    kept = pd.concat(_manifests(tmp_path / "out").values()).set_index("case_id")
+    assert kept.loc["TCGA-DD-A4NA", "label"] == "1"
+    assert kept.loc["TCGA-DD-A4NA", "time"] == "400.0"
+    assert kept.loc["TCGA-DD-A4NB", "time"] == "1200.0"
+    why = {q["case_id"]: q["reason"] for q in report["quarantined"]}
+    assert why == {"TCGA-DD-A4NC": "AJCC stage missing"}  # header rows not patients
+    assert not UUID.search(_all_text(tmp_path / "out"))
+
+
+def test_gzipped_matrix_is_recognised(tmp_path):
+    import gzip as gz
+
+    root, ids = _genomics_root(tmp_path)
+    data = (root / "expression_counts.tsv").read_bytes()
+    (root / "expression_counts.tsv").unlink()
+    (root / "expression_counts.tsv.gz").write_bytes(gz.compress(data))
+    report = prepare(
+        "tcga_lihc", root, tmp_path / "out", PrepareOptions(min_site_cases=1), False
+    )
+    assert any(
+        s["file"].endswith(".tsv.gz") and s["role"] == "genomics-matrix"
+        for s in report["sources"]
+    )

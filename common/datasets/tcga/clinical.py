@@ -96,6 +96,9 @@ def is_gdc_clinical(header: list[str]) -> bool:
     )
 
 
+CBIO_CLINICAL_FIELDS = ("OS_STATUS", "AGE", "SEX", "AJCC_PATHOLOGIC_TUMOR_STAGE")
+
+
 def is_cbioportal_clinical(lines: list[str]) -> str | None:
     """``patient`` or ``sample`` for a cBioPortal clinical file's first lines."""
     body = [ln for ln in lines if not ln.startswith("#")]
@@ -176,72 +179,158 @@ def _vital(value: Any) -> str | None:
 # ---------------------------------------------------------------- GDC
 
 
+# per harmonised field: column names in GDC (any table prefix) and in the legacy
+# Biotab files (nationwidechildrens.org_clinical_patient_*.txt)
+FIELD_ALIASES: dict[str, tuple[str, ...]] = {
+    "project_id": ("project_id",),
+    "age_at_index": ("age_at_index", "age_at_initial_pathologic_diagnosis"),
+    "age_at_diagnosis": ("age_at_diagnosis",),
+    "gender": ("gender",),
+    "vital_status": ("vital_status",),
+    "days_to_death": ("days_to_death",),
+    "days_to_last_follow_up": (
+        "days_to_last_follow_up",
+        "days_to_last_followup",
+        "days_to_follow_up",
+    ),
+    "ajcc_pathologic_stage": (
+        "ajcc_pathologic_stage",
+        "ajcc_pathologic_tumor_stage",
+        "stage_event_pathologic_stage",
+        "pathologic_stage",
+    ),
+    "ajcc_pathologic_t": (
+        "ajcc_pathologic_t",
+        "ajcc_tumor_pathologic_pt",
+        "pathologic_T",
+    ),
+    "ajcc_pathologic_n": (
+        "ajcc_pathologic_n",
+        "ajcc_nodes_pathologic_pn",
+        "pathologic_N",
+    ),
+    "ajcc_pathologic_m": (
+        "ajcc_pathologic_m",
+        "ajcc_metastasis_pathologic_pm",
+        "pathologic_M",
+    ),
+    "ajcc_clinical_stage": ("ajcc_clinical_stage",),
+    "ajcc_clinical_m": ("ajcc_clinical_m", "ajcc_metastasis_clinical_cm"),
+    "primary_diagnosis": (
+        "primary_diagnosis",
+        "histologic_diagnosis",
+        "histological_type",
+    ),
+}
+BIOTAB_ID = "bcr_patient_barcode"
+MISSING = GDC_MISSING | CBIO_MISSING
+
+
+def is_biotab_clinical(header: list[str]) -> bool:
+    return BIOTAB_ID in header and "vital_status" in header
+
+
 def read_gdc_clinical(path: Path) -> tuple[dict[str, PatientRecord], list[Quarantined]]:
-    """Patients of a GDC ``clinical.tsv`` (either schema), and what was left out."""
+    """Patients of a GDC ``clinical.tsv`` (either schema) or a Biotab clinical file."""
     frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    id_col = next(c for c in _GDC_ID if c in frame.columns)
+    id_col = next(c for c in (*_GDC_ID, BIOTAB_ID) if c in frame.columns)
+    return read_clinical_frame(frame, str(path), id_col)
 
-    def col(name: str) -> str | None:
-        for prefix in _GDC_PREFIXES:
-            if prefix + name in frame.columns:
-                return prefix + name
-        return None
 
-    fields = {
-        name: col(name)
-        for name in (
-            "project_id",
-            "age_at_index",
-            "age_at_diagnosis",
-            "gender",
-            "vital_status",
-            "days_to_death",
-            "days_to_last_follow_up",
-            "ajcc_pathologic_stage",
-            "ajcc_pathologic_t",
-            "ajcc_pathologic_n",
-            "ajcc_pathologic_m",
-            "ajcc_clinical_stage",
-            "ajcc_clinical_m",
-            "primary_diagnosis",
+def read_gdc_json(path: Path) -> tuple[dict[str, PatientRecord], list[Quarantined]]:
+    """Patients of a GDC clinical JSON export (a list of cases with nested
+    ``demographic``, ``diagnoses`` and ``follow_ups``)."""
+    import json
+
+    cases = json.loads(path.read_text())
+    rows = []
+    for case in cases:
+        base = {
+            "cases.submitter_id": case.get("submitter_id", ""),
+            "project.project_id": (case.get("project") or {}).get("project_id"),
+        }
+        base.update(
+            {f"demographic.{k}": v for k, v in (case.get("demographic") or {}).items()}
         )
-    }
+        follow = [
+            f.get("days_to_follow_up")
+            for f in case.get("follow_ups") or []
+            if f.get("days_to_follow_up") is not None
+        ]
+        if follow:
+            base["follow_ups.days_to_follow_up"] = max(follow)
+        for d in case.get("diagnoses") or [{}]:
+            rows.append({**base, **{f"diagnoses.{k}": v for k, v in d.items()}})
+    frame = pd.DataFrame(rows).astype(object).where(lambda f: f.notna(), "")
+    frame = frame.astype(str)
+    return read_clinical_frame(frame, str(path), "cases.submitter_id")
+
+
+def is_gdc_json(path: Path) -> bool:
+    if path.suffix.lower() != ".json":
+        return False
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        head = fh.read(4096)
+    return (
+        head.lstrip().startswith("[")
+        and '"submitter_id"' in head
+        and ('"demographic"' in head or '"diagnoses"' in head)
+    )
+
+
+def read_clinical_frame(
+    frame: pd.DataFrame, source: str, id_col: str
+) -> tuple[dict[str, PatientRecord], list[Quarantined]]:
+    """One harmonised record per patient from a table with one or more rows each."""
+
+    def cols(name: str) -> list[str]:
+        found = []
+        for alias in FIELD_ALIASES[name]:
+            for prefix in _GDC_PREFIXES:
+                if prefix + alias in frame.columns and prefix + alias not in found:
+                    found.append(prefix + alias)
+        return found
+
+    fields = {name: cols(name) for name in FIELD_ALIASES}
     records: dict[str, PatientRecord] = {}
     quarantined: list[Quarantined] = []
     for raw_id, rows in frame.groupby(id_col, sort=True):
-        barcode = patient_barcode(raw_id)
+        raw = str(raw_id).strip()
+        if raw.startswith("CDE_ID") or raw == id_col:  # Biotab's extra header rows
+            continue
+        barcode = patient_barcode(raw)
         if barcode is None:
             quarantined.append(
                 Quarantined(
-                    "", str(path), f"{raw_id!r} is not a TCGA patient barcode", id_col
+                    "", source, f"{raw!r} is not a TCGA patient barcode", id_col
                 )
             )
             continue
 
         def first(name: str, rows: pd.DataFrame = rows) -> Any:
-            c = fields[name]
-            if c is None:
-                return None
-            for v in rows[c]:
-                v = _clean(v, GDC_MISSING)
-                if v is not None:
-                    return v
+            for c in fields[name]:
+                for v in rows[c]:
+                    v = _clean(v, MISSING)
+                    if v is not None:
+                        return v
             return None
 
         def values(name: str, rows: pd.DataFrame = rows) -> set[str]:
-            c = fields[name]
-            if c is None:
-                return set()
-            return {v for v in (_clean(x, GDC_MISSING) for x in rows[c]) if v}
+            return {
+                v
+                for c in fields[name]
+                for v in (_clean(x, MISSING) for x in rows[c])
+                if v
+            }
 
         vitals = {v for v in map(_vital, values("vital_status")) if v is not None}
         if len(vitals) > 1:
             quarantined.append(
                 Quarantined(
                     barcode,
-                    str(path),
+                    source,
                     f"rows disagree on vital status ({', '.join(sorted(vitals))})",
-                    fields["vital_status"] or "vital_status",
+                    "vital_status",
                 )
             )
             continue
@@ -271,7 +360,7 @@ def read_gdc_clinical(path: Path) -> tuple[dict[str, PatientRecord], list[Quaran
             },
             vital_status=vital,
             time=time,
-            sources=[str(path)],
+            sources=[source],
         )
         records[barcode] = rec
     return records, quarantined
@@ -303,8 +392,12 @@ def _n_hash(path: Path) -> int:
 
 
 def read_cbioportal_patients(
-    path: Path,
+    path: Path, one_row_per_patient: bool = True
 ) -> tuple[dict[str, PatientRecord], list[Quarantined]]:
+    """Patients of a cBioPortal clinical file. A patient file has one row per
+    patient (a repeated one is quarantined); a sample file (``one_row_per_patient``
+    False, e.g. the older single ``data_clinical.txt``) repeats patients, whose
+    first row is used."""
     frame = read_cbioportal_table(path)
     records: dict[str, PatientRecord] = {}
     quarantined: list[Quarantined] = []
@@ -330,9 +423,12 @@ def read_cbioportal_patients(
             )
             continue
         if barcode in records:
-            quarantined.append(
-                Quarantined(barcode, str(path), "patient listed twice", "PATIENT_ID")
-            )
+            if one_row_per_patient:
+                quarantined.append(
+                    Quarantined(
+                        barcode, str(path), "patient listed twice", "PATIENT_ID"
+                    )
+                )
             continue
         months = _number(get(row, "OS_MONTHS"))
         records[barcode] = PatientRecord(
@@ -353,7 +449,11 @@ def read_cbioportal_patients(
                     get(row, "PATH_M_STAGE", "AJCC_METASTASIS_PATHOLOGIC_PM"), "M"
                 ),
                 "histology": None,
-                "project": None,
+                "project": f"TCGA-{acr}"
+                if (acr := get(row, "CANCER_TYPE_ACRONYM", "CANCER_TYPE"))
+                and str(acr).isalpha()
+                and len(str(acr)) <= 5
+                else None,
             },
             vital_status=_vital(get(row, "OS_STATUS", "VITAL_STATUS")),
             time=None if months is None else round(months * DAYS_PER_MONTH, 1),
@@ -371,10 +471,7 @@ def read_cbioportal_samples(path: Path) -> dict[str, dict[str, Any]]:
         if barcode is None:
             continue
         info = out.setdefault(barcode, {})
-        for key, col in (
-            ("histology", "CANCER_TYPE_DETAILED"),
-            ("project", "ONCOTREE_CODE"),
-        ):
+        for key, col in (("histology", "CANCER_TYPE_DETAILED"),):
             v = _clean(row.get(col), CBIO_MISSING)
             if v is not None and key not in info:
                 info[key] = v
@@ -398,3 +495,31 @@ def merge_records(
         if have.time is None:
             have.time = rec.time
         have.sources += rec.sources
+
+
+def has_cbioportal_clinical_fields(path: Path) -> bool:
+    header = list(read_cbioportal_table(path).columns)
+    return any(f in header for f in CBIO_CLINICAL_FIELDS)
+
+
+def read_follow_ups(path: Path) -> dict[str, float]:
+    """Longest ``days_to_follow_up`` per patient from a GDC ``follow_up.tsv`` (other
+    GDC side tables give nothing we use)."""
+    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    id_col = next(c for c in (*_GDC_ID, BIOTAB_ID) if c in frame.columns)
+    col = next(
+        (
+            c
+            for c in ("follow_ups.days_to_follow_up", "days_to_follow_up")
+            if c in frame
+        ),
+        None,
+    )
+    out: dict[str, float] = {}
+    if col is None:
+        return out
+    for raw, value in zip(frame[id_col], frame[col], strict=True):
+        b, v = patient_barcode(raw), _number(_clean(value, MISSING))
+        if b and v is not None:
+            out[b] = max(out.get(b, v), v)
+    return out

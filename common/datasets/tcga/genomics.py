@@ -63,13 +63,18 @@ def sniff_genomics(header: list[str], first_cells: list[str]) -> str | None:
     if all(_pick(header, n) for n in (SEGMENT_SAMPLE, SEGMENT_CHROM, SEGMENT_START)):
         if _pick(header, SEGMENT_END) and _pick(header, SEGMENT_VALUE):
             return "segments"
-    if sum(looks_like_barcode(h) for h in header) >= 1 and len(header) >= 2:
+    if sum(_valid(h) for h in header) >= 1 and len(header) >= 2:
         return "matrix"
-    if first_cells and sum(looks_like_barcode(c) for c in first_cells) >= max(
+    if first_cells and sum(_valid(c) for c in first_cells) >= max(
         1, len(first_cells) // 2
     ):
         return "matrix-t"
     return None
+
+
+def _valid(text: str) -> bool:
+    """A real sample or patient barcode (not just a 'TCGA-COAD' project name)."""
+    return looks_like_barcode(text) and patient_barcode(text) is not None
 
 
 def read_matrix(path: Path, orientation: str, sep: str) -> GenomicTable:

@@ -68,6 +68,11 @@ def label_advanced(rec: tc.PatientRecord) -> int | str:
 
 
 def _first_lines(path: Path, n: int = 8) -> list[str]:
+    if path.name.endswith(".gz"):
+        import gzip
+
+        with gzip.open(path, "rt", encoding="utf-8", errors="replace") as gz:
+            return list(itertools.islice(gz, n))
     with open(path, encoding="utf-8", errors="replace") as fh:
         return list(itertools.islice(fh, n))
 
@@ -78,7 +83,10 @@ def _sep(line: str) -> str:
 
 def classify(path: Path) -> tuple[str, str] | None:
     """(role, separator) of a file by its content, or None if not ours."""
-    if path.suffix.lower() not in TEXT_SUFFIXES and not path.name.endswith(".gz"):
+    if tc.is_gdc_json(path):
+        return "gdc-json", ""
+    stem_suffix = Path(path.name.removesuffix(".gz")).suffix.lower()
+    if stem_suffix not in TEXT_SUFFIXES:
         return None
     try:
         lines = _first_lines(path)
@@ -94,8 +102,10 @@ def classify(path: Path) -> tuple[str, str] | None:
         return None
     sep = _sep(body[0])
     header = next(csv.reader([body[0]], delimiter=sep))
-    if tc.is_gdc_clinical(header):
+    if tc.is_gdc_clinical(header) or tc.is_biotab_clinical(header):
         return "gdc-clinical", sep
+    if set(header) & {"cases.submitter_id", "case_submitter_id", tc.BIOTAB_ID}:
+        return "gdc-other", sep  # follow_up.tsv, exposure.tsv, ...
     first_cells = [
         next(csv.reader([ln], delimiter=sep))[0] for ln in body[1:] if ln.strip()
     ]
@@ -159,6 +169,7 @@ def read_tcga(
     sample_info: dict[str, dict[str, Any]] = {}
     tables: list[tg.GenomicTable] = []
     histology: dict[str, list[Path]] = {}
+    follow_ups: dict[str, float] = {}
     for path in files:
         if progress:
             progress(path.name)
@@ -181,6 +192,12 @@ def read_tcga(
                 recs, q = tc.read_gdc_clinical(path)
                 quarantined += q
                 tc.merge_records(patients, recs)
+            elif kind == "gdc-json":
+                recs, q = tc.read_gdc_json(path)
+                quarantined += q
+                tc.merge_records(patients, recs)
+            elif kind == "gdc-other":
+                follow_ups.update(tc.read_follow_ups(path))
             elif kind == "cbioportal-patient":
                 recs, q = tc.read_cbioportal_patients(path)
                 quarantined += q
@@ -188,6 +205,10 @@ def read_tcga(
             elif kind == "cbioportal-sample":
                 for b, info in tc.read_cbioportal_samples(path).items():
                     sample_info.setdefault(b, {}).update(info)
+                if tc.has_cbioportal_clinical_fields(path):  # older data_clinical.txt
+                    recs, q = tc.read_cbioportal_patients(path, False)
+                    quarantined += q
+                    tc.merge_records(cbio_patients, recs)
             elif kind == "genomics-segments":
                 tables.append(tg.read_segments(path, sep))
             else:
@@ -195,6 +216,10 @@ def read_tcga(
         except Exception as err:  # noqa: BLE001 - a bad file is quarantined, not fatal
             quarantined.append(Quarantined("", str(path), f"unreadable: {err}", kind))
     tc.merge_records(patients, cbio_patients)  # GDC first, cBioPortal fills gaps
+    for b, days in follow_ups.items():  # GDC follow_up.tsv: the longest follow-up
+        rec = patients.get(b)
+        if rec and rec.vital_status != "dead" and (rec.time or 0) < days:
+            rec.time = days
     for b, info in sample_info.items():
         if b in patients:
             for k, v in info.items():
