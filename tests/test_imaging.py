@@ -301,3 +301,15 @@ def test_crc_metastasis_merges_tcga_clinical_and_crlm_ct(crlm_root, tmp_path):
         .read_text()
         .startswith("# Preparation report: crc_metastasis")
     )
+
+
+def test_non_numeric_value_in_numeric_column_quarantines(crlm_root, tmp_path):
+    table = pd.read_csv(crlm_root / "clinical.csv", dtype=str)
+    others = pd.DataFrame({"PatientID": [str(i) for i in range(8)], "age": "50"})
+    table = pd.concat([table, others], ignore_index=True)  # a numeric column
+    table.loc[0, "age"] = "sixty-one"
+    table.to_csv(crlm_root / "clinical.csv", index=False)
+    report = prepare("crlm", crlm_root, tmp_path / "o", PrepareOptions(), False)
+    assert report["cases_kept"] == 0
+    bad = [q for q in report["quarantined"] if q["field"] == "age"]
+    assert bad and "'sixty-one' is not a number" in bad[0]["reason"]

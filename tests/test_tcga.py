@@ -530,3 +530,18 @@ def test_gzipped_matrix_is_recognised(tmp_path):
         s["file"].endswith(".tsv.gz") and s["role"] == "genomics-matrix"
         for s in report["sources"]
     )
+
+
+def test_non_numeric_age_quarantines_the_patient(tmp_path):
+    raw = pd.read_csv(COAD, sep="\t", dtype=str, keep_default_na=False)
+    raw.loc[raw["cases.submitter_id"] == "TCGA-AA-3488", "demographic.age_at_index"] = (
+        "fifty-eight"
+    )
+    (tmp_path / "r").mkdir()
+    raw.to_csv(tmp_path / "r" / "clinical.tsv", sep="\t", index=False)
+    report = prepare(
+        "tcga_coad_read", tmp_path / "r", tmp_path / "o", PrepareOptions(), False
+    )
+    why = {q["case_id"]: (q["field"], q["reason"]) for q in report["quarantined"]}
+    assert why["TCGA-AA-3488"] == ("age_at_index", "'fifty-eight' is not a number")
+    assert report["cases_kept"] == 395  # one fewer than the clean export

@@ -207,14 +207,14 @@ def read_dicom_images(
 def read_clinical_tables(
     root: Path, raw_ids: set[str]
 ) -> tuple[
-    dict[str, dict[str, Any]], list[dict[str, str]], list[Quarantined], list[str]
+    dict[str, dict[str, Any] | None], list[dict[str, str]], list[Quarantined], list[str]
 ]:
     """Rows of the spreadsheets under ``root`` whose ID column matches ``raw_ids``.
 
     Returns raw_id -> row (identifying columns dropped), the sources used, what was
     quarantined and notes.
     """
-    rows: dict[str, dict[str, Any]] = {}
+    rows: dict[str, dict[str, Any] | None] = {}
     sources, quarantined, notes = [], [], []
     for path in sorted(
         p for p in root.rglob("*") if p.suffix.lower() in TABLE_SUFFIXES
@@ -235,6 +235,7 @@ def read_clinical_tables(
             names = ", ".join(map(str, dropped))
             notes.append(f"{path.name}: identifying columns dropped: {names}")
         keep = [c for c in frame.columns if c != id_col and c not in dropped]
+        numeric = [c for c in keep if _mostly_numeric(frame[c])]
         for rec in frame.to_dict("records"):
             raw = str(rec[id_col]).strip()
             if raw in rows:
@@ -247,8 +248,31 @@ def read_clinical_tables(
                     )
                 )
                 continue
-            rows[raw] = {str(c): _value(rec[c]) for c in keep}
+            row = {str(c): _value(rec[c]) for c in keep}
+            wrong = [c for c in numeric if isinstance(row[str(c)], str)]
+            if wrong:
+                c = wrong[0]
+                quarantined.append(
+                    Quarantined(
+                        dicom.pseudonym(raw, pseudonym_salt()),
+                        str(path),
+                        f"{row[str(c)]!r} is not a number (the column is numeric)",
+                        str(c),
+                    )
+                )
+                rows[raw] = None  # known patient, unusable record
+                continue
+            rows[raw] = row
     return rows, sources, quarantined, notes
+
+
+def _mostly_numeric(column: pd.Series) -> bool:
+    """At least 80 % of the present cells parse as numbers."""
+    present = [v for v in column if _value(v) is not None]
+    if not present:
+        return False
+    n = sum(isinstance(_value(v), float) for v in present)
+    return n / len(present) >= 0.8
 
 
 def read_table(path: Path) -> pd.DataFrame:
@@ -279,13 +303,15 @@ def _value(v: Any) -> Any:
 
 def build_cases(
     images: list[ImageCase],
-    clinical: dict[str, dict[str, Any]],
+    clinical: dict[str, dict[str, Any] | None],
     opts: PrepareOptions,
     fixed_label: int | None,
 ) -> tuple[list[Case], list[Quarantined]]:
     """Decide each case's label (mask, fixed, or ``--label-column``)."""
     cases, quarantined = [], []
     for im in images:
+        if im.raw_id in clinical and clinical[im.raw_id] is None:
+            continue  # its clinical record was quarantined (reason recorded there)
         row = clinical.get(im.raw_id)
         label: int | None
         if opts.label_column:

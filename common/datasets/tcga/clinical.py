@@ -334,6 +334,23 @@ def read_clinical_frame(
                 )
             )
             continue
+        bad = [
+            (name, v)
+            for name in (
+                "age_at_index",
+                "age_at_diagnosis",
+                "days_to_death",
+                "days_to_last_follow_up",
+            )
+            for v in values(name)
+            if _number(v) is None
+        ]
+        if bad:
+            name, v = bad[0]
+            quarantined.append(
+                Quarantined(barcode, source, f"{v!r} is not a number", name)
+            )
+            continue
         age = _number(first("age_at_index"))
         if age is None and (days := _number(first("age_at_diagnosis"))) is not None:
             age = round(days / 365.25, 1)
@@ -429,6 +446,18 @@ def read_cbioportal_patients(
                         barcode, str(path), "patient listed twice", "PATIENT_ID"
                     )
                 )
+            continue
+        bad = [
+            (n, get(row, n))
+            for n in ("AGE", "OS_MONTHS")
+            if get(row, n) is not None and _number(get(row, n)) is None
+        ]
+        if bad:
+            quarantined.append(
+                Quarantined(
+                    barcode, str(path), f"{bad[0][1]!r} is not a number", bad[0][0]
+                )
+            )
             continue
         months = _number(get(row, "OS_MONTHS"))
         records[barcode] = PatientRecord(
