@@ -30,10 +30,13 @@ from common.training import (
     seed_everything,
     train_local,
 )
-from common.weights import load_arrays, to_arrays
+from common.weights import load_arrays, norm_arrays, restore_norm, to_arrays
 
 log = logging.getLogger(__name__)
 app = ClientApp()
+
+
+LOCAL_NORM = "local-norm"  # this site's own normalisation layers (FedBN)
 
 
 def _setup(msg: Message, context: Context):
@@ -42,6 +45,9 @@ def _setup(msg: Message, context: Context):
     model = build_model(cfg.model, cfg.data.image_depth, data.input_dims)
     arrays: ArrayRecord = msg.content[keys.ARRAYS]  # type: ignore[assignment]
     load_arrays(model, arrays)
+    if cfg.model.norm_layers == "local" and LOCAL_NORM in context.state:
+        # FedBN: the site's normalisation layers replace the averaged ones
+        restore_norm(model, context.state[LOCAL_NORM])  # type: ignore[arg-type]
     return cfg, data, model, resolve_device(cfg.train.device)
 
 
@@ -70,6 +76,8 @@ def train(msg: Message, context: Context) -> Message:
     seed = cfg.data.seed * 1000 + server_round * 100 + sum(map(ord, data.name))
     seed_everything(seed)
     result = train_local(model, samples, cfg.train, device, seed, extra_terms=terms)
+    if cfg.model.norm_layers == "local":
+        context.state[LOCAL_NORM] = norm_arrays(model)
     y, p, _ = predict(model, samples, device, cfg.train.batch_size)
     fit = binary_metrics(y, p)
     metrics = {

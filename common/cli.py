@@ -42,11 +42,19 @@ def _show(args: argparse.Namespace) -> int:
         print("no global metrics recorded yet")
         return 0
     print("Server-side evaluation per round (held-out test set):")
+    main = g[~g.metric.str.contains("@")]
     print(
-        g.pivot_table(index="round", columns="metric", values="value")
+        main.pivot_table(index="round", columns="metric", values="value")
         .round(3)
         .to_string()
     )
+    extra = g[g.metric.str.contains("@") & (g["round"] == g["round"].max())]
+    if not extra.empty:
+        print(
+            f"\nRound {int(g['round'].max())} by available modalities "
+            "(metric@subset) and mean fusion weight per modality (weight@m):"
+        )
+        print(extra.set_index("metric")["value"].round(3).to_string())
     s = store.site_frame()
     ev = s[s.phase == "evaluate"]
     if not ev.empty:

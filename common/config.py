@@ -95,6 +95,21 @@ class ModelConfig:
         default=0.5,
         metadata=_key("aux-loss-weight", "weight of per-modality auxiliary losses"),
     )
+    norm_layers: str = field(
+        default="aggregate",
+        metadata=_key(
+            "norm-layers",
+            "normalisation layers: 'aggregate' (averaged like every weight) or "
+            "'local' (FedBN: each site keeps its own)",
+        ),
+    )
+    contrastive_weight: float = field(
+        default=0.0,
+        metadata=_key(
+            "contrastive-weight",
+            "weight of the CLIP-style loss aligning modality embeddings (0 = off)",
+        ),
+    )
     pretrained: str = field(
         default="",
         metadata=_key("pretrained", "local weights file for the image encoder"),
@@ -283,3 +298,5 @@ def _validate(cfg: OncoFedConfig) -> None:
     for modality in cfg.model.modality_list:
         look_up_option(modality, MODALITIES, "modality in run-config key 'modalities'")
     need(0 <= cfg.model.modality_dropout < 1, "modality-dropout", "must be in [0, 1)")
+    need(cfg.model.contrastive_weight >= 0, "contrastive-weight", "must be >= 0")
+    look_up_option(cfg.model.norm_layers, ("aggregate", "local"), "norm-layers")

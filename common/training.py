@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from common.config import TrainConfig
 from common.data.augment import train_augmentation
-from common.keys import LABEL
+from common.keys import LABEL, present_key
 
 LossTerm = Callable[[nn.Module], torch.Tensor]
 
@@ -128,8 +128,30 @@ def predict(
     model: nn.Module, samples: Sequence[dict], device: torch.device, batch_size: int
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """Labels, probabilities and mean BCE loss of ``model`` on ``samples``."""
+    d = predict_detailed(model, samples, device, batch_size)
+    return d.labels, d.probs, d.loss
+
+
+@dataclass
+class Predictions:
+    """What a prediction pass yields beyond the probabilities: the per-sample
+    modality weights of the fusion head (None if it has none) and each sample's
+    available-modality subset (e.g. ``ct+clinical``)."""
+
+    labels: np.ndarray
+    probs: np.ndarray
+    loss: float
+    weights: np.ndarray | None
+    subsets: list[str]
+    modalities: tuple[str, ...]
+
+
+def predict_detailed(
+    model: nn.Module, samples: Sequence[dict], device: torch.device, batch_size: int
+) -> Predictions:
     model.to(device).eval()
-    ys, ps, total = [], [], 0.0
+    mods = tuple(getattr(model, "modalities", ()))
+    ys, ps, ws, subsets, total = [], [], [], [], 0.0
     loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
     for batch in make_loader(samples, batch_size, shuffle=False):
         batch = _to(batch, device)
@@ -138,6 +160,22 @@ def predict(
         ys.append(batch[LABEL].cpu().numpy())
         # float64: float32 sigmoid ties at 1.0 for logits > 17 and AUC would suffer
         ps.append(torch.sigmoid(logits.double()).cpu().numpy())
+        get_weights = getattr(model, "modality_weights", None)
+        w = get_weights() if callable(get_weights) else None
+        if w is not None:
+            ws.append(w.cpu().numpy())
+        flags = [batch[present_key(m)].cpu().numpy() > 0 for m in mods]
+        for i in range(len(logits)):
+            subsets.append(
+                "+".join(m for m, f in zip(mods, flags, strict=True) if f[i])
+            )
     if not ys:
-        return np.zeros(0), np.zeros(0), float("nan")
-    return np.concatenate(ys), np.concatenate(ps), total / max(len(samples), 1)
+        return Predictions(np.zeros(0), np.zeros(0), float("nan"), None, [], mods)
+    return Predictions(
+        np.concatenate(ys),
+        np.concatenate(ps),
+        total / max(len(samples), 1),
+        np.concatenate(ws) if ws and len(ws) == len(ys) else None,
+        subsets,
+        mods,
+    )

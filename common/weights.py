@@ -38,3 +38,42 @@ def load_arrays(model: nn.Module, arrays: ArrayRecord) -> None:
             f"{sorted(missing)[0]!r}: server and site run different model configs"
         )
     model.load_state_dict(state, strict=False)
+
+
+NORM_TYPES = (
+    nn.BatchNorm1d,
+    nn.BatchNorm2d,
+    nn.BatchNorm3d,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.InstanceNorm1d,
+    nn.InstanceNorm2d,
+    nn.InstanceNorm3d,
+)
+
+
+def norm_keys(model: nn.Module) -> list[str]:
+    """State-dict keys of the normalisation layers (weights, biases, running
+    statistics): what FedBN keeps at each site."""
+    keys = []
+    for name, module in model.named_modules():
+        if isinstance(module, NORM_TYPES):
+            prefix = f"{name}." if name else ""
+            keys += [prefix + k for k in module.state_dict()]
+    return keys
+
+
+def norm_arrays(model: nn.Module) -> ArrayRecord:
+    """The model's normalisation-layer tensors (to keep at the site)."""
+    state = model.state_dict()
+    return ArrayRecord(
+        OrderedDict((k, state[k].detach().cpu()) for k in norm_keys(model))
+    )
+
+
+def restore_norm(model: nn.Module, arrays: ArrayRecord) -> int:
+    """Put a site's own normalisation tensors back after loading the global model;
+    returns how many tensors were restored."""
+    state = arrays.to_torch_state_dict()
+    model.load_state_dict(state, strict=False)
+    return len(state)

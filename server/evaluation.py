@@ -6,6 +6,7 @@ import time
 from logging import INFO
 from pathlib import Path
 
+import numpy as np
 import torch
 from flwr.app import ArrayRecord, MetricRecord
 from flwr.common.logger import log
@@ -16,11 +17,35 @@ from common.data.site import SiteData
 from common.metrics import binary_metrics
 from common.models import build_model
 from common.store import RunStore
-from common.training import predict, resolve_device
+from common.training import Predictions, predict_detailed, resolve_device
 from common.weights import load_arrays
 
 BEST = "best.pt"
 LAST = "last.pt"
+
+
+MIN_SUBSET_CASES = 5
+
+
+def breakdown(pred: Predictions) -> dict[str, float]:
+    """Metrics per available-modality subset (``auc@ct+clinical``, ``n@ct``, ...)
+    for subsets with at least ``MIN_SUBSET_CASES`` cases, and the mean per-sample
+    modality weight of the fusion head (``weight@ct``) when it has weights."""
+    out: dict[str, float] = {}
+    subsets = np.array(pred.subsets)
+    for s in sorted(set(pred.subsets)):
+        idx = subsets == s
+        if idx.sum() < MIN_SUBSET_CASES or len(set(pred.probs[idx])) == 0:
+            continue
+        m = binary_metrics(pred.labels[idx], pred.probs[idx])
+        name = s or "none"
+        out[f"n@{name}"] = float(idx.sum())
+        for k in (keys.AUC, keys.ACCURACY, keys.F1):
+            out[f"{k}@{name}"] = m[k]
+    if pred.weights is not None:
+        for j, mod in enumerate(pred.modalities):
+            out[f"weight@{mod}"] = float(pred.weights[:, j].mean())
+    return out
 
 
 class ServerEvaluator:
@@ -53,9 +78,12 @@ class ServerEvaluator:
         self._t0 = time.time()
 
     def __call__(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        """Evaluate the global model of ``server_round``; log, store, checkpoint."""
         load_arrays(self.model, arrays)
-        y, p, loss = predict(self.model, self.samples, self.device, 64)
+        pred = predict_detailed(self.model, self.samples, self.device, 64)
+        y, p, loss = pred.labels, pred.probs, pred.loss
         metrics = {keys.LOSS: loss, **binary_metrics(y, p)}
+        metrics.update(breakdown(pred))
         metrics[keys.NUM_EXAMPLES] = len(self.samples)
         metrics[keys.ELAPSED] = time.time() - self._t0
         self.store.log_global(self.run_id, server_round, metrics)

@@ -104,16 +104,24 @@ def _superlink(processes, *, simulation: bool) -> int:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["fedavg", "fedprox", "fedadam"])
+@pytest.mark.parametrize(
+    "strategy,extra",
+    [
+        ("fedavg", ""),
+        ("fedprox", ""),
+        ("fedadam", ""),
+        ("fedavg", " norm-layers='local' fusion='transformer'"),
+    ],
+)
 def test_simulation_run_fills_the_run_store(
-    processes, small_dataset, tmp_path, strategy
+    processes, small_dataset, tmp_path, strategy, extra
 ):
     _superlink(processes, simulation=True)
     run_root = tmp_path / "runs"
     log = _flwr_run(
         processes,
         "oncofed-test",
-        _small_run(run_root) + f" strategy='{strategy}'",
+        _small_run(run_root) + f" strategy='{strategy}'" + extra,
         "--federation-config",
         f"num-supernodes={SMALL_SITES}",
     )
@@ -127,6 +135,16 @@ def test_simulation_run_fills_the_run_store(
     _check_run_store(run_root, SMALL_SITES)
     expected = {"fedavg": "FedAvg", "fedprox": "FedProx", "fedadam": "FedAdam"}
     assert f"OncoFed | strategy: {strategy} ({expected[strategy]})" in log
+    if "transformer" in extra:  # per-sample modality weights reach the run store
+        with sqlite3.connect(next(run_root.glob("*/run.sqlite"))) as db:
+            w = dict(
+                db.execute(
+                    "SELECT metric, value FROM global_metrics WHERE round = 2 "
+                    "AND metric LIKE 'weight@%'"
+                ).fetchall()
+            )
+        assert set(w) == {"weight@ct", "weight@clinical"}
+        assert sum(w.values()) == pytest.approx(1.0, abs=1e-4)
 
 
 @pytest.mark.slow

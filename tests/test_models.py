@@ -133,3 +133,72 @@ def test_pretrained_must_be_a_local_file(tmp_path):
     model = build_model(ModelConfig(pretrained=str(tmp_path / "w.pt")))
     for k, v in enc.state_dict().items():
         assert torch.equal(model.encoders["ct"].state_dict()[k], v)
+
+
+@pytest.mark.parametrize("fusion", ["transformer", "late_mean", "late_stacked"])
+def test_fusion_weights_are_per_sample_and_skip_absent_modalities(fusion):
+    cfg = dataclasses.replace(
+        ModelConfig(embed_dim=16, fusion=fusion), modalities="ct,clinical,genomics"
+    )
+    model = build_model(cfg, 8, {"clinical": NUM_FEATURES, "genomics": GENES})
+    model.eval()
+    batch = _batch()
+    batch["genomics_present"] = torch.tensor([1.0, 0.0, 1.0, 0.0])
+    model(batch)
+    w = model.modality_weights()
+    assert w is not None and w.shape == (4, 3)
+    assert torch.allclose(w.sum(1), torch.ones(4), atol=1e-5)
+    assert (w[[1, 3], 2] < 1e-4).all()  # genomics absent: no weight
+    assert (w[[0, 2], 2] > 0).all()
+
+
+def test_concat_fusion_has_no_weights():
+    model = build_model(ModelConfig(embed_dim=16), 8)
+    model(_batch())
+    assert model.modality_weights() is None
+
+
+def test_contrastive_alignment_loss_trains_the_projections():
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(
+        ModelConfig(embed_dim=16), contrastive_weight=1.0, modality_dropout=0.0
+    )
+    model = build_model(cfg, 8)
+    batch = _batch(n=6)
+    emb, present = model.embed(batch)
+    before = model.alignment_loss(emb, present)
+    assert torch.isfinite(before) and before > 0
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for _ in range(20):
+        opt.zero_grad()
+        model.alignment_loss(*model.embed(batch)).backward()
+        opt.step()
+    assert model.alignment_loss(*model.embed(batch)) < before
+    # with one modality present per case there is nothing to align
+    only_ct = _batch(n=6, clin_present=0.0)
+    assert model.alignment_loss(*model.embed(only_ct)) == 0
+
+
+def test_fedbn_keeps_a_sites_normalisation_layers():
+    from common.weights import norm_arrays, norm_keys, restore_norm, to_arrays
+
+    model = build_model(ModelConfig(embed_dim=16), 8)
+    keys = norm_keys(model)
+    assert keys and all(("norm" in k or "encoders" in k) for k in keys)
+    site = build_model(ModelConfig(embed_dim=16), 8)
+    with torch.no_grad():
+        for k, v in site.state_dict().items():
+            if k in keys and torch.is_floating_point(v):
+                v.add_(1.0)  # the site's own statistics
+    mine = norm_arrays(site)
+    # the global model arrives; the site puts its own norm layers back
+    from common.weights import load_arrays
+
+    load_arrays(site, to_arrays(model))
+    assert restore_norm(site, mine) == len(keys)
+    for k, v in site.state_dict().items():
+        ref = model.state_dict()[k]
+        if k in keys and torch.is_floating_point(v):
+            assert torch.allclose(v, ref + 1.0)
+        elif torch.is_floating_point(v):
+            assert torch.equal(v, ref)

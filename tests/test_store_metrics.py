@@ -43,3 +43,24 @@ def test_undefined_metrics_are_nan_not_invented():
     m = binary_metrics([0, 0, 0], [0.2, 0.7, 0.1])
     assert math.isnan(m["auc"]) and math.isnan(m["sensitivity"])
     assert m["specificity"] == pytest.approx(2 / 3)
+
+
+def test_breakdown_per_modality_subset_and_weights():
+    import numpy as np
+
+    from common.training import Predictions
+    from server.evaluation import breakdown
+
+    rng = np.random.default_rng(0)
+    y = np.array([0, 1] * 10, dtype=float)
+    p = np.clip(y * 0.6 + rng.uniform(0, 0.4, 20), 0, 1)
+    subsets = ["ct+clinical"] * 12 + ["clinical"] * 6 + ["ct"] * 2
+    w = np.tile([[0.7, 0.3]], (20, 1))
+    out = breakdown(Predictions(y, p, 0.5, w, subsets, ("ct", "clinical")))
+    assert out["n@ct+clinical"] == 12 and out["n@clinical"] == 6
+    assert "n@ct" not in out  # fewer than 5 cases: no metric for that subset
+    assert 0 <= out["auc@ct+clinical"] <= 1
+    assert out["weight@ct"] == pytest.approx(0.7)
+    assert out["weight@clinical"] == pytest.approx(0.3)
+    none = breakdown(Predictions(y, p, 0.5, None, subsets, ("ct", "clinical")))
+    assert not any(k.startswith("weight@") for k in none)

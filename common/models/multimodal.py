@@ -29,8 +29,10 @@ class MultimodalNet(nn.Module):
         embed_dim: int,
         modality_dropout: float = 0.0,
         aux_weight: float = 0.0,
+        contrastive_weight: float = 0.0,
     ) -> None:
         super().__init__()
+        self.contrastive_weight = contrastive_weight
         self.modality_dropout = modality_dropout
         self.aux_weight = aux_weight
         self.modalities = tuple(encoders)
@@ -43,6 +45,13 @@ class MultimodalNet(nn.Module):
         self.aux_heads = nn.ModuleDict(
             {m: nn.Linear(embed_dim, 1) for m in self.modalities}
         )
+        # CLIP-style projections, used only for the contrastive alignment loss
+        self.proj = nn.ModuleDict(
+            {m: nn.Linear(embed_dim, embed_dim) for m in self.modalities}
+            if contrastive_weight > 0
+            else {}
+        )
+        self.log_temperature = nn.Parameter(torch.tensor(2.3))  # 1 / 0.1
 
     def embed(
         self, batch: dict[str, torch.Tensor]
@@ -85,7 +94,41 @@ class MultimodalNet(nn.Module):
                 loss = loss + self.aux_weight * (per_case * w).sum() / w.sum().clamp(
                     min=1.0
                 )
+        if self.contrastive_weight > 0:
+            loss = loss + self.contrastive_weight * self.alignment_loss(
+                embeddings, present
+            )
         return loss, logits
+
+    def alignment_loss(
+        self, embeddings: dict[str, torch.Tensor], present: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """Symmetric InfoNCE (as CLIP) between every pair of modalities, over the
+        cases of the batch that have both: a case's two embeddings should match
+        each other better than any other case's."""
+        total, pairs = torch.zeros((), device=self.log_temperature.device), 0
+        mods = list(self.modalities)
+        for i, a in enumerate(mods):
+            for b in mods[i + 1 :]:
+                both = (present[a] > 0) & (present[b] > 0)
+                if int(both.sum()) < 2:
+                    continue
+                za = F.normalize(self.proj[a](embeddings[a][both]), dim=1)
+                zb = F.normalize(self.proj[b](embeddings[b][both]), dim=1)
+                sim = za @ zb.T * self.log_temperature.exp().clamp(max=100)
+                target = torch.arange(len(za), device=sim.device)
+                total = (
+                    total
+                    + (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target))
+                    / 2
+                )
+                pairs += 1
+        return total / max(pairs, 1)
+
+    def modality_weights(self) -> torch.Tensor | None:
+        """Per-sample modality weights of the last forward pass (B, M), for fusion
+        heads that have them (transformer, late fusion), else None."""
+        return getattr(self.fusion, "last_weights", None)
 
 
 def build_model(
@@ -130,5 +173,10 @@ def build_model(
         cfg.fusion, modalities=tuple(encoders), embed_dim=cfg.embed_dim
     )
     return MultimodalNet(
-        encoders, fusion, cfg.embed_dim, cfg.modality_dropout, cfg.aux_loss_weight
+        encoders,
+        fusion,
+        cfg.embed_dim,
+        cfg.modality_dropout,
+        cfg.aux_loss_weight,
+        cfg.contrastive_weight,
     )
