@@ -146,6 +146,7 @@ class Predictions:
     modalities: tuple[str, ...]
 
 
+@torch.no_grad()
 def predict_detailed(
     model: nn.Module, samples: Sequence[dict], device: torch.device, batch_size: int
 ) -> Predictions:

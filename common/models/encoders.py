@@ -83,13 +83,39 @@ class Timm25DEncoder(Encoder):
         self.trunk = timm.create_model(
             model_name, pretrained=False, in_chans=in_slices, num_classes=0
         )
-        width: int = self.trunk.num_features  # type: ignore[assignment]
+        with torch.no_grad():  # the pooled width (GhostNet's differs from num_features)
+            self.trunk.eval()
+            width = int(self.trunk(torch.zeros(1, in_slices, 64, 64)).shape[1])
+            self.trunk.train()
         self.proj = nn.Sequential(nn.Linear(width, embed_dim), nn.LayerNorm(embed_dim))
         self.embed_dim = embed_dim
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         # (B, 1, S, S, D) -> (B, D, S, S)
         return self.proj(self.trunk(x[:, 0].permute(0, 3, 1, 2)))
+
+
+class DenseNet3DEncoder(Encoder):
+    """A small MONAI 3D DenseNet (two dense blocks, GroupNorm)."""
+
+    def __init__(self, embed_dim: int) -> None:
+        super().__init__()
+        from monai.networks.nets import DenseNet
+
+        self.trunk = DenseNet(
+            spatial_dims=3,
+            in_channels=1,
+            out_channels=embed_dim,
+            init_features=16,
+            growth_rate=8,
+            block_config=(2, 2),
+            norm=("group", {"num_groups": 4}),
+        )
+        self.norm = nn.LayerNorm(embed_dim)
+        self.embed_dim = embed_dim
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.norm(self.trunk(x))
 
 
 class MLPEncoder(Encoder):
@@ -171,6 +197,39 @@ def resnet18_25d(embed_dim: int = 64, in_slices: int = 16, **_: object) -> Encod
     return Timm25DEncoder("resnet18", embed_dim, in_slices)
 
 
+@ENCODERS.register("densenet_3d")
+def densenet_3d(embed_dim: int = 64, **_: object) -> Encoder:
+    """Small MONAI DenseNet 3D (two dense blocks)."""
+    return DenseNet3DEncoder(embed_dim)
+
+
+@ENCODERS.register("resnet50_25d")
+def resnet50_25d(embed_dim: int = 64, in_slices: int = 16, **_: object) -> Encoder:
+    """timm ResNet-50 over the slice stack: the image-only baseline of the seeds."""
+    return Timm25DEncoder("resnet50", embed_dim, in_slices)
+
+
+@ENCODERS.register("efficientnet_b3_25d")
+def efficientnet_b3_25d(
+    embed_dim: int = 64, in_slices: int = 16, **_: object
+) -> Encoder:
+    """timm EfficientNet-B3 over the slice stack: the other image-only baseline."""
+    return Timm25DEncoder("efficientnet_b3", embed_dim, in_slices)
+
+
+@ENCODERS.register("ghostnet_25d")
+def ghostnet_25d(embed_dim: int = 64, in_slices: int = 16, **_: object) -> Encoder:
+    """timm GhostNet-1.0 over the slice stack: the light model for deployment."""
+    return Timm25DEncoder("ghostnet_100", embed_dim, in_slices)
+
+
+@ENCODERS.register("tiny_25d")
+def tiny_25d(embed_dim: int = 64, in_slices: int = 16, **_: object) -> Encoder:
+    """A tiny timm ResNet (one block per stage, widths 8-64) over the slice stack,
+    for tests and quick runs."""
+    return Timm25DEncoder("resnet10t", embed_dim, in_slices)
+
+
 @ENCODERS.register("mlp")
 def mlp(embed_dim: int = 64, in_features: int = 24, **_: object) -> Encoder:
     return MLPEncoder(in_features, embed_dim)
@@ -181,6 +240,11 @@ INPUT_KIND = {
     "tiny3d": "volume",
     "resnet10_3d": "volume",
     "resnet18_25d": "volume",
+    "resnet50_25d": "volume",
+    "efficientnet_b3_25d": "volume",
+    "ghostnet_25d": "volume",
+    "tiny_25d": "volume",
+    "densenet_3d": "volume",
     "mlp": "vector",
     "attention_mil": "bag",
 }
