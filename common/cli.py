@@ -133,6 +133,37 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    import torch
+
+    from common.config import from_run_config
+    from common.data.site import load_site
+    from common.datasets import open_dataset
+    from common.export import export_onnx, max_abs_difference
+    from common.models import build_model
+    from common.training import make_loader
+
+    run_dir = Path(args.run_dir)
+    ckpt_path = run_dir / "checkpoints" / f"{args.checkpoint}.pt"
+    if not ckpt_path.is_file():
+        print(f"{ckpt_path}: no checkpoint (is this a run directory?)", file=sys.stderr)
+        return 2
+    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    cfg = from_run_config(ckpt["config"])
+    model = build_model(cfg.model, cfg.data.image_depth, ckpt.get("input_dims"))
+    model.load_state_dict(ckpt["state_dict"])
+    model.eval()
+    test = load_site(open_dataset(cfg.data).server_test_dir, cfg.data, ("test",))
+    batch = next(iter(make_loader(test.split("test")[:16], 16, shuffle=False)))
+    out = export_onnx(model, batch, args.out)
+    diff = max_abs_difference(model, out, batch)
+    print(
+        f"wrote {out} (round {ckpt['round']} model); ONNX Runtime vs PyTorch on "
+        f"{len(batch['label'])} server-test cases: max |difference| {diff:.2e}"
+    )
+    return 0 if diff <= 1e-4 else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="oncofed",
@@ -231,6 +262,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(func=_prepare)
+
+    ex = sub.add_parser(
+        "export",
+        help="export a run's model to ONNX and check it against PyTorch",
+        description="Write the run's best (or last) global model as ONNX for CPU "
+        "deployment with ONNX Runtime, then compare ONNX Runtime with PyTorch on "
+        "server-test cases (exit 1 if any probability differs by more than 1e-4).",
+    )
+    ex.add_argument("run_dir", help="run directory, as the run's last log line says")
+    ex.add_argument("--out", required=True, help="the .onnx file to write")
+    ex.add_argument(
+        "--checkpoint",
+        choices=("best", "last"),
+        default="best",
+        help="which global model (best)",
+    )
+    ex.set_defaults(func=_export)
 
     c = sub.add_parser(
         "config",

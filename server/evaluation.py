@@ -71,7 +71,8 @@ class ServerEvaluator:
         self.ckpt_dir = ckpt_dir
         self.num_rounds = num_rounds
         self.device = resolve_device(cfg.train.device)
-        self.model = build_model(cfg.model, cfg.data.image_depth, test.input_dims)
+        self.input_dims = test.input_dims
+        self.model = build_model(cfg.model, cfg.data.image_depth, self.input_dims)
         self.best_auc = -1.0
         self.best_round = -1
         self.history: list[dict[str, float]] = []
@@ -94,6 +95,7 @@ class ServerEvaluator:
             "state_dict": state,
             "metrics": metrics,
             "config": self.cfg.to_flat(),
+            "input_dims": self.input_dims,
         }
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         torch.save(ckpt, self.ckpt_dir / LAST)
