@@ -21,13 +21,14 @@ from flwr.clientapp import ClientApp
 from client.site import site_data
 from common import keys
 from common.config import from_run_config
-from common.metrics import binary_metrics
+from common.metrics import primary_metric
 from common.models import build_model
 from common.training import (
     ProximalTerm,
-    predict,
+    predict_detailed,
     resolve_device,
     seed_everything,
+    task_metrics,
     train_local,
 )
 from common.weights import load_arrays, norm_arrays, restore_norm, to_arrays
@@ -78,12 +79,14 @@ def train(msg: Message, context: Context) -> Message:
     result = train_local(model, samples, cfg.train, device, seed, extra_terms=terms)
     if cfg.model.norm_layers == "local":
         context.state[LOCAL_NORM] = norm_arrays(model)
-    y, p, _ = predict(model, samples, device, cfg.train.batch_size)
-    fit = binary_metrics(y, p)
+    fit = task_metrics(
+        cfg.model.task, predict_detailed(model, samples, device, cfg.train.batch_size)
+    )
+    primary = primary_metric(cfg.model.task)
     metrics = {
         keys.NUM_EXAMPLES: result.num_examples,
         keys.LOSS: result.loss,
-        keys.AUC: fit[keys.AUC],
+        primary: fit[primary],
         keys.NUM_QUARANTINED: len(data.quarantined),
     }
     log.info(
@@ -101,6 +104,10 @@ def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the received global model on the site's own test split."""
     cfg, data, model, device = _setup(msg, context)
     samples = data.split("test")
-    y, p, loss = predict(model, samples, device, cfg.train.batch_size)
-    metrics = {keys.NUM_EXAMPLES: len(samples), keys.LOSS: loss, **binary_metrics(y, p)}
+    pred = predict_detailed(model, samples, device, cfg.train.batch_size)
+    metrics = {
+        keys.NUM_EXAMPLES: len(samples),
+        keys.LOSS: pred.loss,
+        **task_metrics(cfg.model.task, pred),
+    }
     return _reply(msg, data.name, None, metrics)

@@ -64,6 +64,14 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    task: str = field(
+        default="classification",
+        metadata=_key(
+            "task",
+            "'classification' (binary label, BCE, AUC) or 'survival' (Cox head on "
+            "time and event, C-index)",
+        ),
+    )
     image_encoder: str = field(
         default="tiny3d", metadata=_key("image-encoder", "CT encoder registry name")
     )
@@ -300,3 +308,4 @@ def _validate(cfg: OncoFedConfig) -> None:
     need(0 <= cfg.model.modality_dropout < 1, "modality-dropout", "must be in [0, 1)")
     need(cfg.model.contrastive_weight >= 0, "contrastive-weight", "must be >= 0")
     look_up_option(cfg.model.norm_layers, ("aggregate", "local"), "norm-layers")
+    look_up_option(cfg.model.task, ("classification", "survival"), "task")

@@ -27,6 +27,11 @@ SPECIFICITY = "specificity"
 BRIER = "brier"
 ELAPSED = "elapsed-s"  # seconds since the strategy started (server-side)
 CLASSIFICATION_METRICS = (AUC, ACCURACY, F1, SENSITIVITY, SPECIFICITY, BRIER)
+C_INDEX = "c-index"  # Harrell's concordance (survival task)
+N_EVENTS = "n-events"
+SURVIVAL_METRICS = (C_INDEX, N_EVENTS)
+TIME = "time"  # sample-dict keys of the survival task (days; 1 = event observed)
+EVENT = "event"
 
 # Sample-dict keys (see docs/architecture.md)
 CT = "ct"

@@ -1,4 +1,4 @@
-"""Binary classification metrics, computed with scikit-learn.
+"""Binary classification metrics (scikit-learn) and survival concordance (lifelines).
 
 A metric that is undefined on the given cases (AUC with one class present,
 sensitivity with no positives) is NaN, never a made-up 0 or 1.
@@ -16,7 +16,9 @@ from common import keys
 
 
 def binary_metrics(
-    y_true: Sequence[float], y_prob: Sequence[float], threshold: float = 0.5
+    y_true: Sequence[float] | np.ndarray,
+    y_prob: Sequence[float] | np.ndarray,
+    threshold: float = 0.5,
 ) -> dict[str, float]:
     """AUC, accuracy, F1, sensitivity, specificity and Brier score.
 
@@ -41,3 +43,34 @@ def binary_metrics(
         keys.SPECIFICITY: float(1 - pred[neg].mean()) if neg.any() else math.nan,
         keys.BRIER: float(brier_score_loss(y, p)),
     }
+
+
+def survival_metrics(
+    time: Sequence[float] | np.ndarray | None,
+    event: Sequence[float] | np.ndarray | None,
+    risk: Sequence[float] | np.ndarray | None,
+) -> dict[str, float]:
+    """Harrell's C-index of ``risk`` (higher = earlier event), by lifelines, over
+    the cases with a known time; NaN when no pair is comparable."""
+    from lifelines.utils import concordance_index
+
+    if time is None or event is None or risk is None:
+        return {keys.C_INDEX: math.nan, keys.N_EVENTS: 0.0}
+    t = np.asarray(time, dtype=float)
+    e = np.asarray(event, dtype=float)
+    r = np.asarray(risk, dtype=float)
+    ok = np.isfinite(t) & np.isfinite(e) & np.isfinite(r)
+    t, e, r = t[ok], e[ok], r[ok]
+    n_events = float(e.sum())
+    if len(t) < 2 or n_events == 0:
+        return {keys.C_INDEX: math.nan, keys.N_EVENTS: n_events}
+    try:
+        c = float(concordance_index(t, -r, e))
+    except ZeroDivisionError:  # no admissible pair
+        c = math.nan
+    return {keys.C_INDEX: c, keys.N_EVENTS: n_events}
+
+
+def primary_metric(task: str) -> str:
+    """The metric that picks the best round and heads the logs."""
+    return keys.C_INDEX if task == "survival" else keys.AUC

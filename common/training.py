@@ -19,7 +19,8 @@ from torch.utils.data import DataLoader
 
 from common.config import TrainConfig
 from common.data.augment import train_augmentation
-from common.keys import LABEL, present_key
+from common.keys import EVENT, LABEL, TIME, present_key
+from common.metrics import binary_metrics, survival_metrics
 
 LossTerm = Callable[[nn.Module], torch.Tensor]
 
@@ -144,6 +145,9 @@ class Predictions:
     weights: np.ndarray | None
     subsets: list[str]
     modalities: tuple[str, ...]
+    logits: np.ndarray | None = None
+    times: np.ndarray | None = None
+    events: np.ndarray | None = None
 
 
 @torch.no_grad()
@@ -153,11 +157,15 @@ def predict_detailed(
     model.to(device).eval()
     mods = tuple(getattr(model, "modalities", ()))
     ys, ps, ws, subsets, total = [], [], [], [], 0.0
+    zs, ts, es = [], [], []
     loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
     for batch in make_loader(samples, batch_size, shuffle=False):
         batch = _to(batch, device)
         logits = model(batch)
         total += float(loss_fn(logits, batch[LABEL].float()))
+        zs.append(logits.double().cpu().numpy())
+        ts.append(batch[TIME].double().cpu().numpy())
+        es.append(batch[EVENT].double().cpu().numpy())
         ys.append(batch[LABEL].cpu().numpy())
         # float64: float32 sigmoid ties at 1.0 for logits > 17 and AUC would suffer
         ps.append(torch.sigmoid(logits.double()).cpu().numpy())
@@ -172,11 +180,29 @@ def predict_detailed(
             )
     if not ys:
         return Predictions(np.zeros(0), np.zeros(0), float("nan"), None, [], mods)
+    loss = total / max(len(samples), 1)
+    logits_all, times, events = map(np.concatenate, (zs, ts, es))
+    if getattr(model, "task", "classification") == "survival":
+        from common.models.multimodal import cox_loss
+
+        loss = float(
+            cox_loss(*(torch.from_numpy(a) for a in (logits_all, times, events)))
+        )
     return Predictions(
         np.concatenate(ys),
         np.concatenate(ps),
-        total / max(len(samples), 1),
+        loss,
         np.concatenate(ws) if ws and len(ws) == len(ys) else None,
         subsets,
         mods,
+        logits_all,
+        times,
+        events,
     )
+
+
+def task_metrics(task: str, pred: Predictions) -> dict[str, float]:
+    """Classification: AUC, accuracy, F1, ...; survival: C-index on the risk."""
+    if task == "survival":
+        return survival_metrics(pred.times, pred.events, pred.logits)
+    return binary_metrics(pred.labels, pred.probs)

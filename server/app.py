@@ -38,25 +38,31 @@ def make_run_dir(cfg: OncoFedConfig, run_id: str) -> Path:
     return run_dir
 
 
-def site_table(last: dict[str, dict[str, float]]) -> list[str]:
+TABLE_COLUMNS = {
+    "classification": (
+        ("AUC", keys.AUC),
+        ("acc", keys.ACCURACY),
+        ("F1", keys.F1),
+        ("sens", keys.SENSITIVITY),
+        ("spec", keys.SPECIFICITY),
+    ),
+    "survival": (("C-index", keys.C_INDEX), ("events", keys.N_EVENTS)),
+}
+
+
+def site_table(
+    last: dict[str, dict[str, float]], task: str = "classification"
+) -> list[str]:
     """Final per-site table, one line per site (local test split)."""
     w = max([10, *(len(s) + 2 for s in last)])
-    head = f"{'n':>5}{'AUC':>8}{'acc':>8}{'F1':>8}{'sens':>8}{'spec':>8}"
+    cols = TABLE_COLUMNS[task]
+    head = f"{'n':>5}" + "".join(f"{name:>9}" for name, _ in cols)
     lines = [f"{'site':<{w}}{head}"]
     for site in sorted(last):
         m = last[site]
         lines.append(
             f"{site:<{w}}{int(m.get(keys.NUM_EXAMPLES, 0)):>5}"
-            + "".join(
-                f"{m.get(k, float('nan')):>8.3f}"
-                for k in (
-                    keys.AUC,
-                    keys.ACCURACY,
-                    keys.F1,
-                    keys.SENSITIVITY,
-                    keys.SPECIFICITY,
-                )
-            )
+            + "".join(f"{m.get(k, float('nan')):>9.3f}" for _, k in cols)
         )
     return lines
 
@@ -126,11 +132,13 @@ def main(grid: Grid, context: Context) -> None:
         "OncoFed | per-site evaluation after round %d (local test splits):",
         rounds,
     )
-    for line in site_table(strategy.last_site_metrics.get("evaluate", {})):
+    evaluated = strategy.last_site_metrics.get("evaluate", {})
+    for line in site_table(evaluated, cfg.model.task):
         log(INFO, "OncoFed |   %s", line)
     log(
         INFO,
-        "OncoFed | best global test AUC %.3f at round %d",
+        "OncoFed | best global test %s %.3f at round %d",
+        evaluator.primary,
         evaluator.best_auc,
         evaluator.best_round,
     )

@@ -14,10 +14,15 @@ from flwr.common.logger import log
 from common import keys
 from common.config import OncoFedConfig
 from common.data.site import SiteData
-from common.metrics import binary_metrics
+from common.metrics import binary_metrics, primary_metric
 from common.models import build_model
 from common.store import RunStore
-from common.training import Predictions, predict_detailed, resolve_device
+from common.training import (
+    Predictions,
+    predict_detailed,
+    resolve_device,
+    task_metrics,
+)
 from common.weights import load_arrays
 
 BEST = "best.pt"
@@ -27,14 +32,14 @@ LAST = "last.pt"
 MIN_SUBSET_CASES = 5
 
 
-def breakdown(pred: Predictions) -> dict[str, float]:
+def breakdown(pred: Predictions, subsets: bool = True) -> dict[str, float]:
     """Metrics per available-modality subset (``auc@ct+clinical``, ``n@ct``, ...)
     for subsets with at least ``MIN_SUBSET_CASES`` cases, and the mean per-sample
     modality weight of the fusion head (``weight@ct``) when it has weights."""
     out: dict[str, float] = {}
-    subsets = np.array(pred.subsets)
-    for s in sorted(set(pred.subsets)):
-        idx = subsets == s
+    which = np.array(pred.subsets)
+    for s in sorted(set(pred.subsets)) if subsets else []:
+        idx = which == s
         if idx.sum() < MIN_SUBSET_CASES or len(set(pred.probs[idx])) == 0:
             continue
         m = binary_metrics(pred.labels[idx], pred.probs[idx])
@@ -73,7 +78,8 @@ class ServerEvaluator:
         self.device = resolve_device(cfg.train.device)
         self.input_dims = test.input_dims
         self.model = build_model(cfg.model, cfg.data.image_depth, self.input_dims)
-        self.best_auc = -1.0
+        self.primary = primary_metric(cfg.model.task)
+        self.best_auc = -1.0  # best value of the primary metric (AUC or C-index)
         self.best_round = -1
         self.history: list[dict[str, float]] = []
         self._t0 = time.time()
@@ -82,9 +88,9 @@ class ServerEvaluator:
         """Evaluate the global model of ``server_round``; log, store, checkpoint."""
         load_arrays(self.model, arrays)
         pred = predict_detailed(self.model, self.samples, self.device, 64)
-        y, p, loss = pred.labels, pred.probs, pred.loss
-        metrics = {keys.LOSS: loss, **binary_metrics(y, p)}
-        metrics.update(breakdown(pred))
+        task = self.cfg.model.task
+        metrics = {keys.LOSS: pred.loss, **task_metrics(task, pred)}
+        metrics.update(breakdown(pred, subsets=task == "classification"))
         metrics[keys.NUM_EXAMPLES] = len(self.samples)
         metrics[keys.ELAPSED] = time.time() - self._t0
         self.store.log_global(self.run_id, server_round, metrics)
@@ -99,10 +105,24 @@ class ServerEvaluator:
         }
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         torch.save(ckpt, self.ckpt_dir / LAST)
-        auc = metrics[keys.AUC]
-        if auc == auc and auc > self.best_auc:  # NaN never becomes best
-            self.best_auc, self.best_round = auc, server_round
+        score = metrics[self.primary]
+        if score == score and score > self.best_auc:  # NaN never becomes best
+            self.best_auc, self.best_round = score, server_round
             torch.save(ckpt, self.ckpt_dir / BEST)
+        if task == "survival":
+            log(
+                INFO,
+                "OncoFed | round %d/%d | test C-index %.3f  Cox loss %.3f | n=%d, "
+                "%d events | %.0f s",
+                server_round,
+                self.num_rounds,
+                metrics[keys.C_INDEX],
+                metrics[keys.LOSS],
+                len(self.samples),
+                int(metrics[keys.N_EVENTS]),
+                time.time() - self._t0,
+            )
+            return MetricRecord(metrics)
         log(
             INFO,
             "OncoFed | round %d/%d | test AUC %.3f  acc %.3f  F1 %.3f  sens %.3f  "

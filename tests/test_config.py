@@ -46,7 +46,15 @@ def test_resolved_config_round_trips():
     assert from_run_config(cfg.to_flat()) == cfg
 
 
-SCENARIO_KEYS = {"dataset", "modalities", "num-server-rounds", "local-epochs"}
+SCENARIO_KEYS = {
+    "dataset",
+    "modalities",
+    "task",
+    "num-server-rounds",
+    "local-epochs",
+    "batch-size",
+    "learning-rate",
+}
 
 
 @pytest.mark.parametrize("app", sorted((ROOT / "simulations").glob("*/pyproject.toml")))
@@ -56,7 +64,7 @@ def test_app_declares_every_key_with_our_defaults(app):
     assert set(declared) == set(KEYS)
     defaults = OncoFedConfig().to_flat()
     differing = {k for k in declared if declared[k] != defaults[k]}
-    # a scenario may choose its data, modalities and training length, nothing else
+    # a scenario may choose its data, task, modalities and training, nothing else
     assert differing <= SCENARIO_KEYS, f"unexpected app defaults: {differing}"
     from_run_config(declared)  # and its values are valid
 

@@ -31,11 +31,13 @@ from common.keys import (
     CASE_ID,
     CLINICAL,
     CT,
+    EVENT,
     GENOMICS,
     HISTOLOGY,
     LABEL,
     MODALITIES,
     SITE_KEY,
+    TIME,
     present_key,
 )
 from common.quarantine import Quarantined
@@ -134,7 +136,13 @@ def load_site(
         if row[LABEL] not in ("0", "1"):
             reject(str(site_dir / MANIFEST), f"label {row[LABEL]!r} is not 0 or 1")
             continue
-        sample: dict = {CASE_ID: case_id, SITE_KEY: name, LABEL: float(row[LABEL])}
+        sample: dict = {
+            CASE_ID: case_id,
+            SITE_KEY: name,
+            LABEL: float(row[LABEL]),
+            TIME: _float_or_nan(row.get(TIME, "")),
+            EVENT: _float_or_nan(row.get(EVENT, "")),
+        }
         ct_rel = row["ct_path"].strip()
         if ct_rel:
             ct_path = site_dir / ct_rel
@@ -199,3 +207,10 @@ def _reason(err: Exception) -> str:
         err = err.__cause__  # type: ignore[assignment]
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return f"{type(err).__name__}: {text}"
+
+
+def _float_or_nan(text: str) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return float("nan")

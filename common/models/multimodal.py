@@ -10,7 +10,15 @@ from torch import nn
 from common.config import ModelConfig
 from common.data.clinical import NUM_FEATURES
 from common.errors import ConfigError
-from common.keys import CLINICAL, CT, GENOMICS, HISTOLOGY, present_key
+from common.keys import (
+    CLINICAL,
+    CT,
+    EVENT,
+    GENOMICS,
+    HISTOLOGY,
+    TIME,
+    present_key,
+)
 from common.models.encoders import ENCODERS, load_pretrained
 from common.models.fusion import FUSIONS
 
@@ -30,9 +38,11 @@ class MultimodalNet(nn.Module):
         modality_dropout: float = 0.0,
         aux_weight: float = 0.0,
         contrastive_weight: float = 0.0,
+        task: str = "classification",
     ) -> None:
         super().__init__()
         self.contrastive_weight = contrastive_weight
+        self.task = task
         self.modality_dropout = modality_dropout
         self.aux_weight = aux_weight
         self.modalities = tuple(encoders)
@@ -83,8 +93,20 @@ class MultimodalNet(nn.Module):
         """
         embeddings, present = self.embed(batch)
         logits = self.fusion(embeddings, present)
-        loss = F.binary_cross_entropy_with_logits(logits, labels)
-        if self.aux_weight > 0 and len(self.modalities) > 1:
+        if self.task == "survival":
+            time, event = batch[TIME].float(), batch[EVENT].float()
+            loss = cox_loss(logits, time, event)
+            if self.aux_weight > 0 and len(self.modalities) > 1:
+                for m in self.modalities:
+                    aux = self.aux_heads[m](embeddings[m]).squeeze(1)
+                    keep = present[m] > 0
+                    if int(keep.sum()) >= 2:
+                        loss = loss + self.aux_weight * cox_loss(
+                            aux[keep], time[keep], event[keep]
+                        )
+        else:
+            loss = F.binary_cross_entropy_with_logits(logits, labels)
+        if self.task != "survival" and self.aux_weight > 0 and len(self.modalities) > 1:
             for m in self.modalities:
                 aux = self.aux_heads[m](embeddings[m]).squeeze(1)
                 per_case = F.binary_cross_entropy_with_logits(
@@ -129,6 +151,30 @@ class MultimodalNet(nn.Module):
         """Per-sample modality weights of the last forward pass (B, M), for fusion
         heads that have them (transformer, late fusion), else None."""
         return getattr(self.fusion, "last_weights", None)
+
+
+def cox_loss(
+    risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor
+) -> torch.Tensor:
+    """Negative Cox partial log-likelihood (Breslow handling of ties), mean over
+    events; cases with an unknown time are left out. Written here: none of our
+    libraries has a torch Cox loss (lifelines fits Cox models, not networks).
+
+    For each event i: risk_i - log sum_{j: t_j >= t_i} exp(risk_j).
+    """
+    ok = torch.isfinite(time) & torch.isfinite(event)
+    risk, time, event = risk[ok], time[ok], event[ok]
+    if event.sum() == 0:
+        return risk.sum() * 0.0  # no event in the batch: no information, no NaN
+    order = torch.argsort(time, descending=True)
+    r, e = risk[order], event[order]
+    # running log-sum-exp over the risk set (everyone with a time >= t_i)
+    log_risk_set = torch.logcumsumexp(r, dim=0)
+    # Breslow ties: a tied group shares the risk set of its first (longest) member
+    t = time[order]
+    last_of_tie = torch.searchsorted(-t, -t, right=True) - 1
+    log_risk_set = log_risk_set[last_of_tie]
+    return -((r - log_risk_set) * e).sum() / e.sum()
 
 
 def build_model(
@@ -179,4 +225,5 @@ def build_model(
         cfg.modality_dropout,
         cfg.aux_loss_weight,
         cfg.contrastive_weight,
+        cfg.task,
     )
