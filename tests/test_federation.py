@@ -15,6 +15,7 @@ import pytest
 from tests.conftest import (
     BIN,
     ROOT,
+    SHARED_DATA,
     SMALL_SITES,
     free_port,
     wait_port,
@@ -189,6 +190,43 @@ def test_scenario_apps_run_offline_with_their_defaults(
         log[-4000:] + processes.log("superlink")[-4000:]
     )
     _check_run_store(run_root, SMALL_SITES)
+
+
+@pytest.mark.slow
+def test_brca_survival_federation_on_flambys_regions(processes, oncofed_home, tmp_path):
+    """FLamby's TCGA-BRCA, its 6 regions as 6 SuperNodes, Cox head: every region
+    reports a C-index and the server evaluates the pooled test set."""
+    from common.datasets.prepare import PrepareOptions, prepare
+
+    prepared = tmp_path / "brca"
+    prepare(
+        "tcga_brca_flamby",
+        SHARED_DATA / "flamby_tcga_brca",
+        prepared,
+        PrepareOptions(),
+        False,
+    )
+    _superlink(processes, simulation=True)
+    run_root = tmp_path / "runs"
+    log = _flwr_run(
+        processes,
+        "oncofed-test",
+        f"data-root='{prepared}' run-dir='{run_root}' num-server-rounds=2",
+        "--federation-config",
+        "num-supernodes=6",
+        app=ROOT / "simulations" / "tcga_brca_sites",
+    )
+    assert "OncoFed | round 2/2 | test C-index" in log, log[-4000:]
+    with sqlite3.connect(next(run_root.glob("*/run.sqlite"))) as db:
+        regions = db.execute(
+            "SELECT COUNT(DISTINCT site) FROM site_metrics WHERE phase='evaluate' "
+            "AND metric='c-index' AND round=2"
+        ).fetchone()[0]
+        c = db.execute(
+            "SELECT value FROM global_metrics WHERE metric='c-index' AND round=2"
+        ).fetchone()[0]
+    assert regions == 6
+    assert c > 0.6  # 222 test cases, 32 events
 
 
 @pytest.mark.slow
