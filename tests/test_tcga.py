@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -545,3 +546,39 @@ def test_non_numeric_age_quarantines_the_patient(tmp_path):
     why = {q["case_id"]: (q["field"], q["reason"]) for q in report["quarantined"]}
     assert why["TCGA-AA-3488"] == ("age_at_index", "'fifty-eight' is not a number")
     assert report["cases_kept"] == 395  # one fewer than the clean export
+
+
+def test_any_cohort_site_map_and_unused_cbioportal_tables(tmp_path):
+    """The generic ``tcga`` entry keeps every project; a FLamby-style site map groups
+    tissue-source sites into regions; cBioPortal timeline tables are recognised and
+    left alone."""
+    root = tmp_path / "download"
+    root.mkdir()
+    shutil.copy(COAD, root / "clinical.tsv")
+    (root / "data_timeline_treatment.txt").write_text(
+        "PATIENT_ID\tSTART_DATE\tEVENT_TYPE\nTCGA-AA-3488\t0\tTREATMENT\n"
+        "TCGA-AA-3488\t30\tTREATMENT\n"
+    )
+    centers = pd.read_csv(BRCA / "centers.csv", dtype=str)
+    centers = centers[~centers["TSS Code"].isin(["CM", "D5"])]  # left unmapped
+    extra = pd.DataFrame({"TSS Code": ["AA", "A6"], "Region": ["Germany", "Germany"]})
+    site_map = tmp_path / "map.csv"
+    pd.concat([centers, extra]).to_csv(site_map, index=False)
+    report = prepare(
+        "tcga",
+        root,
+        tmp_path / "out",
+        PrepareOptions(site_map=str(site_map), min_site_cases=1),
+        False,
+    )
+    raw = pd.read_csv(COAD, sep="\t", dtype=str)
+    patients = set(raw["cases.submitter_id"])
+    kept = pd.concat(_manifests(tmp_path / "out").values())
+    quarantined = {q["case_id"] for q in report["quarantined"]}
+    assert set(kept.case_id) | quarantined == patients
+    assert report["cases_quarantined"] == len(patients) - len(kept)
+    assert "germany" in report["sites"]
+    assert "unmapped" in report["sites"]  # the TSS codes the map lacks
+    assert any("site map" in n for n in report["notes"])
+    roles = {s["role"] for s in report["sources"]}
+    assert roles == {"gdc-clinical"} | {"cbioportal-other"}

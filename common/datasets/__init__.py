@@ -100,6 +100,7 @@ def _import_builtin() -> None:
     import common.datasets.hcc_tace_seg  # noqa: F401
     import common.datasets.lits17  # noqa: F401
     import common.datasets.synthetic  # noqa: F401
+    import common.datasets.tcga_any  # noqa: F401
     import common.datasets.tcga_brca_flamby  # noqa: F401
     import common.datasets.tcga_coad_read  # noqa: F401
     import common.datasets.tcga_lihc  # noqa: F401

@@ -422,7 +422,12 @@ def build_report(
         "dataset": dataset,
         "partition": asdict(opts),
         "cases_kept": len(cases),
-        "cases_quarantined": len({q.case_id for q in result.quarantined if q.case_id}),
+        # patients left out entirely (an entry about a patient kept from another
+        # file is a file-level entry, listed but not counted here)
+        "cases_quarantined": len(
+            {q.case_id for q in result.quarantined if q.case_id}
+            - {c.case_id for c in cases}
+        ),
         "files_quarantined": len(result.quarantined),
         "sites": sites,
         "quarantined": [asdict(q) for q in result.quarantined],

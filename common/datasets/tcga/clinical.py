@@ -100,16 +100,19 @@ CBIO_CLINICAL_FIELDS = ("OS_STATUS", "AGE", "SEX", "AJCC_PATHOLOGIC_TUMOR_STAGE"
 
 
 def is_cbioportal_clinical(lines: list[str]) -> str | None:
-    """``patient`` or ``sample`` for a cBioPortal clinical file's first lines."""
+    """``patient``, ``sample`` or ``other`` (a timeline or panel table keyed by
+    patient, not used) for a cBioPortal file's first lines, else None."""
     body = [ln for ln in lines if not ln.startswith("#")]
     if not body:
         return None
     header = body[0].rstrip("\n").split("\t")
-    if "SAMPLE_ID" in header and "PATIENT_ID" in header:
+    if "PATIENT_ID" not in header:
+        return None
+    if "SAMPLE_ID" in header:
         return "sample"
-    if "PATIENT_ID" in header:
+    if any(f in header for f in CBIO_CLINICAL_FIELDS):
         return "patient"
-    return None
+    return "other"
 
 
 # ---------------------------------------------------------------- values

@@ -209,6 +209,8 @@ def read_tcga(
                     recs, q = tc.read_cbioportal_patients(path, False)
                     quarantined += q
                     tc.merge_records(cbio_patients, recs)
+            elif kind == "cbioportal-other":
+                pass  # timeline / gene-panel tables: recognised, not used
             elif kind == "genomics-segments":
                 tables.append(tg.read_segments(path, sep))
             else:
