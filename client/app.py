@@ -19,9 +19,9 @@ from flwr.app import (
 from flwr.clientapp import ClientApp
 
 from client.site import site_data
-from common import keys
+from common import keys, xgb
 from common.config import from_run_config
-from common.metrics import primary_metric
+from common.metrics import binary_metrics, primary_metric
 from common.models import build_model
 from common.training import (
     ProximalTerm,
@@ -31,7 +31,14 @@ from common.training import (
     task_metrics,
     train_local,
 )
-from common.weights import load_arrays, norm_arrays, restore_norm, to_arrays
+from common.weights import (
+    arrays_to_bytes,
+    bytes_to_arrays,
+    load_arrays,
+    norm_arrays,
+    restore_norm,
+    to_arrays,
+)
 
 log = logging.getLogger(__name__)
 app = ClientApp()
@@ -64,9 +71,43 @@ def _reply(msg: Message, site: str, arrays: ArrayRecord | None, metrics: dict):
     return Message(content=content, reply_to=msg)
 
 
+def _xgb_train(msg: Message, context: Context) -> Message:
+    """XGBoost baseline: grow this site's trees on top of the global ensemble."""
+    cfg = from_run_config(dict(context.run_config))
+    data = site_data(dict(context.node_config), cfg.data)
+    config = msg.content[keys.CONFIG]
+    server_round = int(config.get(keys.SERVER_ROUND, 0))
+    seed = cfg.data.seed * 1000 + server_round * 100 + sum(map(ord, data.name))
+    global_model = arrays_to_bytes(msg.content[keys.ARRAYS])  # type: ignore[arg-type]
+    samples = data.split("train")
+    trees = xgb.train_round(global_model, samples, cfg.model, seed)
+    y, p = xgb.predict(trees, samples)
+    metrics = {
+        keys.NUM_EXAMPLES: len(samples),
+        keys.AUC: binary_metrics(y, p)[keys.AUC],
+        keys.NUM_QUARANTINED: len(data.quarantined),
+    }
+    return _reply(msg, data.name, bytes_to_arrays(trees), metrics)
+
+
+def _xgb_evaluate(msg: Message, context: Context) -> Message:
+    cfg = from_run_config(dict(context.run_config))
+    data = site_data(dict(context.node_config), cfg.data)
+    samples = data.split("test")
+    y, p = xgb.predict(arrays_to_bytes(msg.content[keys.ARRAYS]), samples)  # type: ignore[arg-type]
+    metrics = {keys.NUM_EXAMPLES: len(samples), **binary_metrics(y, p)}
+    return _reply(msg, data.name, None, metrics)
+
+
+def _is_xgb(context: Context) -> bool:
+    return str(context.run_config.get("model-family", "neural")) == "xgboost"
+
+
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train the global model for ``local-epochs`` on the site's train split."""
+    if _is_xgb(context):
+        return _xgb_train(msg, context)
     cfg, data, model, device = _setup(msg, context)
     config = msg.content[keys.CONFIG]
     server_round = int(config.get(keys.SERVER_ROUND, 0))
@@ -102,6 +143,8 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the received global model on the site's own test split."""
+    if _is_xgb(context):
+        return _xgb_evaluate(msg, context)
     cfg, data, model, device = _setup(msg, context)
     samples = data.split("test")
     pred = predict_detailed(model, samples, device, cfg.train.batch_size)

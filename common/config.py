@@ -64,6 +64,18 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    family: str = field(
+        default="neural",
+        metadata=_key(
+            "model-family",
+            "'neural' (encoders + fusion) or 'xgboost' (clinical XGBoost baseline, "
+            "strategy fedxgb_bagging)",
+        ),
+    )
+    xgb_max_depth: int = field(
+        default=3, metadata=_key("xgb-max-depth", "XGBoost tree depth")
+    )
+    xgb_eta: float = field(default=0.1, metadata=_key("xgb-eta", "XGBoost shrinkage"))
     task: str = field(
         default="classification",
         metadata=_key(
@@ -157,7 +169,8 @@ class FederationConfig:
         default=8, metadata=_key("num-server-rounds", "federated rounds")
     )
     strategy: str = field(
-        default="fedavg", metadata=_key("strategy", "fedavg | fedprox | fedadam")
+        default="fedavg",
+        metadata=_key("strategy", "fedavg | fedprox | fedadam | fedxgb_bagging"),
     )
     proximal_mu: float = field(
         default=0.01, metadata=_key("proximal-mu", "FedProx proximal weight")
@@ -309,3 +322,15 @@ def _validate(cfg: OncoFedConfig) -> None:
     need(cfg.model.contrastive_weight >= 0, "contrastive-weight", "must be >= 0")
     look_up_option(cfg.model.norm_layers, ("aggregate", "local"), "norm-layers")
     look_up_option(cfg.model.task, ("classification", "survival"), "task")
+    look_up_option(cfg.model.family, ("neural", "xgboost"), "model-family")
+    xgb = cfg.model.family == "xgboost"
+    need(
+        xgb == (cfg.federation.strategy == "fedxgb_bagging"),
+        "strategy",
+        "model-family 'xgboost' goes with strategy 'fedxgb_bagging' and only with it",
+    )
+    need(
+        not xgb or cfg.model.task == "classification",
+        "task",
+        "the XGBoost baseline is a classifier",
+    )

@@ -77,3 +77,18 @@ def restore_norm(model: nn.Module, arrays: ArrayRecord) -> int:
     state = arrays.to_torch_state_dict()
     model.load_state_dict(state, strict=False)
     return len(state)
+
+
+def bytes_to_arrays(blob: bytes) -> ArrayRecord:
+    """A serialised model (e.g. an XGBoost JSON booster) as an ArrayRecord, in the
+    layout Flower's ``FedXgbBagging`` expects (one uint8 array)."""
+    import numpy as np
+
+    return ArrayRecord([np.frombuffer(blob, dtype=np.uint8)])
+
+
+def arrays_to_bytes(arrays: ArrayRecord) -> bytes:
+    """The inverse of :func:`bytes_to_arrays` (empty before the first round)."""
+    if not len(arrays):
+        return b""
+    return bytes(next(iter(arrays.values())).numpy().tobytes())

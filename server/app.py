@@ -24,8 +24,8 @@ from common.datasets import open_dataset
 from common.models import build_model
 from common.paths import default_runs_dir
 from common.store import RUN_STORE, RunStore
-from common.weights import to_arrays
-from server.evaluation import ServerEvaluator
+from common.weights import bytes_to_arrays, to_arrays
+from server.evaluation import ServerEvaluator, XgbEvaluator
 from server.strategies import STRATEGIES, RecordingStrategy
 
 app = ServerApp()
@@ -86,10 +86,15 @@ def main(grid: Grid, context: Context) -> None:
             len(test.quarantined),
         )
     rounds = cfg.federation.num_server_rounds
-    evaluator = ServerEvaluator(
+    xgboost = cfg.model.family == "xgboost"
+    evaluator = (XgbEvaluator if xgboost else ServerEvaluator)(
         cfg, test, store, run_id, run_dir / "checkpoints", rounds
     )
-    model = build_model(cfg.model, cfg.data.image_depth, test.input_dims)
+    initial = (
+        bytes_to_arrays(b"")
+        if xgboost
+        else to_arrays(build_model(cfg.model, cfg.data.image_depth, test.input_dims))
+    )
     strategy = RecordingStrategy(
         STRATEGIES.create(cfg.federation.strategy, cfg=cfg.federation), store, run_id
     )
@@ -118,7 +123,7 @@ def main(grid: Grid, context: Context) -> None:
     try:
         strategy.start(
             grid=grid,
-            initial_arrays=to_arrays(model),
+            initial_arrays=initial,
             num_rounds=rounds,
             timeout=cfg.federation.round_timeout,
             train_config=ConfigRecord({}),

@@ -5,13 +5,14 @@ from __future__ import annotations
 import time
 from logging import INFO
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from flwr.app import ArrayRecord, MetricRecord
 from flwr.common.logger import log
 
-from common import keys
+from common import keys, xgb
 from common.config import OncoFedConfig
 from common.data.site import SiteData
 from common.metrics import binary_metrics, primary_metric
@@ -23,7 +24,7 @@ from common.training import (
     resolve_device,
     task_metrics,
 )
-from common.weights import load_arrays
+from common.weights import arrays_to_bytes, load_arrays
 
 BEST = "best.pt"
 LAST = "last.pt"
@@ -77,28 +78,39 @@ class ServerEvaluator:
         self.num_rounds = num_rounds
         self.device = resolve_device(cfg.train.device)
         self.input_dims = test.input_dims
-        self.model = build_model(cfg.model, cfg.data.image_depth, self.input_dims)
+        self.model = self.build()
         self.primary = primary_metric(cfg.model.task)
         self.best_auc = -1.0  # best value of the primary metric (AUC or C-index)
         self.best_round = -1
         self.history: list[dict[str, float]] = []
         self._t0 = time.time()
 
-    def __call__(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
-        """Evaluate the global model of ``server_round``; log, store, checkpoint."""
+    def build(self) -> Any:
+        return build_model(self.cfg.model, self.cfg.data.image_depth, self.input_dims)
+
+    def evaluate(self, arrays: ArrayRecord) -> dict[str, float]:
+        """Metrics of the global model in ``arrays`` on the server test set."""
         load_arrays(self.model, arrays)
         pred = predict_detailed(self.model, self.samples, self.device, 64)
         task = self.cfg.model.task
         metrics = {keys.LOSS: pred.loss, **task_metrics(task, pred)}
         metrics.update(breakdown(pred, subsets=task == "classification"))
+        return metrics
+
+    def state(self) -> Any:
+        return {k: v.cpu() for k, v in self.model.state_dict().items()}
+
+    def __call__(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
+        """Evaluate the global model of ``server_round``; log, store, checkpoint."""
+        metrics = self.evaluate(arrays)
+        task = self.cfg.model.task
         metrics[keys.NUM_EXAMPLES] = len(self.samples)
         metrics[keys.ELAPSED] = time.time() - self._t0
         self.store.log_global(self.run_id, server_round, metrics)
         self.history.append({"round": server_round, **metrics})
-        state = {k: v.cpu() for k, v in self.model.state_dict().items()}
         ckpt = {
             "round": server_round,
-            "state_dict": state,
+            "state_dict": self.state(),
             "metrics": metrics,
             "config": self.cfg.to_flat(),
             "input_dims": self.input_dims,
@@ -139,3 +151,20 @@ class ServerEvaluator:
             time.time() - self._t0,
         )
         return MetricRecord(metrics)
+
+
+class XgbEvaluator(ServerEvaluator):
+    """The same server-side evaluation for the XGBoost baseline; the checkpoint's
+    ``state_dict`` is the global ensemble as XGBoost JSON bytes."""
+
+    def build(self) -> Any:
+        self.ensemble = b""
+        return None
+
+    def evaluate(self, arrays: ArrayRecord) -> dict[str, float]:
+        self.ensemble = arrays_to_bytes(arrays)
+        y, p = xgb.predict(self.ensemble, self.samples)
+        return {keys.LOSS: float("nan"), **binary_metrics(y, p)}
+
+    def state(self) -> Any:
+        return self.ensemble

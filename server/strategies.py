@@ -13,7 +13,7 @@ from collections.abc import Iterable
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, Strategy
+from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, FedXgbBagging, Strategy
 
 from common import keys
 from common.config import FederationConfig
@@ -68,6 +68,12 @@ def fedavg(cfg: FederationConfig) -> Strategy:
 @STRATEGIES.register("fedprox")
 def fedprox(cfg: FederationConfig) -> Strategy:
     return FedProx(proximal_mu=cfg.proximal_mu, **_common(cfg))
+
+
+@STRATEGIES.register("fedxgb_bagging")
+def fedxgb_bagging(cfg: FederationConfig) -> Strategy:
+    """Flower's XGBoost bagging: every site's new trees join the global ensemble."""
+    return FedXgbBagging(**_common(cfg))
 
 
 @STRATEGIES.register("fedadam")

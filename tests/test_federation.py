@@ -112,6 +112,7 @@ def _superlink(processes, *, simulation: bool) -> int:
         ("fedprox", ""),
         ("fedadam", ""),
         ("fedavg", " norm-layers='local' fusion='transformer'"),
+        ("fedxgb_bagging", " model-family='xgboost' modalities='clinical'"),
     ],
 )
 def test_simulation_run_fills_the_run_store(
@@ -134,7 +135,12 @@ def test_simulation_run_fills_the_run_store(
         or "OncoFed | run directory" in log
     )
     _check_run_store(run_root, SMALL_SITES)
-    expected = {"fedavg": "FedAvg", "fedprox": "FedProx", "fedadam": "FedAdam"}
+    expected = {
+        "fedavg": "FedAvg",
+        "fedprox": "FedProx",
+        "fedadam": "FedAdam",
+        "fedxgb_bagging": "FedXgbBagging",
+    }
     assert f"OncoFed | strategy: {strategy} ({expected[strategy]})" in log
     if "transformer" in extra:  # per-sample modality weights reach the run store
         with sqlite3.connect(next(run_root.glob("*/run.sqlite"))) as db:
