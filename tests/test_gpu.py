@@ -13,6 +13,7 @@ from common.config import OncoFedConfig
 from common.data.site import load_site
 from common.metrics import binary_metrics
 from common.models import build_model
+from common.models.encoders import INPUT_KIND
 from common.training import predict, resolve_device, seed_everything, train_local
 
 DEVICE = os.environ.get("ONCOFED_TEST_DEVICE", "cuda")
@@ -26,7 +27,9 @@ def test_auto_picks_cuda():
     assert resolve_device("auto").type == "cuda"
 
 
-@pytest.mark.parametrize("encoder", ["tiny3d", "resnet10_3d", "resnet18_25d"])
+@pytest.mark.parametrize(
+    "encoder", [n for n, kind in INPUT_KIND.items() if kind == "volume"]
+)
 def test_train_and_predict_on_gpu_match_cpu_shapes(small_dataset, encoder):
     cfg = OncoFedConfig()
     cfg = dataclasses.replace(
@@ -42,3 +45,30 @@ def test_train_and_predict_on_gpu_match_cpu_shapes(small_dataset, encoder):
     y, p, loss = predict(model, data.split("test"), device, 16)
     assert len(p) == len(data.split("test")) and loss == loss
     assert 0.0 <= binary_metrics(y, p)["accuracy"] <= 1.0
+
+
+def test_histology_transformer_and_cox_on_gpu(small_dataset):
+    """The attention-MIL bag encoder, the fusion transformer and the Cox loss on
+    CUDA (a bag per case made of random tiles; time = label-dependent)."""
+    cfg = OncoFedConfig()
+    cfg = dataclasses.replace(
+        cfg,
+        model=dataclasses.replace(
+            cfg.model,
+            modalities="ct,clinical,histology",
+            fusion="transformer",
+            task="survival",
+        ),
+    )
+    data = load_site(small_dataset.site_dir(0), cfg.data)
+    g = torch.Generator().manual_seed(0)
+    for s in data.split("train"):
+        s["histology"] = torch.randint(0, 256, s["histology"].shape, generator=g).to(
+            torch.uint8
+        )
+        s["histology_present"] = 1.0
+        s["time"], s["event"] = 100.0 + 50 * (1 - s["label"]), 1.0
+    model = build_model(cfg.model, cfg.data.image_depth, data.input_dims)
+    result = train_local(model, data.split("train"), cfg.train, torch.device(DEVICE), 0)
+    assert result.loss == result.loss
+    assert model.modality_weights() is not None
