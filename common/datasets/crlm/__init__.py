@@ -12,34 +12,12 @@ recurrence column). Sites: scanner (manufacturer + model), a documented proxy.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from pathlib import Path
-
 from common.datasets import DATASETS
-from common.datasets.hcc_tace_seg import read_dicom_dataset
-from common.datasets.prepare import (
-    PreparableDataset,
-    PrepareOptions,
-    ReadResult,
-    Staging,
-)
+from common.datasets.hcc_tace_seg import DicomCtDataset
 
 NAME = "crlm"
 
 
-class Crlm(PreparableDataset):
-    name = NAME
-
-    def read(
-        self,
-        root: Path,
-        staging: Staging,
-        opts: PrepareOptions,
-        progress: Callable[[str], None],
-    ) -> ReadResult:
-        return read_dicom_dataset(root, staging, opts, progress, "CRLM")
-
-
 @DATASETS.register(NAME)
-def _create() -> Crlm:
-    return Crlm()
+def _create() -> DicomCtDataset:
+    return DicomCtDataset(NAME, "CRLM")

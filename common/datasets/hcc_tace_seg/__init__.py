@@ -70,8 +70,12 @@ def read_dicom_dataset(
     )
 
 
-class HccTaceSeg(PreparableDataset):
-    name = NAME
+class DicomCtDataset(PreparableDataset):
+    """A DICOM CT + SEG + spreadsheet dataset (HCC-TACE-Seg, CRLM)."""
+
+    def __init__(self, name: str, what: str) -> None:
+        self.name = name
+        self.what = what
 
     def read(
         self,
@@ -80,9 +84,9 @@ class HccTaceSeg(PreparableDataset):
         opts: PrepareOptions,
         progress: Callable[[str], None],
     ) -> ReadResult:
-        return read_dicom_dataset(root, staging, opts, progress, "HCC-TACE-Seg")
+        return read_dicom_dataset(root, staging, opts, progress, self.what)
 
 
 @DATASETS.register(NAME)
-def _create() -> HccTaceSeg:
-    return HccTaceSeg()
+def _create() -> DicomCtDataset:
+    return DicomCtDataset(NAME, "HCC-TACE-Seg")

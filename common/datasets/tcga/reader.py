@@ -22,10 +22,15 @@ import pandas as pd
 from common.data import histology as histo
 from common.datasets.prepare import (
     Case,
+    PreparableDataset,
     PrepareOptions,
     ReadResult,
     Staging,
     pool_small_sites,
+)
+from common.datasets.synthetic.tcga_export import (
+    TCGA_EXPORT_VERSION,
+    write_tcga_export,
 )
 from common.datasets.tcga import clinical as tc
 from common.datasets.tcga import genomics as tg
@@ -397,3 +402,35 @@ def _attach_genomics(
             c.genomics = {
                 k: (None if pd.isna(v) else round(float(v), 5)) for k, v in row.items()
             }
+
+
+class TcgaDataset(PreparableDataset):
+    """A TCGA dataset entry: the shared readers with a project filter and a label
+    rule; offline default: a synthetic GDC export of ``synthetic_project``."""
+
+    def __init__(
+        self,
+        name: str,
+        projects: tuple[str, ...],
+        label_rule: LabelRule,
+        synthetic_project: str,
+    ) -> None:
+        self.name = name
+        self.projects = projects
+        self.label_rule = label_rule
+        self.synthetic_project = synthetic_project
+        self.synthetic_version = TCGA_EXPORT_VERSION
+
+    def read(
+        self,
+        root: Path,
+        staging: Staging,
+        opts: PrepareOptions,
+        progress: Callable[[str], None],
+    ) -> ReadResult:
+        return read_tcga(root, opts, self.label_rule, self.projects, progress, staging)
+
+    def synthetic_source(self, out: Path, cfg: Any) -> bool:
+        """Offline default: a synthetic GDC export (``common.datasets.synthetic``)."""
+        write_tcga_export(out, self.synthetic_project, cfg.num_sites, seed=cfg.seed)
+        return True
