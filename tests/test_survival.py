@@ -52,6 +52,7 @@ def test_c_index_by_lifelines():
 def test_a_cox_model_learns_a_hazard():
     """Exponential survival with a hazard driven by two features: a clinical MLP
     with the Cox head ranks held-out patients well after a short training."""
+    torch.manual_seed(0)
     rng = np.random.default_rng(1)
     n, d = 400, 24
     x = rng.normal(0, 1, (n, d)).astype(np.float32)
@@ -84,4 +85,4 @@ def test_a_cox_model_learns_a_hazard():
         risk = model({k: v[test] for k, v in batch.items()}).numpy()
     c = survival_metrics(time[test], event[test], risk)["c-index"]
     oracle = survival_metrics(time[test], event[test], np.log(hazard[test]))["c-index"]
-    assert c > 0.6 and c > oracle - 0.06, (c, oracle)
+    assert c > 0.65 and c > oracle - 0.1, (c, oracle)
