@@ -49,7 +49,9 @@ LOCAL_NORM = "local-norm"  # this site's own normalisation layers (FedBN)
 
 def _setup(msg: Message, context: Context):
     cfg = from_run_config(dict(context.run_config))
-    data = site_data(dict(context.node_config), cfg.data)
+    data = site_data(
+        dict(context.node_config), cfg.data, masks=cfg.model.task == "segmentation"
+    )
     model = build_model(cfg.model, cfg.data.image_depth, data.input_dims)
     arrays: ArrayRecord = msg.content[keys.ARRAYS]  # type: ignore[assignment]
     load_arrays(model, arrays)

@@ -37,8 +37,8 @@ def resolve_site_dir(node_config: dict, cfg: DataConfig) -> Path:
 
 
 @lru_cache(maxsize=4)
-def _cached(site_dir: str, cfg: DataConfig) -> SiteData:
-    data = load_site(site_dir, cfg)
+def _cached(site_dir: str, cfg: DataConfig, masks: bool) -> SiteData:
+    data = load_site(site_dir, cfg, masks=masks)
     log.info(
         "Site %s: %d train, %d test cases, %d quarantined",
         data.name,
@@ -49,5 +49,5 @@ def _cached(site_dir: str, cfg: DataConfig) -> SiteData:
     return data
 
 
-def site_data(node_config: dict, cfg: DataConfig) -> SiteData:
-    return _cached(str(resolve_site_dir(node_config, cfg)), cfg)
+def site_data(node_config: dict, cfg: DataConfig, masks: bool = False) -> SiteData:
+    return _cached(str(resolve_site_dir(node_config, cfg)), cfg, masks)

@@ -80,8 +80,8 @@ class ModelConfig:
         default="classification",
         metadata=_key(
             "task",
-            "'classification' (binary label, BCE, AUC) or 'survival' (Cox head on "
-            "time and event, C-index)",
+            "'classification' (binary label, BCE, AUC), 'survival' (Cox head on "
+            "time and event, C-index) or 'segmentation' (UNet on CT, Dice)",
         ),
     )
     image_encoder: str = field(
@@ -321,7 +321,14 @@ def _validate(cfg: OncoFedConfig) -> None:
     need(0 <= cfg.model.modality_dropout < 1, "modality-dropout", "must be in [0, 1)")
     need(cfg.model.contrastive_weight >= 0, "contrastive-weight", "must be >= 0")
     look_up_option(cfg.model.norm_layers, ("aggregate", "local"), "norm-layers")
-    look_up_option(cfg.model.task, ("classification", "survival"), "task")
+    look_up_option(
+        cfg.model.task, ("classification", "survival", "segmentation"), "task"
+    )
+    need(
+        cfg.model.task != "segmentation" or cfg.model.modality_list == ("ct",),
+        "modalities",
+        "task 'segmentation' segments CT: set modalities = 'ct'",
+    )
     look_up_option(cfg.model.family, ("neural", "xgboost"), "model-family")
     xgb = cfg.model.family == "xgboost"
     need(

@@ -32,6 +32,7 @@ N_EVENTS = "n-events"
 SURVIVAL_METRICS = (C_INDEX, N_EVENTS)
 TIME = "time"  # sample-dict keys of the survival task (days; 1 = event observed)
 EVENT = "event"
+MASK = "mask"  # sample-dict key of the LiTS label map (segmentation task)
 
 # Sample-dict keys (see docs/architecture.md)
 CT = "ct"

@@ -73,4 +73,6 @@ def survival_metrics(
 
 def primary_metric(task: str) -> str:
     """The metric that picks the best round and heads the logs."""
+    if task == "segmentation":
+        return "dice-tumour-global"
     return keys.C_INDEX if task == "survival" else keys.AUC

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 
 from common.config import TrainConfig
 from common.data.augment import train_augmentation
-from common.keys import EVENT, LABEL, TIME, present_key
+from common.keys import CT, EVENT, LABEL, MASK, TIME, present_key
 from common.metrics import binary_metrics, survival_metrics
 
 LossTerm = Callable[[nn.Module], torch.Tensor]
@@ -100,7 +100,9 @@ def train_local(
     opt = torch.optim.AdamW(
         model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
     )
-    transform = train_augmentation(seed) if cfg.augment else None
+    # augmentation moves the CT only: a segmentation label map would not follow
+    segmenting = getattr(model, "task", "") == "segmentation"
+    transform = train_augmentation(seed) if cfg.augment and not segmenting else None
     loader = make_loader(samples, cfg.batch_size, True, seed, transform)
     last = float("nan")
     for _ in range(epochs or cfg.local_epochs):
@@ -148,6 +150,7 @@ class Predictions:
     logits: np.ndarray | None = None
     times: np.ndarray | None = None
     events: np.ndarray | None = None
+    seg_counts: Any = None  # segmentation: per-case Dice counts (B, 2, 3)
 
 
 @torch.no_grad()
@@ -157,13 +160,21 @@ def predict_detailed(
     model.to(device).eval()
     mods = tuple(getattr(model, "modalities", ()))
     ys, ps, ws, subsets, total = [], [], [], [], 0.0
-    zs, ts, es = [], [], []
+    zs, ts, es, counts = [], [], [], []
+    segmenting = getattr(model, "task", "") == "segmentation"
     loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
     for batch in make_loader(samples, batch_size, shuffle=False):
         batch = _to(batch, device)
         logits = model(batch)
         total += float(loss_fn(logits, batch[LABEL].float()))
         zs.append(logits.double().cpu().numpy())
+        if segmenting:
+            from common.models.segmentation import dice_counts
+
+            keep = batch[present_key(MASK)] > 0
+            if bool(keep.any()):
+                pred_mask = model.segment(batch[CT][keep]).argmax(1)  # type: ignore[operator]
+                counts.append(dice_counts(pred_mask, batch[MASK][keep][:, 0]).cpu())
         ts.append(batch[TIME].double().cpu().numpy())
         es.append(batch[EVENT].double().cpu().numpy())
         ys.append(batch[LABEL].cpu().numpy())
@@ -198,6 +209,7 @@ def predict_detailed(
         logits_all,
         times,
         events,
+        torch.cat(counts) if counts else None,
     )
 
 
@@ -205,4 +217,22 @@ def task_metrics(task: str, pred: Predictions) -> dict[str, float]:
     """Classification: AUC, accuracy, F1, ...; survival: C-index on the risk."""
     if task == "survival":
         return survival_metrics(pred.times, pred.events, pred.logits)
-    return binary_metrics(pred.labels, pred.probs)
+    out = binary_metrics(pred.labels, pred.probs)
+    if task == "segmentation":  # AUC etc. above: of the tumour-presence score
+        from common.models.segmentation import dice_metrics
+
+        if pred.seg_counts is not None:
+            out.update(dice_metrics(pred.seg_counts))
+        else:
+            out.update(
+                dict.fromkeys(
+                    (
+                        "dice-liver",
+                        "dice-liver-global",
+                        "dice-tumour",
+                        "dice-tumour-global",
+                    ),
+                    float("nan"),
+                )
+            )
+    return out

@@ -47,6 +47,12 @@ TABLE_COLUMNS = {
         ("spec", keys.SPECIFICITY),
     ),
     "survival": (("C-index", keys.C_INDEX), ("events", keys.N_EVENTS)),
+    "segmentation": (
+        ("Dice-L", "dice-liver"),
+        ("Dice-T", "dice-tumour"),
+        ("DiceT-gl", "dice-tumour-global"),
+        ("AUC", keys.AUC),
+    ),
 }
 
 
@@ -78,7 +84,12 @@ def main(grid: Grid, context: Context) -> None:
     log(INFO, "OncoFed | run directory: %s", run_dir)
 
     dataset = open_dataset(cfg.data)
-    test = load_site(dataset.server_test_dir, cfg.data, splits=("test",))
+    test = load_site(
+        dataset.server_test_dir,
+        cfg.data,
+        splits=("test",),
+        masks=cfg.model.task == "segmentation",
+    )
     if test.quarantined:
         log(
             WARNING,

@@ -95,7 +95,7 @@ class ServerEvaluator:
         task = self.cfg.model.task
         metrics = {keys.LOSS: pred.loss, **task_metrics(task, pred)}
         metrics.update(breakdown(pred, subsets=task == "classification"))
-        return metrics
+        return metrics  # segmentation: Dice from task_metrics, AUC of presence
 
     def state(self) -> Any:
         return {k: v.cpu() for k, v in self.model.state_dict().items()}
@@ -121,6 +121,22 @@ class ServerEvaluator:
         if score == score and score > self.best_auc:  # NaN never becomes best
             self.best_auc, self.best_round = score, server_round
             torch.save(ckpt, self.ckpt_dir / BEST)
+        if task == "segmentation":
+            log(
+                INFO,
+                "OncoFed | round %d/%d | test Dice liver %.3f (global %.3f)  tumour "
+                "%.3f (global %.3f) | tumour-presence AUC %.3f | n=%d | %.0f s",
+                server_round,
+                self.num_rounds,
+                metrics["dice-liver"],
+                metrics["dice-liver-global"],
+                metrics["dice-tumour"],
+                metrics["dice-tumour-global"],
+                metrics[keys.AUC],
+                len(self.samples),
+                time.time() - self._t0,
+            )
+            return MetricRecord(metrics)
         if task == "survival":
             log(
                 INFO,

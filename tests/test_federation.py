@@ -113,6 +113,7 @@ def _superlink(processes, *, simulation: bool) -> int:
         ("fedadam", ""),
         ("fedavg", " norm-layers='local' fusion='transformer'"),
         ("fedxgb_bagging", " model-family='xgboost' modalities='clinical'"),
+        ("fedavg", " task='segmentation' modalities='ct' image-size=32 image-depth=8"),
     ],
 )
 def test_simulation_run_fills_the_run_store(
@@ -142,6 +143,16 @@ def test_simulation_run_fills_the_run_store(
         "fedxgb_bagging": "FedXgbBagging",
     }
     assert f"OncoFed | strategy: {strategy} ({expected[strategy]})" in log
+    if "segmentation" in extra:  # Dice per case and global reach the run store
+        with sqlite3.connect(next(run_root.glob("*/run.sqlite"))) as db:
+            names = {
+                m
+                for (m,) in db.execute(
+                    "SELECT DISTINCT metric FROM global_metrics WHERE round = 2"
+                )
+            }
+        assert {"dice-liver", "dice-liver-global", "dice-tumour-global"} <= names
+        assert "OncoFed | round 2/2 | test Dice liver" in log
     if "transformer" in extra:  # per-sample modality weights reach the run store
         with sqlite3.connect(next(run_root.glob("*/run.sqlite"))) as db:
             w = dict(

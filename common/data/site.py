@@ -25,7 +25,7 @@ from common.data.clinical import ClinicalValueError
 from common.data.histology import bag_tensor, load_bag
 from common.data.impute import mice_fill
 from common.data.schema import Schema, load_schema
-from common.data.transforms import ct_transforms
+from common.data.transforms import ct_transforms, mask_transforms
 from common.errors import DataError
 from common.keys import (
     CASE_ID,
@@ -35,6 +35,7 @@ from common.keys import (
     GENOMICS,
     HISTOLOGY,
     LABEL,
+    MASK,
     MODALITIES,
     SITE_KEY,
     TIME,
@@ -105,8 +106,10 @@ def load_site(
     cfg: DataConfig,
     splits: tuple[str, ...] = ("train", "test"),
     site_name: str | None = None,
+    masks: bool = False,
 ) -> SiteData:
-    """Load and preprocess every case of ``splits`` from ``site_dir``."""
+    """Load and preprocess every case of ``splits`` from ``site_dir``; with
+    ``masks`` also each case's label map (``mask``, ``mask_present``)."""
     site_dir = Path(site_dir)
     name = site_name or site_dir.name
     manifest = read_manifest(site_dir)
@@ -114,6 +117,7 @@ def load_site(
     clinical = _read_clinical(site_dir)
     genomics = _read_clinical(site_dir, GENOMICS_TSV)
     ct_pipeline = ct_transforms(cfg)
+    mask_pipeline = mask_transforms(cfg) if masks else None
     empty_bag = torch.zeros(
         cfg.bag_size, 3, cfg.tile_size, cfg.tile_size, dtype=torch.uint8
     )
@@ -154,6 +158,18 @@ def load_site(
             sample[present_key(CT)] = 1.0
         else:
             sample[CT], sample[present_key(CT)] = empty_ct, 0.0
+        if mask_pipeline is not None:
+            mask_rel = row.get("mask_path", "").strip()
+            sample[MASK] = torch.zeros(empty_ct.shape, dtype=torch.uint8)
+            sample[present_key(MASK)] = 0.0
+            if mask_rel and ct_rel:
+                try:
+                    m = mask_pipeline({MASK: str(site_dir / mask_rel)})[MASK]
+                    sample[MASK] = m.round().to(torch.uint8)
+                    sample[present_key(MASK)] = 1.0
+                except Exception as err:  # noqa: BLE001
+                    reject(str(site_dir / mask_rel), _reason(err))
+                    continue
         record = clinical.get(case_id) if row["has_clinical"] == "1" else None
         if record is not None:
             try:

@@ -64,3 +64,24 @@ def ct_transforms(cfg: DataConfig, keys: tuple[str, ...] = (CT,)) -> Compose:
             EnsureTyped(keys=keys, track_meta=False),
         ]
     )
+
+
+def mask_transforms(cfg: DataConfig, key: str = "mask") -> Compose:
+    """Label-map path -> uint8 tensor (1, S, S, D) on the same grid as
+    :func:`ct_transforms` gives its CT (same orientation, nearest-neighbour resize)."""
+    return Compose(
+        [
+            LoadImaged(keys=key, image_only=True),
+            EnsureChannelFirstd(keys=key, channel_dim="no_channel"),
+            RequireVolumed(keys=key),
+            Orientationd(
+                keys=key, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))
+            ),
+            Resized(
+                keys=key,
+                spatial_size=(cfg.image_size, cfg.image_size, cfg.image_depth),
+                mode="nearest",
+            ),
+            EnsureTyped(keys=key, track_meta=False),
+        ]
+    )

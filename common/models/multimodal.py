@@ -188,6 +188,10 @@ def build_model(
     ``genomics``) from the data's schema (:func:`common.data.schema.load_schema`);
     default: the HCC clinical encoding and no genomics.
     """
+    if cfg.task == "segmentation":
+        from common.models.segmentation import SegmentationNet
+
+        return SegmentationNet()  # type: ignore[return-value]
     # modality names are validated with the config (common.config)
     dims = {CLINICAL: NUM_FEATURES, GENOMICS: 0, **(input_dims or {})}
     encoders: dict[str, nn.Module] = {}
