@@ -106,6 +106,10 @@ def test_dicom_series_and_seg_become_one_aligned_deidentified_case(crlm_root, tm
 
 
 def test_label_column_and_pseudonyms_are_stable(crlm_root, tmp_path):
+    # HCC-TACE-Seg ships its clinical data as an Excel workbook
+    table = pd.read_csv(crlm_root / "clinical.csv", dtype=str)
+    table.to_excel(crlm_root / "HCC-TACE-Seg_clinical_data-V2.xlsx", index=False)
+    (crlm_root / "clinical.csv").unlink()
     opts = PrepareOptions(min_site_cases=1, label_column="recurrence")
     a = prepare("hcc_tace_seg", crlm_root, tmp_path / "a", opts, False)
     b = prepare("hcc_tace_seg", crlm_root, tmp_path / "b", opts, False)
