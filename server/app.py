@@ -154,7 +154,7 @@ def main(grid: Grid, context: Context) -> None:
     log(
         INFO,
         "OncoFed | best global test %s %.3f at round %d",
-        evaluator.primary,
+        {"auc": "AUC", "c-index": "C-index"}.get(evaluator.primary, evaluator.primary),
         evaluator.best_auc,
         evaluator.best_round,
     )
