@@ -155,7 +155,7 @@ def main(grid: Grid, context: Context) -> None:
         INFO,
         "OncoFed | best global test %s %.3f at round %d",
         {"auc": "AUC", "c-index": "C-index"}.get(evaluator.primary, evaluator.primary),
-        evaluator.best_auc,
+        evaluator.best_score,
         evaluator.best_round,
     )
     log(INFO, "OncoFed | run directory: %s", run_dir)

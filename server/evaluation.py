@@ -80,7 +80,7 @@ class ServerEvaluator:
         self.input_dims = test.input_dims
         self.model = self.build()
         self.primary = primary_metric(cfg.model.task)
-        self.best_auc = -1.0  # best value of the primary metric (AUC or C-index)
+        self.best_score = -1.0  # best value of the primary metric (AUC, C-index, Dice)
         self.best_round = -1
         self.history: list[dict[str, float]] = []
         self._t0 = time.time()
@@ -118,8 +118,8 @@ class ServerEvaluator:
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         torch.save(ckpt, self.ckpt_dir / LAST)
         score = metrics[self.primary]
-        if score == score and score > self.best_auc:  # NaN never becomes best
-            self.best_auc, self.best_round = score, server_round
+        if score == score and score > self.best_score:  # NaN never becomes best
+            self.best_score, self.best_round = score, server_round
             torch.save(ckpt, self.ckpt_dir / BEST)
         if task == "segmentation":
             log(

@@ -49,7 +49,9 @@ class DicomScan:
     """What a folder holds: image series, segmentations and unreadable files."""
 
     series: dict[str, list[Path]] = field(default_factory=dict)
-    segs: list[Path] = field(default_factory=list)
+    # SEG file -> the SeriesInstanceUID it segments
+    seg_refs: dict[Path, str] = field(default_factory=dict)
+    # SeriesInstanceUID -> Patient ID as in the header (kept in memory only)
     patient_of_series: dict[str, str] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
 
@@ -64,8 +66,9 @@ def is_dicom(path: Path) -> bool:
         return False
 
 
-def scan(paths: list[Path], salt: str) -> DicomScan:
-    """Group the DICOM files among ``paths`` by series; headers only."""
+def scan(paths: list[Path]) -> DicomScan:
+    """Group the DICOM files among ``paths`` by series; headers only, each read
+    once."""
     import pydicom
 
     out = DicomScan()
@@ -81,10 +84,13 @@ def scan(paths: list[Path], salt: str) -> DicomScan:
             out.quarantined.append(Quarantined("", str(p), _short(err), "DICOM header"))
             continue
         if modality == "SEG":
-            out.segs.append(p)
+            try:
+                out.seg_refs[p] = str(ds.ReferencedSeriesSequence[0].SeriesInstanceUID)
+            except Exception as err:  # noqa: BLE001 - a SEG that names no series
+                out.quarantined.append(Quarantined("", str(p), _short(err), "SEG"))
         elif modality in IMAGE_MODALITIES:
             series[uid].append(p)
-            out.patient_of_series[uid] = pseudonym(str(ds.get("PatientID", "")), salt)
+            out.patient_of_series[uid] = str(ds.get("PatientID", ""))
     out.series = dict(series)
     return out
 

@@ -33,6 +33,30 @@ class RequireVolumed(MapTransform):
         return d
 
 
+def _load_and_orient(keys: tuple[str, ...]) -> list:
+    """Load, channel first, require one 3D volume, reorient to RAS."""
+    return [
+        LoadImaged(keys=keys, image_only=True),
+        EnsureChannelFirstd(keys=keys, channel_dim="no_channel"),
+        RequireVolumed(keys=keys),
+        Orientationd(
+            keys=keys, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))
+        ),
+    ]
+
+
+def _resize(cfg: DataConfig, keys: tuple[str, ...], mode: str) -> list:
+    """Resample to the fixed shape, then plain tensors."""
+    return [
+        Resized(
+            keys=keys,
+            spatial_size=(cfg.image_size, cfg.image_size, cfg.image_depth),
+            mode=mode,
+        ),
+        EnsureTyped(keys=keys, track_meta=False),
+    ]
+
+
 def ct_transforms(cfg: DataConfig, keys: tuple[str, ...] = (CT,)) -> Compose:
     """Path -> float tensor (1, S, S, D) in [0, 1] over the HU window.
 
@@ -40,48 +64,13 @@ def ct_transforms(cfg: DataConfig, keys: tuple[str, ...] = (CT,)) -> Compose:
     [hu-min, hu-max] and resamples to ``image-size`` x ``image-size`` x
     ``image-depth`` whatever the scanner's spacing.
     """
-    return Compose(
-        [
-            LoadImaged(keys=keys, image_only=True),
-            EnsureChannelFirstd(keys=keys, channel_dim="no_channel"),
-            RequireVolumed(keys=keys),
-            Orientationd(
-                keys=keys, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))
-            ),
-            ScaleIntensityRanged(
-                keys=keys,
-                a_min=cfg.hu_min,
-                a_max=cfg.hu_max,
-                b_min=0.0,
-                b_max=1.0,
-                clip=True,
-            ),
-            Resized(
-                keys=keys,
-                spatial_size=(cfg.image_size, cfg.image_size, cfg.image_depth),
-                mode="trilinear",
-            ),
-            EnsureTyped(keys=keys, track_meta=False),
-        ]
+    window = ScaleIntensityRanged(
+        keys=keys, a_min=cfg.hu_min, a_max=cfg.hu_max, b_min=0.0, b_max=1.0, clip=True
     )
+    return Compose([*_load_and_orient(keys), window, *_resize(cfg, keys, "trilinear")])
 
 
 def mask_transforms(cfg: DataConfig, key: str = "mask") -> Compose:
     """Label-map path -> uint8 tensor (1, S, S, D) on the same grid as
     :func:`ct_transforms` gives its CT (same orientation, nearest-neighbour resize)."""
-    return Compose(
-        [
-            LoadImaged(keys=key, image_only=True),
-            EnsureChannelFirstd(keys=key, channel_dim="no_channel"),
-            RequireVolumed(keys=key),
-            Orientationd(
-                keys=key, axcodes="RAS", labels=(("L", "R"), ("P", "A"), ("I", "S"))
-            ),
-            Resized(
-                keys=key,
-                spatial_size=(cfg.image_size, cfg.image_size, cfg.image_depth),
-                mode="nearest",
-            ),
-            EnsureTyped(keys=key, track_meta=False),
-        ]
-    )
+    return Compose([*_load_and_orient((key,)), *_resize(cfg, (key,), "nearest")])

@@ -136,33 +136,20 @@ def read_dicom_images(
     One series per patient: the one a segmentation references, else the one with
     the most slices (the others are named in the notes, not used).
     """
-    import pydicom
-
     salt = pseudonym_salt()
     paths = sorted(p for p in root.rglob("*") if p.is_file())
-    sc = dicom.scan(paths, salt)
+    sc = dicom.scan(paths)
     quarantined = list(sc.quarantined)
     notes: list[str] = []
-    raw_of_series: dict[str, str] = {}
-    for uid, slices in sc.series.items():
-        ds = pydicom.dcmread(slices[0], stop_before_pixels=True)
-        raw_of_series[uid] = str(ds.get("PatientID", ""))
-    seg_for_series: dict[str, Path] = {}
-    for seg in sc.segs:
-        try:
-            ds = pydicom.dcmread(seg, stop_before_pixels=True)
-            ref = ds.ReferencedSeriesSequence[0].SeriesInstanceUID
-            seg_for_series[str(ref)] = seg
-        except Exception as err:  # noqa: BLE001
-            quarantined.append(Quarantined("", str(seg), dicom._short(err), "SEG"))
+    seg_for_series = {ref: seg for seg, ref in sc.seg_refs.items()}
     by_patient: dict[str, list[str]] = {}
-    for uid, raw in raw_of_series.items():
+    for uid, raw in sc.patient_of_series.items():
         by_patient.setdefault(raw, []).append(uid)
     found = []
     for raw, uids in sorted(by_patient.items()):
         uids.sort(key=lambda u: (u not in seg_for_series, -len(sc.series[u])))
         uid = uids[0]
-        case_id = sc.patient_of_series[uid]
+        case_id = dicom.pseudonym(raw, salt)
         if len(uids) > 1:
             notes.append(f"{case_id}: {len(uids) - 1} other series not used")
         progress(case_id)
@@ -268,11 +255,10 @@ def read_clinical_tables(
 
 def _mostly_numeric(column: pd.Series) -> bool:
     """At least 80 % of the present cells parse as numbers."""
-    present = [v for v in column if _value(v) is not None]
+    present = [x for x in map(_value, column) if x is not None]
     if not present:
         return False
-    n = sum(isinstance(_value(v), float) for v in present)
-    return n / len(present) >= 0.8
+    return sum(isinstance(x, float) for x in present) / len(present) >= 0.8
 
 
 def read_table(path: Path) -> pd.DataFrame:

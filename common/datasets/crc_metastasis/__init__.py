@@ -51,7 +51,6 @@ SYNTHETIC_VERSION = 1
 
 class CrcMetastasis(PreparableDataset):
     name = NAME
-    synthetic_version = SYNTHETIC_VERSION
 
     def read(
         self,
@@ -106,9 +105,6 @@ class CrcMetastasis(PreparableDataset):
         for sub in parts:
             shutil.rmtree(out / f"_{sub}")
         return report
-
-    def synthetic_source(self, out: Path, cfg: Any) -> bool:
-        return True  # handled by _ensure_synthetic below
 
     def _ensure_synthetic(self, cfg: Any) -> Path:
         import os

@@ -451,9 +451,9 @@ def read_cbioportal_patients(
                 )
             continue
         bad = [
-            (n, get(row, n))
+            (n, v)
             for n in ("AGE", "OS_MONTHS")
-            if get(row, n) is not None and _number(get(row, n)) is None
+            if (v := get(row, n)) is not None and _number(v) is None
         ]
         if bad:
             quarantined.append(

@@ -55,8 +55,6 @@ def label_metastatic(rec: tc.PatientRecord) -> int | str:
     m, stage = rec.clinical.get("m_stage"), rec.clinical.get("stage")
     if m == "M1" or stage == "IV":
         return 1
-    if m == "M0" and stage is not None:
-        return 0
     if m == "M0":
         return 0
     return "metastasis status unknown (M stage and AJCC stage missing or MX)"
