@@ -36,7 +36,7 @@ def resolve_site_dir(node_config: dict, cfg: DataConfig) -> Path:
     )
 
 
-@lru_cache(maxsize=4)
+@lru_cache(maxsize=32)
 def _cached(site_dir: str, cfg: DataConfig, masks: bool) -> SiteData:
     data = load_site(site_dir, cfg, masks=masks)
     log.info(

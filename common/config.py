@@ -132,8 +132,26 @@ class ModelConfig:
     )
     pretrained: str = field(
         default="",
-        metadata=_key("pretrained", "local weights file for the image encoder"),
+        metadata=_key(
+            "pretrained",
+            "local weights: one file for the CT encoder, or per modality "
+            "'ct=/w/ct.pt,histology=/w/tiles.pt' (clinical, genomics too)",
+        ),
     )
+
+    @property
+    def pretrained_files(self) -> dict[str, str]:
+        """``pretrained`` as {modality: file}; a bare path means the CT encoder."""
+        text = self.pretrained.strip()
+        if not text:
+            return {}
+        if "=" not in text:
+            return {"ct": text}
+        out = {}
+        for part in text.split(","):
+            modality, _, path = part.partition("=")
+            out[modality.strip()] = path.strip()
+        return out
 
     @property
     def modality_list(self) -> tuple[str, ...]:
@@ -318,6 +336,9 @@ def _validate(cfg: OncoFedConfig) -> None:
     need(bool(cfg.model.modality_list), "modalities", "name at least one modality")
     for modality in cfg.model.modality_list:
         look_up_option(modality, MODALITIES, "modality in run-config key 'modalities'")
+    for modality, path in cfg.model.pretrained_files.items():
+        look_up_option(modality, MODALITIES, "modality in run-config key 'pretrained'")
+        need(bool(path), "pretrained", f"give a file after '{modality}='")
     need(0 <= cfg.model.modality_dropout < 1, "modality-dropout", "must be in [0, 1)")
     need(cfg.model.contrastive_weight >= 0, "contrastive-weight", "must be >= 0")
     look_up_option(cfg.model.norm_layers, ("aggregate", "local"), "norm-layers")

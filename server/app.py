@@ -24,6 +24,7 @@ from common.datasets import open_dataset
 from common.models import build_model
 from common.paths import default_runs_dir
 from common.store import RUN_STORE, RunStore
+from common.training import seed_everything
 from common.weights import bytes_to_arrays, to_arrays
 from server.evaluation import ServerEvaluator, XgbEvaluator
 from server.strategies import STRATEGIES, RecordingStrategy
@@ -101,11 +102,13 @@ def main(grid: Grid, context: Context) -> None:
     evaluator = (XgbEvaluator if xgboost else ServerEvaluator)(
         cfg, test, store, run_id, run_dir / "checkpoints", rounds
     )
-    initial = (
-        bytes_to_arrays(b"")
-        if xgboost
-        else to_arrays(build_model(cfg.model, cfg.data.image_depth, test.input_dims))
-    )
+    if xgboost:
+        initial = bytes_to_arrays(b"")
+    else:
+        seed_everything(cfg.data.seed)  # the same initial model for the same config
+        initial = to_arrays(
+            build_model(cfg.model, cfg.data.image_depth, test.input_dims)
+        )
     strategy = RecordingStrategy(
         STRATEGIES.create(cfg.federation.strategy, cfg=cfg.federation), store, run_id
     )

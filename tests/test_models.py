@@ -202,3 +202,76 @@ def test_fedbn_keeps_a_sites_normalisation_layers():
             assert torch.allclose(v, ref + 1.0)
         elif torch.is_floating_point(v):
             assert torch.equal(v, ref)
+
+
+def test_pretrained_weights_for_every_modality(tmp_path):
+    """'pretrained' names one file per modality; each encoder gets its own."""
+    cfg = ModelConfig(modalities="ct,clinical,histology", embed_dim=16)
+    source = build_model(cfg, image_depth=8)
+    files = []
+    for m in ("clinical", "histology"):
+        torch.save(source.encoders[m].state_dict(), tmp_path / f"{m}.pt")
+        files.append(f"{m}={tmp_path / m}.pt")
+    model = build_model(
+        dataclasses.replace(cfg, pretrained=",".join(files)), image_depth=8
+    )
+    for m in ("clinical", "histology"):
+        for k, v in source.encoders[m].state_dict().items():
+            assert torch.equal(model.encoders[m].state_dict()[k], v), (m, k)
+    ct_before = build_model(cfg, image_depth=8).encoders["ct"].state_dict()
+    assert not all(
+        torch.equal(v, model.encoders["ct"].state_dict()[k])
+        for k, v in ct_before.items()
+        if v.is_floating_point() and v.numel() > 1
+    )
+    with pytest.raises(ConfigError, match="genomics.*not among modalities"):
+        build_model(
+            dataclasses.replace(cfg, pretrained=f"genomics={tmp_path}/clinical.pt")
+        )
+    with pytest.raises(ConfigError, match="only .* tensors"):
+        build_model(
+            dataclasses.replace(cfg, pretrained=f"clinical={tmp_path}/histology.pt")
+        )
+
+
+def test_pretrained_timm_backbone_with_rgb_stem_loads_into_one_channel_slices(
+    tmp_path,
+):
+    """A timm checkpoint of the backbone alone (3-channel stem, classifier head)
+    loads into the per-slice encoder: the stem is adapted, the head skipped."""
+    import timm
+
+    backbone = timm.create_model("resnet10t", pretrained=False, num_classes=5)
+    torch.save(backbone.state_dict(), tmp_path / "resnet10t.pth")
+    model = build_model(
+        ModelConfig(
+            modalities="ct",
+            image_encoder="tiny_2d",
+            pretrained=str(tmp_path / "resnet10t.pth"),
+        ),
+        image_depth=8,
+    )
+    trunk = model.encoders["ct"].trunk.state_dict()
+    stem = backbone.state_dict()["conv1.0.weight"]
+    assert trunk["conv1.0.weight"].shape[1] == 1
+    assert torch.allclose(trunk["conv1.0.weight"], stem.sum(1, keepdim=True))
+    assert torch.equal(trunk["layer4.0.conv2.weight"], backbone.layer4[0].conv2.weight)
+
+
+@pytest.mark.parametrize("encoder", ["tiny_2d", "ghostnet_2d"])
+def test_slice_encoders_read_each_slice_alone(encoder):
+    """2D per-slice encoders pool over slices with attention: the embedding does
+    not depend on the slice order (a 2.5D stack's does), and the slice weights
+    sum to one."""
+    torch.manual_seed(0)
+    enc = ENCODERS.create(encoder, embed_dim=12).eval()
+    x = _batch()["ct"]
+    perm = torch.randperm(x.shape[-1])
+    with torch.no_grad():
+        a, b = enc(x), enc(x[..., perm])
+    assert torch.allclose(a, b, atol=1e-5)
+    w = enc.pool.last_attention
+    assert w.shape == (4, 8) and torch.allclose(w.sum(1), torch.ones(4))
+    stack = ENCODERS.create("tiny_25d", embed_dim=12, in_slices=8).eval()
+    with torch.no_grad():
+        assert not torch.allclose(stack(x), stack(x[..., perm]), atol=1e-3)

@@ -136,6 +136,56 @@ class MLPEncoder(Encoder):
         return self.net(x)
 
 
+class GatedAttentionPool(nn.Module):
+    """Gated attention pooling over a set (Ilse et al. 2018): (B, N, E) -> (B, E),
+    members flagged in ``pad`` (B, N) get no weight. The weights of the last call
+    are kept in ``last_attention`` (B, N) for explanations."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.v = nn.Linear(dim, dim)
+        self.u = nn.Linear(dim, dim)
+        self.w = nn.Linear(dim, 1)
+        self.last_attention: torch.Tensor | None = None
+
+    def forward(self, h: torch.Tensor, pad: torch.Tensor | None = None) -> torch.Tensor:
+        score = self.w(torch.tanh(self.v(h)) * torch.sigmoid(self.u(h))).squeeze(-1)
+        if pad is not None:
+            score = score.masked_fill(pad, -1e4)
+        a = torch.softmax(score, dim=1)
+        self.last_attention = a.detach()
+        return (a.unsqueeze(-1) * h).sum(1)
+
+
+class TimmSliceEncoder(Encoder):
+    """A 2D timm backbone on every CT/MRI slice separately (one input channel),
+    then gated attention pooling over the slices: which slices hold the finding is
+    learnt, and the slice weights stay available for explanations."""
+
+    def __init__(self, model_name: str, embed_dim: int) -> None:
+        super().__init__()
+        import timm
+
+        self.trunk = timm.create_model(
+            model_name, pretrained=False, in_chans=1, num_classes=0
+        )
+        with torch.no_grad():
+            self.trunk.eval()
+            width = int(self.trunk(torch.zeros(1, 1, 64, 64)).shape[1])
+            self.trunk.train()
+        self.slice_proj = nn.Linear(width, embed_dim)
+        self.pool = GatedAttentionPool(embed_dim)
+        self.norm = nn.LayerNorm(embed_dim)
+        self.embed_dim = embed_dim
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        # (B, 1, S, S, D) -> (B*D, 1, S, S): every slice is one 2D image
+        b, _, s1, s2, d = x.shape
+        slices = x[:, 0].permute(0, 3, 1, 2).reshape(b * d, 1, s1, s2)
+        h = self.slice_proj(self.trunk(slices)).view(b, d, -1)
+        return self.norm(self.pool(h))
+
+
 class AttentionMILEncoder(Encoder):
     """A patient's bag of tiles -> one embedding: a small 2D CNN per tile, then
     gated attention pooling over the tiles (Ilse et al. 2018, "Attention-based deep
@@ -160,23 +210,21 @@ class AttentionMILEncoder(Encoder):
             nn.Flatten(),
             nn.Linear(width, embed_dim),
         )
-        self.attn_v = nn.Linear(embed_dim, embed_dim)
-        self.attn_u = nn.Linear(embed_dim, embed_dim)
-        self.attn_w = nn.Linear(embed_dim, 1)
+        self.pool = GatedAttentionPool(embed_dim)
         self.norm = nn.LayerNorm(embed_dim)
         self.embed_dim = embed_dim
-        self.last_attention: torch.Tensor | None = None
+
+    @property
+    def last_attention(self) -> torch.Tensor | None:
+        """Tile weights of the last forward pass, (B, N)."""
+        return self.pool.last_attention
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         b, n = x.shape[:2]
         x = x.float() / 255.0
         pad = x.flatten(2).abs().sum(-1) == 0  # (B, N)
         h = self.tile(x.flatten(0, 1)).view(b, n, -1)
-        score = self.attn_w(torch.tanh(self.attn_v(h)) * torch.sigmoid(self.attn_u(h)))
-        score = score.squeeze(-1).masked_fill(pad, -1e4)
-        a = torch.softmax(score, dim=1)
-        self.last_attention = a.detach()
-        return self.norm((a.unsqueeze(-1) * h).sum(1))
+        return self.norm(self.pool(h, pad))
 
 
 @ENCODERS.register("tiny3d")
@@ -230,6 +278,30 @@ def tiny_25d(embed_dim: int = 64, in_slices: int = 16, **_: object) -> Encoder:
     return Timm25DEncoder("resnet10t", embed_dim, in_slices)
 
 
+@ENCODERS.register("tiny_2d")
+def tiny_2d(embed_dim: int = 64, **_: object) -> Encoder:
+    """The tiny timm ResNet on each slice (2D), attention over slices: tests."""
+    return TimmSliceEncoder("resnet10t", embed_dim)
+
+
+@ENCODERS.register("resnet50_2d")
+def resnet50_2d(embed_dim: int = 64, **_: object) -> Encoder:
+    """timm ResNet-50 on each slice (2D), attention over slices."""
+    return TimmSliceEncoder("resnet50", embed_dim)
+
+
+@ENCODERS.register("efficientnet_b3_2d")
+def efficientnet_b3_2d(embed_dim: int = 64, **_: object) -> Encoder:
+    """timm EfficientNet-B3 on each slice (2D), attention over slices."""
+    return TimmSliceEncoder("efficientnet_b3", embed_dim)
+
+
+@ENCODERS.register("ghostnet_2d")
+def ghostnet_2d(embed_dim: int = 64, **_: object) -> Encoder:
+    """timm GhostNet-1.0 on each slice (2D), attention over slices."""
+    return TimmSliceEncoder("ghostnet_100", embed_dim)
+
+
 @ENCODERS.register("mlp")
 def mlp(embed_dim: int = 64, in_features: int = 24, **_: object) -> Encoder:
     return MLPEncoder(in_features, embed_dim)
@@ -245,6 +317,10 @@ INPUT_KIND = {
     "ghostnet_25d": "volume",
     "tiny_25d": "volume",
     "densenet_3d": "volume",
+    "tiny_2d": "volume",
+    "resnet50_2d": "volume",
+    "efficientnet_b3_2d": "volume",
+    "ghostnet_2d": "volume",
     "mlp": "vector",
     "attention_mil": "bag",
 }
@@ -257,16 +333,50 @@ def attention_mil(embed_dim: int = 64, **_: object) -> Encoder:
 
 
 def load_pretrained(encoder: nn.Module, path: str) -> None:
-    """Load weights from a local file; nothing is ever downloaded."""
+    """Load weights from a local file into ``encoder``; nothing is downloaded.
+
+    Accepted: a state dict of the encoder itself (as OncoFed saves it), or of its
+    backbone alone, e.g. a timm checkpoint (``conv1.weight``, ...: matched under
+    ``trunk.``). A first convolution trained on 3-channel images is adapted to the
+    encoder's input channels with timm's ``adapt_input_conv``; tensors that fit
+    nowhere (a classifier head) are skipped. At least half of the encoder's tensors
+    must load, or the file is refused.
+    """
     p = Path(path)
     if not p.is_file():
         raise ConfigError(
             f"Run-config key 'pretrained' = {path!r}: file not found. OncoFed never "
             "downloads weights: give the path of a local state-dict file."
         )
-    state = torch.load(p, map_location="cpu", weights_only=True)
-    missing, unexpected = encoder.load_state_dict(state, strict=False)
-    if len(missing) == len(list(encoder.state_dict())):
+    if p.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(str(p))
+    else:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+        state = state.get("state_dict", state) if isinstance(state, dict) else state
+    own = encoder.state_dict()
+    if not set(state) & set(own):  # a backbone checkpoint: keys under 'trunk.'
+        state = {f"trunk.{k}": v for k, v in state.items()}
+    fitted = {}
+    for key, value in state.items():
+        if key not in own:
+            continue
+        target = own[key]
+        if value.shape != target.shape and value.ndim == 4 and target.ndim == 4:
+            from timm.models import adapt_input_conv
+
+            if (
+                value.shape[0] == target.shape[0]
+                and value.shape[2:] == target.shape[2:]
+            ):
+                value = adapt_input_conv(target.shape[1], value)
+        if value.shape == target.shape:
+            fitted[key] = value
+    if len(fitted) < len(own) / 2:
         raise ConfigError(
-            f"Run-config key 'pretrained' = {path!r}: no tensor matches the encoder."
+            f"Run-config key 'pretrained' = {path!r}: only {len(fitted)} of "
+            f"{len(own)} tensors of the {type(encoder).__name__} fit this file. "
+            "Fix: give weights saved from the same encoder (or its timm backbone)."
         )
+    encoder.load_state_dict(fitted, strict=False)

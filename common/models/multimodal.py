@@ -199,8 +199,6 @@ def build_model(
         encoders[CT] = ENCODERS.create(
             cfg.image_encoder, embed_dim=cfg.embed_dim, in_slices=image_depth
         )
-        if cfg.pretrained:
-            load_pretrained(encoders[CT], cfg.pretrained)
     if CLINICAL in cfg.modality_list:
         encoders[CLINICAL] = ENCODERS.create(
             cfg.clinical_encoder, embed_dim=cfg.embed_dim, in_features=dims[CLINICAL]
@@ -219,6 +217,14 @@ def build_model(
         encoders[HISTOLOGY] = ENCODERS.create(
             cfg.histology_encoder, embed_dim=cfg.embed_dim
         )
+    for modality, path in cfg.pretrained_files.items():
+        if modality not in encoders:
+            raise ConfigError(
+                f"Run-config key 'pretrained' gives weights for {modality!r}, which "
+                f"is not among modalities {cfg.modalities!r}. Fix: drop it or add "
+                "the modality."
+            )
+        load_pretrained(encoders[modality], path)
     fusion = FUSIONS.create(
         cfg.fusion, modalities=tuple(encoders), embed_dim=cfg.embed_dim
     )

@@ -1,0 +1,140 @@
+"""Federated training for the ablation: ``flwr run`` on the scenario app.
+
+The federation is Flower's own (simulation runtime by default, or any SuperLink a
+Flower connection names); this module only starts ``flwr run``, follows its log and
+finds the last round's checkpoint in the run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from common.ablation.plan import AblationOptions, Scenario
+from common.datasets import DATASET_JSON, SERVER_TEST, PreparedDataset
+from common.errors import ConfigError
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return "'" + v.replace("'", "") + "'"
+    return str(v)
+
+
+def flwr_executable() -> str:
+    found = shutil.which("flwr", path=str(Path(sys.executable).parent)) or shutil.which(
+        "flwr"
+    )
+    if found is None:
+        raise ConfigError(
+            "the federated regime needs Flower's 'flwr' command: install OncoFed "
+            "with 'make setup', or leave it out with --regimes local,pooled"
+        )
+    return found
+
+
+def run_federation(
+    scenario: Scenario,
+    overrides: dict[str, Any],
+    num_nodes: int,
+    run_root: Path,
+    connection: str,
+    echo: Callable[[str], None],
+) -> Path:
+    """``flwr run`` the scenario app; return the last round's checkpoint.
+
+    Flower's round lines are echoed as progress; the whole log is kept in
+    ``run_root/flwr.log``. Raises ``RuntimeError`` if the run did not finish
+    (``flwr run --stream`` exits 0 even then, so the run store decides)."""
+    run_root.mkdir(parents=True, exist_ok=True)
+    rc = " ".join(
+        f"{k}={_toml_value(v)}"
+        for k, v in {**overrides, "run-dir": str(run_root.resolve())}.items()
+    )
+    cmd = [flwr_executable(), "run", str(scenario.app_dir)]
+    cmd += [connection] if connection else []
+    cmd += ["--stream", "--run-config", rc]
+    cmd += ["--federation-config", f"num-supernodes={num_nodes}"]
+    bin_dir = str(Path(sys.executable).parent)
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    log_path = run_root / "flwr.log"
+    with (
+        open(log_path, "w") as log,
+        subprocess.Popen(
+            cmd,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=run_root,
+        ) as proc,
+    ):
+        assert proc.stdout is not None
+        run_id = ""
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                plain = ANSI.sub("", line).strip()
+                if plain.startswith("Successfully started run"):
+                    run_id = plain.split()[-1]
+                if "OncoFed | round" in plain:
+                    echo("        " + plain.split("OncoFed | ", 1)[1])
+        except KeyboardInterrupt:
+            # the run lives in the SuperLink, not in flwr run: stop it there too
+            if run_id:
+                echo(f"Stopping Flower run {run_id} ...")
+                stop = [flwr_executable(), "stop", run_id]
+                subprocess.run(stop + ([connection] if connection else []), env=env)
+            raise
+    ckpts = sorted(run_root.glob("*/checkpoints/last.pt"))
+    text = log_path.read_text(errors="replace")
+    if not ckpts or "OncoFed | best global" not in text:
+        tail = ANSI.sub("", text)[-1500:]
+        raise RuntimeError(
+            f"the federated run did not finish (log {log_path}):\n{tail}"
+        )
+    return ckpts[-1]
+
+
+def leave_one_out_view(ds: PreparedDataset, held_out: int, root: Path) -> Path:
+    """A prepared-dataset folder of every site but ``held_out`` (links, no copies),
+    for a federation that never sees that site: ``data-root`` points at it."""
+    root.mkdir(parents=True, exist_ok=True)
+    meta = json.loads((ds.root / DATASET_JSON).read_text())
+    keep = [s for i, s in enumerate(ds.sites) if i != held_out]
+    meta.update(sites=keep, left_out=ds.sites[held_out])
+    for name in [*keep, SERVER_TEST]:
+        link = root / name
+        if not link.exists() and (ds.root / name).exists():
+            link.symlink_to((ds.root / name).resolve(), target_is_directory=True)
+    (root / DATASET_JSON).write_text(json.dumps(meta, indent=2))
+    return root
+
+
+def restore_node_count(opts: AblationOptions, n: int) -> None:
+    """``--federation-config num-supernodes=N`` stays in Flower's local SuperLink;
+    put back the scenario's site count so a plain ``flwr run`` trains every site."""
+    if opts.connection:
+        return
+    subprocess.run(
+        [
+            flwr_executable(),
+            "federation",
+            "simulation-config",
+            "--num-supernodes",
+            str(n),
+        ],
+        capture_output=True,
+        check=False,
+    )

@@ -1,0 +1,176 @@
+"""``oncofed ablate``: the grid, the intervals, leave-one-site-out, the reports."""
+
+from __future__ import annotations
+
+import csv
+import sqlite3
+import subprocess
+
+import numpy as np
+import pytest
+
+from common.ablation import AblationOptions, load_scenario, plan_arms
+from common.ablation.plan import parse_overrides
+from common.cli import main
+from common.errors import ConfigError
+from common.metrics import (
+    binary_metrics,
+    bootstrap_indices,
+    percentile_interval,
+    resampled_metrics,
+)
+from tests.conftest import BIN, SMALL_SITES, free_port, wait_port, write_connection
+
+SMALL = [
+    "--set", f"num-sites={SMALL_SITES}",
+    "--set", "image-size=32",
+    "--set", "image-depth=8",
+]  # fmt: skip
+
+
+def _rows(out) -> list[dict]:
+    with open(out / "ablation.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_vectorised_bootstrap_matches_scikit_learn_on_every_resample():
+    rng = np.random.default_rng(3)
+    y = rng.integers(0, 2, 60)
+    p = np.round(rng.random(60) * 0.6 + 0.3 * y, 2)  # rounded: ties in the scores
+    idx = bootstrap_indices(60, 50, seed=1)
+    res = resampled_metrics(y, p, idx)
+    for i in range(50):
+        ref = binary_metrics(y[idx[i]], p[idx[i]])
+        for m in ("auc", "f1", "accuracy"):
+            assert res[m][i] == pytest.approx(ref[m], abs=1e-12, nan_ok=True)
+    lo, hi = percentile_interval(res["auc"])
+    assert lo < binary_metrics(y, p)["auc"] < hi
+
+
+def test_one_class_resamples_are_left_out_not_scored():
+    y = np.array([1, 0])
+    idx = np.array([[0, 0], [1, 1], [0, 1]])
+    auc = resampled_metrics(y, np.array([0.9, 0.1]), idx)["auc"]
+    assert np.isnan(auc[0]) and np.isnan(auc[1]) and auc[2] == 1.0
+
+
+def test_plan_single_modalities_then_each_fusion():
+    arms = plan_arms(("ct", "clinical", "genomics"), ("concat", "transformer"))
+    assert [a.modalities for a in arms] == [
+        ("ct",), ("clinical",), ("genomics",),
+        ("ct", "clinical", "genomics"), ("ct", "clinical", "genomics"),
+    ]  # fmt: skip
+    assert [a.is_fusion for a in arms] == [False, False, False, True, True]
+    assert len(plan_arms(("clinical",), ("concat",))) == 1  # nothing to fuse
+
+
+def test_bad_scenario_regime_and_key_are_named():
+    with pytest.raises(ConfigError, match="lits_sites"):
+        load_scenario("lits_site")
+    with pytest.raises(ConfigError, match="federated"):
+        AblationOptions(regimes=("federatd",))
+    scenario = load_scenario("lits_sites")
+    with pytest.raises(ConfigError, match="learning-rat.*learning-rate"):
+        scenario.run_config(parse_overrides(["learning-rat=0.1"]))
+    assert parse_overrides(["fusion='transformer'", "seed=3", "x=word"]) == {
+        "fusion": "transformer",
+        "seed": 3,
+        "x": "word",
+    }
+
+
+def test_ablate_local_and_pooled_with_leave_one_site_out(
+    small_dataset, tmp_path, capsys
+):
+    """The in-process regimes on the 3-site dataset, through the CLI."""
+    out = tmp_path / "abl"
+    rc = main(
+        [
+            "ablate", "--out", str(out), "--rounds", "1", "--local-epochs", "1",
+            "--regimes", "local,pooled", "--fusions", "concat,transformer",
+            "--bootstrap", "200", *SMALL,
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    said = capsys.readouterr().out
+    # 4 arms x (3 sites + pooled) + 2 arms x 3 held-out sites, each with progress
+    assert "[22/22] leave-one-site-out" in said
+    rows = _rows(out)
+    assert len(rows) == 22
+    by_regime = {r: [x for x in rows if x["regime"] == r] for r in
+                 ("local", "pooled", "leave-one-site-out")}  # fmt: skip
+    assert [len(v) for v in by_regime.values()] == [12, 4, 6]
+    arms = {x["arm"] for x in rows}
+    assert arms == {
+        "ct only", "clinical only", "early fusion (concat)",
+        "cross-attention fusion (transformer)",
+    }  # fmt: skip
+    server_n = {x["test_n"] for x in by_regime["local"] + by_regime["pooled"]}
+    assert len(server_n) == 1  # every model on the same test set
+    for x in rows:
+        assert not x["error"], x
+        for m in ("auc", "f1", "accuracy"):
+            lo, v, hi = (float(x[k]) for k in (f"{m}_ci_low", m, f"{m}_ci_high"))
+            assert lo <= v <= hi, (m, x)
+    # leave-one-site-out: a site's model never saw that site, and is tested on
+    # every one of its cases
+    for x in by_regime["leave-one-site-out"]:
+        site = small_dataset.site_dir(int(x["site"].split("-")[1]))
+        manifest = (site / "manifest.csv").read_text().strip().splitlines()
+        assert int(x["test_n"]) == len(manifest) - 1
+        pooled_n = int(by_regime["pooled"][0]["train_n"])
+        assert int(x["train_n"]) < pooled_n
+    md = (out / "ablation.md").read_text()
+    assert "## Findings" in md and "best single modality" in md
+    assert "Leave-one-site-out external validation" in md
+    assert md.count("| ct only |") == 4  # AUC, F1, accuracy and per-site tables
+    assert (out / "ablation.png").stat().st_size > 10_000
+
+
+@pytest.mark.slow
+def test_ablate_federated_and_leave_one_site_out_federated(
+    processes, small_dataset, tmp_path
+):
+    """Federated arms are real Flower runs; a leave-one-site-out federation runs on
+    the other sites only (its run store has no row from the held-out site)."""
+    port = free_port()
+    processes.start(
+        "superlink", str(BIN / "flower-superlink"), "--insecure", "--simulation",
+        "--port", str(port), "--host", "127.0.0.1",
+    )  # fmt: skip
+    wait_port(port)
+    write_connection(processes.env, "oncofed-test", port)
+    out = tmp_path / "abl"
+    done = subprocess.run(
+        [
+            str(BIN / "oncofed"), "ablate", "--out", str(out), "--rounds", "2",
+            "--local-epochs", "1", "--regimes", "local,federated", "--loso",
+            "federated", "--connection", "oncofed-test", "--bootstrap", "200",
+            *SMALL, "--set", "modalities='clinical'",
+        ],
+        env=processes.env, capture_output=True, text=True, timeout=1200,
+    )  # fmt: skip
+    said = done.stdout + done.stderr
+    assert done.returncode == 0, said[-4000:]
+    assert "round 2/2 | test AUC" in said  # Flower's rounds shown as progress
+    rows = _rows(out)
+    assert [x["regime"] for x in rows] == (
+        ["local"] * SMALL_SITES + ["federated"] + ["leave-one-site-out"] * SMALL_SITES
+    )
+    assert all(not x["error"] for x in rows), rows
+    fed = rows[SMALL_SITES]
+    assert 0.5 < float(fed["auc"]) <= 1.0
+    for x in rows[SMALL_SITES + 1 :]:
+        assert x["trained_as"] == "federated"
+        store = next(out.glob(f"runs/loso-{x['site']}-*/*/run.sqlite"))
+        with sqlite3.connect(store) as db:
+            trained = {
+                s for (s,) in db.execute(
+                    "SELECT DISTINCT site FROM site_metrics WHERE phase = 'train'"
+                )
+            }  # fmt: skip
+        assert x["site"] not in trained
+        assert len(trained) == SMALL_SITES - 1
+    md = (out / "ablation.md").read_text()
+    assert "federated beats" in md
+    assert "trains by a Flower federation on the other sites" in md
