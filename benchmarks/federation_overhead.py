@@ -36,7 +36,12 @@ sys.path.insert(0, str(ROOT))
 from common.config import from_run_config  # noqa: E402
 from common.data.site import load_site  # noqa: E402
 from common.datasets import open_dataset  # noqa: E402
-from common.metrics import binary_metrics  # noqa: E402
+from common.metrics import (  # noqa: E402
+    binary_metrics,
+    bootstrap_indices,
+    percentile_interval,
+    resampled_metrics,
+)
 from common.models import build_model  # noqa: E402
 from common.store import RUN_STORE, RunStore  # noqa: E402
 from common.training import (  # noqa: E402
@@ -48,13 +53,8 @@ from common.training import (  # noqa: E402
 
 
 def bootstrap_auc(y, p, n=1000, seed=0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(n):
-        idx = rng.integers(0, len(y), len(y))
-        if len(set(y[idx])) == 2:
-            vals.append(binary_metrics(y[idx], p[idx])["auc"])
-    return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
+    idx = bootstrap_indices(len(y), n, seed)
+    return percentile_interval(resampled_metrics(y, p, idx)["auc"])
 
 
 def train_eval(cfg, samples, test, epochs, seed):

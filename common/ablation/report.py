@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from common.ablation.runner import Ablation, Result
 
 METRICS = (keys.AUC, keys.F1, keys.ACCURACY)
+THRESHOLD = 0.5  # binary_metrics' default
 CSV_NAME, MD_NAME, PNG_NAME = "ablation.csv", "ablation.md", "ablation.png"
 
 
@@ -92,7 +93,20 @@ def _fmt(s: Scored, m: str = keys.AUC) -> str:
     v, lo, hi = s.point[m], s.low[m], s.high[m]
     if v != v:
         return "n/a"
-    return f"{v:.3f} [{lo:.3f}, {hi:.3f}]"
+    mark = " †" if m != keys.AUC and one_class(s.result) else ""
+    return f"{v:.3f} [{lo:.3f}, {hi:.3f}]{mark}"
+
+
+def one_class(r: Result) -> bool:
+    """Every test case called the same class at probability 0.5: F1 and accuracy
+    then describe the threshold, not the model."""
+    return len(r.probs) > 0 and len(set((r.probs >= THRESHOLD).tolist())) == 1
+
+
+DEGENERATE = (
+    "† the model calls every test case the same class at probability 0.5, so this "
+    "F1 / accuracy says nothing about its ranking (see its AUC)."
+)
 
 
 def write_csv(path: Path, scored: list[Scored]) -> None:
@@ -110,7 +124,7 @@ def write_csv(path: Path, scored: list[Scored]) -> None:
     ]
     for m in METRICS:
         cols += [m, f"{m}_ci_low", f"{m}_ci_high"]
-    cols += ["wall_s", "error"]
+    cols += ["one_class_at_0.5", "wall_s", "error"]
     tmp = path.with_suffix(".csv.part")
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
@@ -131,7 +145,8 @@ def write_csv(path: Path, scored: list[Scored]) -> None:
             ]
             for m in METRICS:
                 row += [_round(s.point[m]), _round(s.low[m]), _round(s.high[m])]
-            row += [round(r.wall_s, 1), r.error.splitlines()[0] if r.error else ""]
+            row += [int(one_class(r)), round(r.wall_s, 1)]
+            row += [r.error.splitlines()[0] if r.error else ""]
             w.writerow(row)
     os.replace(tmp, path)
 
@@ -319,6 +334,7 @@ def write_markdown(ab: Ablation, scorer: Scorer, path: Path, final: bool) -> Non
         "",
         *_main_table(ab, scorer, keys.ACCURACY),
         "",
+        *([DEGENERATE, ""] if any(map(one_class, ab.results)) else []),
     ]
     local = _local_table(ab, scorer)
     if local:
@@ -367,7 +383,7 @@ def write_chart(ab: Ablation, scorer: Scorer, path: Path) -> None:
         ("pooled", "pooled", "tab:blue"),
         ("federated", "federated", "tab:red"),
     ]
-    fig, ax = plt.subplots(figsize=(8, 0.7 * len(ab.arms) + 1.5))
+    fig, ax = plt.subplots(figsize=(8, 0.7 * len(ab.arms) + 2))
     for j, (regime, label, colour) in enumerate(regimes):
         ys, xs, lo, hi = [], [], [], []
         for i, arm in enumerate(ab.arms):
@@ -398,7 +414,7 @@ def write_chart(ab: Ablation, scorer: Scorer, path: Path) -> None:
     ax.axvline(0.5, color="black", lw=0.5, ls=":")
     ax.set_xlabel(f"test AUC ({ab.test.name}, n={len(ab.test.samples)}), 95 % CI")
     ax.set_title(f"OncoFed ablation: {ab.scenario.name}")
-    ax.legend(loc="lower left", fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

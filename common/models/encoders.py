@@ -348,13 +348,19 @@ def load_pretrained(encoder: nn.Module, path: str) -> None:
             f"Run-config key 'pretrained' = {path!r}: file not found. OncoFed never "
             "downloads weights: give the path of a local state-dict file."
         )
+    state: dict[str, torch.Tensor]
     if p.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         state = load_file(str(p))
     else:
-        state = torch.load(p, map_location="cpu", weights_only=True)
-        state = state.get("state_dict", state) if isinstance(state, dict) else state
+        loaded = torch.load(p, map_location="cpu", weights_only=True)
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                f"Run-config key 'pretrained' = {path!r}: not a state dict. Fix: "
+                "save the encoder's weights with torch.save(model.state_dict(), ...)."
+            )
+        state = loaded.get("state_dict", loaded)
     own = encoder.state_dict()
     if not set(state) & set(own):  # a backbone checkpoint: keys under 'trunk.'
         state = {f"trunk.{k}": v for k, v in state.items()}
