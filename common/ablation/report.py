@@ -168,10 +168,44 @@ def _best(items: list[Scored]) -> Scored | None:
     return max(ok, key=lambda s: s.point[keys.AUC]) if ok else None
 
 
+def _label(s: Scored) -> str:
+    return f"{s.result.arm.name} ({s.result.regime})"
+
+
 def findings(ab: Ablation, scorer: Scorer) -> list[str]:
     """The two questions the seeds ask, answered with paired intervals."""
     scored = [scorer(r) for r in ab.results]
     lines = []
+    main = [
+        s for s in scored
+        if s.result.regime in ("pooled", "federated") and not s.result.error
+    ]  # fmt: skip
+    single = _best([s for s in main if not s.result.arm.is_fusion])
+    fused = _best([s for s in main if s.result.arm.is_fusion])
+    if single and fused:
+        d, lo, hi = scorer.difference(fused.result, single.result)
+        lines.append(
+            f"**Best fusion vs best single modality, any regime: "
+            f"{'fusion ahead' if d > 0 else 'fusion not ahead'}.** "
+            f"{_label(fused)} AUC {fused.point['auc']:.3f} vs {_label(single)} "
+            f"{single.point['auc']:.3f}: difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}]."
+        )
+    fed_best = _best([s for s in main if s.result.regime == "federated"])
+    locals_ = [
+        s for s in scored
+        if s.result.regime == "local" and s.point["auc"] == s.point["auc"]
+    ]  # fmt: skip
+    if fed_best and locals_:
+        beaten = sum(fed_best.point["auc"] > s.point["auc"] for s in locals_)
+        top = _best(locals_)
+        assert top is not None
+        d, lo, hi = scorer.difference(fed_best.result, top.result)
+        lines.append(
+            f"**Best federated model vs every local-only model: beats {beaten} of "
+            f"{len(locals_)}.** {_label(fed_best)} AUC {fed_best.point['auc']:.3f}; "
+            f"best local-only: {top.result.arm.name} at {top.result.site} "
+            f"{top.point['auc']:.3f}; difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}]."
+        )
     for regime in ("pooled", "federated"):
         rows = [s for s in scored if s.result.regime == regime and not s.result.error]
         single = _best([s for s in rows if not s.result.arm.is_fusion])
