@@ -146,14 +146,17 @@ def main(grid: Grid, context: Context) -> None:
         status = "finished"
     finally:
         store.finish_run(run_id, status)
-    log(
-        INFO,
-        "OncoFed | per-site evaluation after round %d (local test splits):",
-        rounds,
-    )
     evaluated = strategy.last_site_metrics.get("evaluate", {})
-    for line in site_table(evaluated, cfg.model.task):
-        log(INFO, "OncoFed |   %s", line)
+    if evaluated:
+        log(
+            INFO,
+            "OncoFed | per-site evaluation after round %d (local test splits):",
+            rounds,
+        )
+        for line in site_table(evaluated, cfg.model.task):
+            log(INFO, "OncoFed |   %s", line)
+    else:
+        log(INFO, "OncoFed | no per-site evaluation (fraction-evaluate = 0)")
     log(
         INFO,
         "OncoFed | best global test %s %.3f at round %d",

@@ -287,7 +287,7 @@ class Ablation:
         def go() -> tuple[np.ndarray, np.ndarray]:
             ckpt = run_federation(
                 self.scenario,
-                {**self.opts.overrides, **self._fl_keys(), **arm.overrides()},
+                {**self._fl_keys(), **arm.overrides()},
                 len(self.sites),
                 self.opts.out / "runs" / f"federated-{arm.slug}",
                 self.opts.connection,
@@ -299,8 +299,16 @@ class Ablation:
         self._record(arm, FEDERATED, FEDERATED, "all", n, self.test.name, go)
 
     def _fl_keys(self) -> dict[str, Any]:
+        """Run-config keys of every federated run: no site-side evaluation (the
+        ablation scores the global model on the common test set itself), unless
+        --set asks for it, then the user's overrides and the budget."""
         o = self.opts
-        return {"num-server-rounds": o.rounds, "local-epochs": o.local_epochs}
+        return {
+            "fraction-evaluate": 0.0,
+            **o.overrides,
+            "num-server-rounds": o.rounds,
+            "local-epochs": o.local_epochs,
+        }
 
     def _loso_arms(self) -> list[Arm]:
         if self.opts.loso_arms == "all":
@@ -348,12 +356,7 @@ class Ablation:
             view = leave_one_out_view(self.ds, k, runs / "views" / f"no-{held.name}")
             ckpt = run_federation(
                 self.scenario,
-                {
-                    **self.opts.overrides,
-                    **self._fl_keys(),
-                    **arm.overrides(),
-                    "data-root": str(view),
-                },
+                {**self._fl_keys(), **arm.overrides(), "data-root": str(view)},
                 len(self.sites) - 1,
                 runs / f"loso-{held.name}-{arm.slug}",
                 self.opts.connection,
