@@ -34,6 +34,12 @@ if TYPE_CHECKING:
 
 METRICS = (keys.AUC, keys.F1, keys.ACCURACY)
 THRESHOLD = 0.5  # binary_metrics' default
+ENCODER_KEY = {
+    "ct": "image_encoder",
+    "clinical": "clinical_encoder",
+    "genomics": "genomics_encoder",
+    "histology": "histology_encoder",
+}
 CSV_NAME, MD_NAME, PNG_NAME = "ablation.csv", "ablation.md", "ablation.png"
 
 
@@ -340,9 +346,13 @@ def write_markdown(ab: Ablation, scorer: Scorer, path: Path, final: bool) -> Non
         f"{(time.time() - ab.started) / 60:.1f} min",
         f"- Dataset `{ab.cfg.data.dataset}`, {len(ab.sites)} sites, "
         f"{sum(len(d.split('train')) for d in ab.sites)} training cases; modalities "
-        f"{', '.join(ab.cfg.model.modality_list)}; image encoder "
-        f"`{ab.cfg.model.image_encoder}`.",
-        f"- Budget: every model makes {epochs} passes over its training cases: "
+        f"{', '.join(ab.cfg.model.modality_list)}; encoders: "
+        + ", ".join(
+            f"{m} `{getattr(ab.cfg.model, ENCODER_KEY[m])}`"
+            for m in ab.cfg.model.modality_list
+        )
+        + ".",
+        f"- Budget: every model makes {epochs} pass(es) over its training cases: "
         f"federated = {opts.rounds} rounds x {opts.local_epochs} local epochs "
         f"(FedAvg-family strategy `{ab.cfg.federation.strategy}`, real Flower "
         "simulation, **last** round's model); local-only and pooled = "
