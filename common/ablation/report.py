@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from common.ablation.runner import Ablation, Result
 
 METRICS = (keys.AUC, keys.F1, keys.ACCURACY)
+REGIMES = ("local", "pooled", "federated")
 THRESHOLD = 0.5  # binary_metrics' default
 ENCODER_KEY = {
     "ct": "image_encoder",
@@ -178,68 +179,56 @@ def _label(s: Scored) -> str:
     return f"{s.result.arm.name} ({s.result.regime})"
 
 
+def _fusion_line(scorer: Scorer, rows: list[Scored], where: str) -> list[str]:
+    """Best fusion arm vs best single-modality arm among ``rows``, paired."""
+    single = _best([s for s in rows if not s.result.arm.is_fusion])
+    fused = _best([s for s in rows if s.result.arm.is_fusion])
+    if not (single and fused):
+        return []
+    d, lo, hi = scorer.difference(fused.result, single.result)
+    verdict = "beats" if d > 0 else "does not beat"
+    return [
+        f"**{where}: the best fusion {verdict} the best single modality.** "
+        f"{_label(fused)} AUC {fused.point['auc']:.3f} vs {_label(single)} "
+        f"{single.point['auc']:.3f}: difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}]."
+    ]
+
+
+def _federated_line(
+    scorer: Scorer, fed: Scored, local: list[Scored], what: str
+) -> list[str]:
+    """A federated model vs each local-only model, paired against the best one."""
+    local = [s for s in local if s.point["auc"] == s.point["auc"]]
+    top = _best(local)
+    if fed.result.error or top is None:
+        return []
+    beaten = sum(fed.point["auc"] > s.point["auc"] for s in local)
+    d, lo, hi = scorer.difference(fed.result, top.result)
+    return [
+        f"**{what}: federated beats {beaten} of {len(local)} local-only models.** "
+        f"Federated {_label(fed)} AUC {fed.point['auc']:.3f}; best local-only: "
+        f"{top.result.arm.name} at {top.result.site} {top.point['auc']:.3f}; "
+        f"difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}]."
+    ]
+
+
 def findings(ab: Ablation, scorer: Scorer) -> list[str]:
-    """The two questions the seeds ask, answered with paired intervals."""
-    scored = [scorer(r) for r in ab.results]
-    lines = []
-    main = [
-        s for s in scored
-        if s.result.regime in ("pooled", "federated") and not s.result.error
-    ]  # fmt: skip
-    single = _best([s for s in main if not s.result.arm.is_fusion])
-    fused = _best([s for s in main if s.result.arm.is_fusion])
-    if single and fused:
-        d, lo, hi = scorer.difference(fused.result, single.result)
-        lines.append(
-            f"**Best fusion vs best single modality, any regime: "
-            f"{'fusion ahead' if d > 0 else 'fusion not ahead'}.** "
-            f"{_label(fused)} AUC {fused.point['auc']:.3f} vs {_label(single)} "
-            f"{single.point['auc']:.3f}: difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}]."
-        )
-    fed_best = _best([s for s in main if s.result.regime == "federated"])
-    locals_ = [
-        s for s in scored
-        if s.result.regime == "local" and s.point["auc"] == s.point["auc"]
-    ]  # fmt: skip
-    if fed_best and locals_:
-        beaten = sum(fed_best.point["auc"] > s.point["auc"] for s in locals_)
-        top = _best(locals_)
-        assert top is not None
-        d, lo, hi = scorer.difference(fed_best.result, top.result)
-        lines.append(
-            f"**Best federated model vs every local-only model: beats {beaten} of "
-            f"{len(locals_)}.** {_label(fed_best)} AUC {fed_best.point['auc']:.3f}; "
-            f"best local-only: {top.result.arm.name} at {top.result.site} "
-            f"{top.point['auc']:.3f}; difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}]."
+    """The two questions the seeds ask, answered with paired intervals: first
+    across regimes, then within each regime and each arm."""
+    scored = [scorer(r) for r in ab.results if not r.error]
+    main = [s for s in scored if s.result.regime in ("pooled", "federated")]
+    by_regime = {g: [s for s in scored if s.result.regime == g] for g in REGIMES}
+    lines = _fusion_line(scorer, main, "Any regime")
+    fed_best = _best(by_regime["federated"])
+    if fed_best:
+        lines += _federated_line(
+            scorer, fed_best, by_regime["local"], "Best federated model, any arm"
         )
     for regime in ("pooled", "federated"):
-        rows = [s for s in scored if s.result.regime == regime and not s.result.error]
-        single = _best([s for s in rows if not s.result.arm.is_fusion])
-        fused = _best([s for s in rows if s.result.arm.is_fusion])
-        if single and fused:
-            d, lo, hi = scorer.difference(fused.result, single.result)
-            verdict = "beats" if d > 0 else "does not beat"
-            lines.append(
-                f"**{regime.capitalize()}: the best fusion {verdict} the best single "
-                f"modality.** {fused.result.arm.name} AUC {fused.point['auc']:.3f} vs "
-                f"{single.result.arm.name} {single.point['auc']:.3f}: difference "
-                f"{d:+.3f} [{lo:+.3f}, {hi:+.3f}] (paired bootstrap)."
-            )
-    fed, local = _by(scored, "federated"), _by(scored, "local")
-    for arm, items in fed.items():
-        f = items[0]
-        sites = [s for s in local.get(arm, []) if s.point["auc"] == s.point["auc"]]
-        if f.result.error or not sites:
-            continue
-        beaten = sum(f.point["auc"] > s.point["auc"] for s in sites)
-        best = _best(sites)
-        assert best is not None
-        d, lo, hi = scorer.difference(f.result, best.result)
-        lines.append(
-            f"**{arm}: federated beats {beaten} of {len(sites)} local-only models.** "
-            f"Federated AUC {f.point['auc']:.3f}; best site alone ({best.result.site}) "
-            f"{best.point['auc']:.3f}, difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}]."
-        )
+        lines += _fusion_line(scorer, by_regime[regime], regime.capitalize())
+    local = _by(scored, "local")
+    for arm, items in _by(scored, "federated").items():
+        lines += _federated_line(scorer, items[0], local.get(arm, []), arm)
     return lines
 
 
