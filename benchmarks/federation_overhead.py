@@ -42,7 +42,7 @@ from common.metrics import (  # noqa: E402
     percentile_interval,
     resampled_metrics,
 )
-from common.models import build_model  # noqa: E402
+from common.models import build_model, load_checkpoint  # noqa: E402
 from common.store import RUN_STORE, RunStore  # noqa: E402
 from common.training import (  # noqa: E402
     predict,
@@ -96,12 +96,8 @@ def run_federated(overrides: dict, num_sites: int) -> tuple[float, Path]:
 
 def federated(cfg, overrides, num_sites, test):
     """Run the real Flower federation; predict with its last-round model."""
-    import torch
-
     wall, run_dir = run_federated(overrides, num_sites)
-    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=False)
-    model = build_model(cfg.model, cfg.data.image_depth)
-    model.load_state_dict(ckpt["state_dict"])
+    model, _, _ = load_checkpoint(run_dir / "checkpoints" / "last.pt")
     y, p, _ = predict(model, test, resolve_device(cfg.train.device), 64)
     g = RunStore(run_dir / RUN_STORE).global_frame()
     strategy_s = float(g[g.metric == "elapsed-s"].value.max())

@@ -135,13 +135,11 @@ def _prepare(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    import torch
 
-    from common.config import from_run_config
     from common.data.site import load_site
     from common.datasets import open_dataset
     from common.export import export_onnx, max_abs_difference
-    from common.models import build_model
+    from common.models import load_checkpoint
     from common.training import make_loader
 
     run_dir = Path(args.run_dir)
@@ -149,11 +147,7 @@ def _export(args: argparse.Namespace) -> int:
     if not ckpt_path.is_file():
         print(f"{ckpt_path}: no checkpoint (is this a run directory?)", file=sys.stderr)
         return 2
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    cfg = from_run_config(ckpt["config"])
-    model = build_model(cfg.model, cfg.data.image_depth, ckpt.get("input_dims"))
-    model.load_state_dict(ckpt["state_dict"])
-    model.eval()
+    model, cfg, ckpt = load_checkpoint(ckpt_path)
     test = load_site(open_dataset(cfg.data).server_test_dir, cfg.data, ("test",))
     batch = next(iter(make_loader(test.split("test")[:16], 16, shuffle=False)))
     out = export_onnx(model, batch, args.out)
@@ -331,7 +325,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ab.add_argument("--out", required=True, help="output folder")
     ab.add_argument(
-        "--rounds", type=int, default=4, help="federated rounds (4); local-only "
+        "--rounds",
+        type=int,
+        default=4,
+        help="federated rounds (4); local-only "
         "and pooled models train rounds x local-epochs epochs",
     )
     ab.add_argument("--local-epochs", type=int, default=2, help="(2)")
@@ -366,8 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     ab.add_argument(
         "--connection",
-        help="Flower connection for the federated runs (default: the local "
-        "simulation)",
+        help="Flower connection for the federated runs (default: the local simulation)",
     )
     ab.add_argument(
         "--set",

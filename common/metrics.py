@@ -78,7 +78,9 @@ def primary_metric(task: str) -> str:
     return keys.C_INDEX if task == "survival" else keys.AUC
 
 
-def bootstrap_indices(n_cases: int, n_resamples: int = 1000, seed: int = 0) -> np.ndarray:
+def bootstrap_indices(
+    n_cases: int, n_resamples: int = 1000, seed: int = 0
+) -> np.ndarray:
     """Resampled case indices, shape (n_resamples, n_cases). The same arguments give
     the same indices, so intervals of models scored on one test set are paired."""
     rng = np.random.default_rng(seed)

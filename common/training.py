@@ -219,20 +219,10 @@ def task_metrics(task: str, pred: Predictions) -> dict[str, float]:
         return survival_metrics(pred.times, pred.events, pred.logits)
     out = binary_metrics(pred.labels, pred.probs)
     if task == "segmentation":  # AUC etc. above: of the tumour-presence score
-        from common.models.segmentation import dice_metrics
+        from common.models.segmentation import DICE_KEYS, dice_metrics
 
         if pred.seg_counts is not None:
             out.update(dice_metrics(pred.seg_counts))
         else:
-            out.update(
-                dict.fromkeys(
-                    (
-                        "dice-liver",
-                        "dice-liver-global",
-                        "dice-tumour",
-                        "dice-tumour-global",
-                    ),
-                    float("nan"),
-                )
-            )
+            out.update(dict.fromkeys(DICE_KEYS, float("nan")))
     return out

@@ -453,9 +453,9 @@ def write_chart(ab: Ablation, scorer: Scorer, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(ab: Ablation, final: bool) -> Path:
-    scorer = getattr(ab, "_scorer", None) or Scorer(ab.opts.bootstrap)
-    ab._scorer = scorer  # type: ignore[attr-defined]
+def write_report(ab: Ablation, scorer: Scorer, final: bool) -> Path:
+    """Write the CSV and the Markdown (and, when ``final``, the chart); the
+    ``scorer`` caches every model's resampled metrics between rewrites."""
     out = ab.opts.out
     write_csv(out / CSV_NAME, [scorer(r) for r in ab.results])
     write_markdown(ab, scorer, out / MD_NAME, final)

@@ -107,20 +107,11 @@ def train_and_score(
     return pred.labels, pred.probs
 
 
-def score_checkpoint(
-    path: Path, test: Sequence[dict], input_dims: dict[str, int]
-) -> tuple[np.ndarray, np.ndarray]:
-    import torch
-
-    from common.models import build_model
+def score_checkpoint(path: Path, test: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+    from common.models import load_checkpoint
     from common.training import predict_detailed, resolve_device
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    cfg = from_run_config(ckpt["config"])
-    model = build_model(
-        cfg.model, cfg.data.image_depth, ckpt.get("input_dims") or input_dims
-    )
-    model.load_state_dict(ckpt["state_dict"])
+    model, cfg, _ = load_checkpoint(path)
     pred = predict_detailed(model, test, resolve_device(cfg.train.device), 64)
     return pred.labels, pred.probs
 
@@ -293,7 +284,7 @@ class Ablation:
                 self.opts.connection,
                 self.echo,
             )
-            return score_checkpoint(ckpt, self.test.samples, self.input_dims)
+            return score_checkpoint(ckpt, self.test.samples)
 
         n = sum(len(d.split("train")) for d in self.sites)
         self._record(arm, FEDERATED, FEDERATED, "all", n, self.test.name, go)
@@ -362,7 +353,7 @@ class Ablation:
                 self.opts.connection,
                 self.echo,
             )
-            return score_checkpoint(ckpt, test, self.input_dims)
+            return score_checkpoint(ckpt, test)
 
         name = f"{held.name} (all {len(test)} cases, held out)"
         self._record(arm, LOSO, how, held.name, len(others), name, go)
@@ -372,12 +363,13 @@ def run_ablation(opts: AblationOptions, echo: Echo = _say) -> Path:
     """Run the whole ablation; write ``ablation.csv``/``.md``/``.png`` into
     ``opts.out`` (rewritten after every model, so an interrupted run keeps what it
     finished). Returns the Markdown report's path."""
-    from common.ablation.report import write_report
+    from common.ablation.report import Scorer, write_report
 
     opts.out.mkdir(parents=True, exist_ok=True)
     ablation = Ablation(opts, echo)
-    ablation.on_result = lambda a: write_report(a, final=False)
+    scorer = Scorer(opts.bootstrap)
+    ablation.on_result = lambda a: write_report(a, scorer, final=False)
     ablation.run()
     if FEDERATED in opts.regimes or opts.loso == FEDERATED:
         restore_node_count(opts, len(ablation.sites))
-    return write_report(ablation, final=True)
+    return write_report(ablation, scorer, final=True)

@@ -2,6 +2,6 @@
 
 from common.models.encoders import ENCODERS
 from common.models.fusion import FUSIONS
-from common.models.multimodal import MultimodalNet, build_model
+from common.models.multimodal import MultimodalNet, build_model, load_checkpoint
 
-__all__ = ["ENCODERS", "FUSIONS", "MultimodalNet", "build_model"]
+__all__ = ["ENCODERS", "FUSIONS", "MultimodalNet", "build_model", "load_checkpoint"]

@@ -3,6 +3,9 @@ for each absent modality, and a fusion head."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -237,3 +240,16 @@ def build_model(
         cfg.contrastive_weight,
         cfg.task,
     )
+
+
+def load_checkpoint(path: str | Path) -> tuple[MultimodalNet, Any, dict]:
+    """A global model saved by the server (``checkpoints/best.pt`` / ``last.pt``):
+    the network rebuilt from the checkpoint's own config, in eval mode, with that
+    config (:class:`common.config.OncoFedConfig`) and the raw checkpoint."""
+    from common.config import from_run_config
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    cfg = from_run_config(ckpt["config"])
+    model = build_model(cfg.model, cfg.data.image_depth, ckpt.get("input_dims"))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), cfg, ckpt

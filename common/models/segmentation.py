@@ -88,6 +88,9 @@ def dice_counts(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
     return torch.stack(out, dim=1).double()
 
 
+DICE_KEYS = ("dice-liver", "dice-liver-global", "dice-tumour", "dice-tumour-global")
+
+
 def dice_metrics(counts: torch.Tensor) -> dict[str, float]:
     """Dice per case (mean over cases whose truth has the structure) and global."""
     out = {}
