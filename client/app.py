@@ -20,7 +20,7 @@ from flwr.clientapp import ClientApp
 
 from client.site import site_data
 from common import keys, xgb
-from common.config import from_run_config
+from common.config import OncoFedConfig, from_run_config, sweep_run_config
 from common.metrics import binary_metrics, primary_metric
 from common.models import build_model
 from common.training import (
@@ -47,17 +47,36 @@ app = ClientApp()
 LOCAL_NORM = "local-norm"  # this site's own normalisation layers (FedBN)
 
 
+def _sweep_index(msg: Message) -> int | None:
+    """Which entry of run-config ``sweep`` the server is training (None: no sweep)."""
+    sent = msg.content.config_records.get(keys.CONFIG)
+    index = sent.get(keys.SWEEP_INDEX) if sent is not None else None
+    return None if index is None else int(index)  # type: ignore[arg-type]
+
+
+def _config(msg: Message, context: Context) -> OncoFedConfig:
+    """The run's config, or that of the sweep entry the server asks for."""
+    return from_run_config(
+        sweep_run_config(dict(context.run_config), _sweep_index(msg))
+    )
+
+
+def _norm_state_key(msg: Message) -> str:
+    index = _sweep_index(msg)
+    return LOCAL_NORM if index is None else f"{LOCAL_NORM}-{index}"
+
+
 def _setup(msg: Message, context: Context):
-    cfg = from_run_config(dict(context.run_config))
+    cfg = _config(msg, context)
     data = site_data(
         dict(context.node_config), cfg.data, masks=cfg.model.task == "segmentation"
     )
     model = build_model(cfg.model, cfg.data.image_depth, data.input_dims)
     arrays: ArrayRecord = msg.content[keys.ARRAYS]  # type: ignore[assignment]
     load_arrays(model, arrays)
-    if cfg.model.norm_layers == "local" and LOCAL_NORM in context.state:
+    if cfg.model.norm_layers == "local" and _norm_state_key(msg) in context.state:
         # FedBN: the site's normalisation layers replace the averaged ones
-        restore_norm(model, context.state[LOCAL_NORM])  # type: ignore[arg-type]
+        restore_norm(model, context.state[_norm_state_key(msg)])  # type: ignore[arg-type]
     return cfg, data, model, resolve_device(cfg.train.device)
 
 
@@ -75,7 +94,7 @@ def _reply(msg: Message, site: str, arrays: ArrayRecord | None, metrics: dict):
 
 def _xgb_train(msg: Message, context: Context) -> Message:
     """XGBoost baseline: grow this site's trees on top of the global ensemble."""
-    cfg = from_run_config(dict(context.run_config))
+    cfg = _config(msg, context)
     data = site_data(dict(context.node_config), cfg.data)
     config = msg.content[keys.CONFIG]
     server_round = int(config.get(keys.SERVER_ROUND, 0))
@@ -93,7 +112,7 @@ def _xgb_train(msg: Message, context: Context) -> Message:
 
 
 def _xgb_evaluate(msg: Message, context: Context) -> Message:
-    cfg = from_run_config(dict(context.run_config))
+    cfg = _config(msg, context)
     data = site_data(dict(context.node_config), cfg.data)
     samples = data.split("test")
     y, p = xgb.predict(arrays_to_bytes(msg.content[keys.ARRAYS]), samples)  # type: ignore[arg-type]
@@ -101,14 +120,14 @@ def _xgb_evaluate(msg: Message, context: Context) -> Message:
     return _reply(msg, data.name, None, metrics)
 
 
-def _is_xgb(context: Context) -> bool:
-    return str(context.run_config.get("model-family", "neural")) == "xgboost"
+def _is_xgb(msg: Message, context: Context) -> bool:
+    return _config(msg, context).model.family == "xgboost"
 
 
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train the global model for ``local-epochs`` on the site's train split."""
-    if _is_xgb(context):
+    if _is_xgb(msg, context):
         return _xgb_train(msg, context)
     cfg, data, model, device = _setup(msg, context)
     config = msg.content[keys.CONFIG]
@@ -121,7 +140,7 @@ def train(msg: Message, context: Context) -> Message:
     seed_everything(seed)
     result = train_local(model, samples, cfg.train, device, seed, extra_terms=terms)
     if cfg.model.norm_layers == "local":
-        context.state[LOCAL_NORM] = norm_arrays(model)
+        context.state[_norm_state_key(msg)] = norm_arrays(model)
     fit = task_metrics(
         cfg.model.task, predict_detailed(model, samples, device, cfg.train.batch_size)
     )
@@ -145,7 +164,7 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the received global model on the site's own test split."""
-    if _is_xgb(context):
+    if _is_xgb(msg, context):
         return _xgb_evaluate(msg, context)
     cfg, data, model, device = _setup(msg, context)
     samples = data.split("test")

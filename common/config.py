@@ -218,6 +218,15 @@ class RunConfig:
         default="",
         metadata=_key("run-dir", "absolute run root; '' = $ONCOFED_HOME/runs"),
     )
+    sweep: str = field(
+        default="",
+        metadata=_key(
+            "sweep",
+            "several models in one Flower run, one after the other on the same "
+            "sites: ';'-separated entries of space-separated key=value overrides, "
+            "e.g. 'fusion=concat; fusion=transformer'; '' = one model",
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -302,7 +311,55 @@ def from_run_config(run_config: dict[str, Any]) -> OncoFedConfig:
         }
     )
     _validate(cfg)
+    for k in range(len(parse_sweep(cfg.run.sweep))):
+        sweep_run_config(run_config, k)  # every entry must resolve too
     return cfg
+
+
+def parse_sweep(sweep: str) -> list[dict[str, str]]:
+    """``"fusion=concat modalities=ct; fusion=transformer"`` -> one dict of
+    run-config overrides per entry; ``""`` -> ``[]`` (no sweep)."""
+    entries: list[dict[str, str]] = []
+    for n, text in enumerate(sweep.split(";"), start=1):
+        if not text.strip():
+            continue
+        entry: dict[str, str] = {}
+        for pair in text.split():
+            key, eq, value = pair.partition("=")
+            if not eq or not key:
+                raise ConfigError(
+                    f"Run-config key 'sweep', entry {n} ({text.strip()!r}): "
+                    f"{pair!r} is not key=value. Fix: e.g. sweep='fusion=concat; "
+                    "fusion=transformer'."
+                )
+            if key == "sweep":
+                raise ConfigError(
+                    f"Run-config key 'sweep', entry {n}: a sweep entry cannot "
+                    "itself set 'sweep'."
+                )
+            entry[key] = value.strip("'\"")
+        entries.append(entry)
+    return entries
+
+
+def sweep_run_config(run_config: dict[str, Any], index: int | None) -> dict[str, Any]:
+    """The flat run config of sweep entry ``index`` (``None``: the run's own).
+
+    Raises ConfigError for an entry that does not resolve, naming the entry."""
+    if index is None:
+        return dict(run_config)
+    entries = parse_sweep(str(run_config.get("sweep", "")))
+    if not 0 <= index < len(entries):
+        raise ConfigError(
+            f"sweep entry {index} requested but the run's 'sweep' has "
+            f"{len(entries)} entries"
+        )
+    merged = {**run_config, **entries[index], "sweep": ""}
+    try:
+        from_run_config(merged)
+    except ConfigError as err:
+        raise ConfigError(f"Run-config key 'sweep', entry {index + 1}: {err}") from None
+    return merged
 
 
 def _validate(cfg: OncoFedConfig) -> None:

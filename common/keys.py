@@ -14,6 +14,7 @@ SITE_ID = "site-id"
 # Config keys the server puts in per-round ConfigRecords
 SERVER_ROUND = "server-round"
 PROXIMAL_MU = "proximal-mu"  # set by Flower's FedProx
+SWEEP_INDEX = "sweep-index"  # which entry of run-config "sweep" to train
 
 # Metric keys
 NUM_EXAMPLES = "num-examples"

@@ -4,13 +4,17 @@ evaluation after every round, and everything saved to the run directory::
     RUN_DIR/<timestamp>-run<id>/config.json     resolved config
     RUN_DIR/<timestamp>-run<id>/run.sqlite      run store (see common.store)
     RUN_DIR/<timestamp>-run<id>/checkpoints/    best.pt, last.pt
+
+With run-config ``sweep``, every entry trains in turn and gets its own
+``RUN_DIR/<timestamp>-run<id>-sweep<k>/`` (k from 0) with the same contents.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from logging import INFO, WARNING
+from functools import lru_cache
+from logging import ERROR, INFO, WARNING
 from pathlib import Path
 
 from flwr.app import ConfigRecord, Context
@@ -18,8 +22,14 @@ from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
 from common import keys
-from common.config import OncoFedConfig, from_run_config
-from common.data.site import load_site
+from common.config import (
+    DataConfig,
+    OncoFedConfig,
+    from_run_config,
+    parse_sweep,
+    sweep_run_config,
+)
+from common.data.site import SiteData, load_site
 from common.datasets import open_dataset
 from common.models import build_model
 from common.paths import default_runs_dir
@@ -74,23 +84,79 @@ def site_table(
     return lines
 
 
+@lru_cache(maxsize=2)  # sweep entries over the same data share one loaded test set
+def server_test_set(data: DataConfig, masks: bool) -> SiteData:
+    return load_site(
+        open_dataset(data).server_test_dir, data, splits=("test",), masks=masks
+    )
+
+
+SWEEP_RECORD = "sweep"  # run directory suffix of sweep entry k: "-sweep<k>"
+
+
 @app.main()
 def main(grid: Grid, context: Context) -> None:
-    cfg = from_run_config(dict(context.run_config))
-    run_id = str(context.run_id)
+    """One model, or every entry of ``sweep`` one after the other (each gets its own
+    run directory, run-store run and checkpoints, as if it were a run of its own;
+    the sites keep their loaded data between entries)."""
+    run_config = dict(context.run_config)
+    cfg = from_run_config(run_config)
+    entries = parse_sweep(cfg.run.sweep)
+    if not entries:
+        train_model(grid, cfg, str(context.run_id), None)
+        return
+    failed = []
+    for k, overrides in enumerate(entries):
+        log(
+            INFO,
+            "OncoFed | sweep entry %d/%d: %s",
+            k + 1,
+            len(entries),
+            " ".join(f"{a}={b}" for a, b in overrides.items()) or "(run defaults)",
+        )
+        entry_cfg = from_run_config(sweep_run_config(run_config, k))
+        try:
+            train_model(grid, entry_cfg, f"{context.run_id}-{SWEEP_RECORD}{k}", k)
+        except Exception as err:  # one entry failing must not cost the others
+            log(ERROR, "OncoFed | sweep entry %d failed: %r", k + 1, err)
+            failed.append(k + 1)
+    if failed:
+        raise RuntimeError(f"sweep entries {failed} of {len(entries)} failed")
+
+
+def train_model(
+    grid: Grid, cfg: OncoFedConfig, run_id: str, sweep_index: int | None
+) -> None:
+    """Federate one model: initial weights, ``num-server-rounds`` rounds of the
+    strategy, server-side evaluation and checkpoints after each."""
     run_dir = make_run_dir(cfg, run_id)
     (run_dir / "config.json").write_text(json.dumps(cfg.to_flat(), indent=2))
     store = RunStore(run_dir / RUN_STORE)
     store.start_run(run_id, run_dir.name, cfg.to_flat())
     log(INFO, "OncoFed | run directory: %s", run_dir)
+    status = "failed"
+    try:
+        _federate(grid, cfg, store, run_id, run_dir, sweep_index)
+        status = "finished"
+    finally:
+        store.finish_run(run_id, status)
+    log(INFO, "OncoFed | run directory: %s", run_dir)
 
-    dataset = open_dataset(cfg.data)
-    test = load_site(
-        dataset.server_test_dir,
-        cfg.data,
-        splits=("test",),
-        masks=cfg.model.task == "segmentation",
+
+def _federate(
+    grid: Grid,
+    cfg: OncoFedConfig,
+    store: RunStore,
+    run_id: str,
+    run_dir: Path,
+    sweep_index: int | None,
+) -> None:
+    # the sites apply the same sweep entry to their own copy of the run config
+    to_sites = ConfigRecord(
+        {} if sweep_index is None else {keys.SWEEP_INDEX: sweep_index}
     )
+    dataset = open_dataset(cfg.data)
+    test = server_test_set(cfg.data, cfg.model.task == "segmentation")
     if test.quarantined:
         log(
             WARNING,
@@ -133,19 +199,15 @@ def main(grid: Grid, context: Context) -> None:
             nodes,
             len(dataset.sites),
         )
-    status = "failed"
-    try:
-        strategy.start(
-            grid=grid,
-            initial_arrays=initial,
-            num_rounds=rounds,
-            timeout=cfg.federation.round_timeout,
-            train_config=ConfigRecord({}),
-            evaluate_fn=evaluator,
-        )
-        status = "finished"
-    finally:
-        store.finish_run(run_id, status)
+    strategy.start(
+        grid=grid,
+        initial_arrays=initial,
+        num_rounds=rounds,
+        timeout=cfg.federation.round_timeout,
+        train_config=to_sites,
+        evaluate_config=to_sites,
+        evaluate_fn=evaluator,
+    )
     evaluated = strategy.last_site_metrics.get("evaluate", {})
     if evaluated:
         log(
@@ -164,4 +226,3 @@ def main(grid: Grid, context: Context) -> None:
         evaluator.best_score,
         evaluator.best_round,
     )
-    log(INFO, "OncoFed | run directory: %s", run_dir)

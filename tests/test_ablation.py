@@ -79,6 +79,24 @@ def test_bad_scenario_regime_and_key_are_named():
     }
 
 
+def test_results_do_not_depend_on_how_many_train_at_once(small_dataset, tmp_path):
+    """Worker processes (--jobs 2) give the same models as one after the other."""
+    from common.ablation.runner import Ablation
+
+    def probs(jobs: int) -> list[np.ndarray]:
+        opts = AblationOptions(
+            out=tmp_path / f"jobs{jobs}", rounds=1, local_epochs=2,
+            regimes=("local", "pooled"), fusions=(), loso="none", jobs=jobs,
+            overrides={"num-sites": SMALL_SITES, "modalities": "clinical"},
+        )  # fmt: skip
+        results = Ablation(opts, echo=lambda line: None).run()
+        assert [r.regime for r in results] == ["local"] * SMALL_SITES + ["pooled"]
+        return [r.probs for r in results]
+
+    for one, two in zip(probs(1), probs(2), strict=True):
+        np.testing.assert_allclose(one, two, atol=1e-5)
+
+
 def test_ablate_local_and_pooled_with_leave_one_site_out(
     small_dataset, tmp_path, capsys
 ):
@@ -160,9 +178,15 @@ def test_ablate_federated_and_leave_one_site_out_federated(
     assert all(not x["error"] for x in rows), rows
     fed = rows[SMALL_SITES]
     assert 0.5 < float(fed["auc"]) <= 1.0
-    for x in rows[SMALL_SITES + 1 :]:
+    # every federated model came from one Flower run (a sweep), each in its own
+    # run directory
+    assert len(list(out.glob("runs/federated/*-sweep0/checkpoints/last.pt"))) == 1
+    logs = sorted(p.parent.name for p in out.glob("runs/*/flwr.log"))
+    assert logs == ["federated", "leave-one-site-out"]  # one Flower run each
+    assert len(list(out.glob("runs/leave-one-site-out/*-sweep*"))) == SMALL_SITES
+    for k, x in enumerate(rows[SMALL_SITES + 1 :]):
         assert x["trained_as"] == "federated"
-        store = next(out.glob(f"runs/loso-{x['site']}-*/*/run.sqlite"))
+        store = next(out.glob(f"runs/leave-one-site-out/*-sweep{k}/run.sqlite"))
         with sqlite3.connect(store) as db:
             trained = {
                 s for (s,) in db.execute(

@@ -77,3 +77,31 @@ def test_presets_only_use_known_keys(preset):
 def test_unknown_modality_is_refused_at_the_boundary():
     with pytest.raises(ConfigError, match="Did you mean 'clinical'"):
         from_run_config({"modalities": "ct,clinicl"})
+
+
+def test_sweep_entries_resolve_or_are_refused_by_entry():
+    from common.config import parse_sweep, sweep_run_config
+
+    base = {"sweep": "fusion=concat modalities=ct; fusion=transformer", "seed": 3}
+    cfg = from_run_config(base)
+    assert parse_sweep(cfg.run.sweep) == [
+        {"fusion": "concat", "modalities": "ct"},
+        {"fusion": "transformer"},
+    ]
+    entry = from_run_config(sweep_run_config(base, 1))
+    assert (entry.model.fusion, entry.data.seed, entry.run.sweep) == (
+        "transformer",
+        3,
+        "",
+    )
+    assert sweep_run_config(base, None) == base
+    for bad, says in (
+        ("fusion=concat; fuson=late_mean", "entry 2: Unknown run-config key 'fuson'"),
+        ("local-epochs=two", "entry 1: Run-config key 'local-epochs'"),
+        ("fusion", "'fusion' is not key=value"),
+        ("sweep=x", "cannot itself set 'sweep'"),
+    ):
+        with pytest.raises(ConfigError, match=says):
+            from_run_config({"sweep": bad})
+    with pytest.raises(ConfigError, match="sweep entry 5 requested"):
+        sweep_run_config(base, 5)

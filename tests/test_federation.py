@@ -7,6 +7,7 @@ private FLWR_HOME, and stops every process it started. ``flwr run --stream`` exi
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 
@@ -58,7 +59,11 @@ def _small_run(run_root) -> str:
 def _check_run_store(run_root, sites: int) -> None:
     stores = list(run_root.glob("*/run.sqlite"))
     assert len(stores) == 1, f"no run store under {run_root}"
-    run_dir = stores[0].parent
+    _check_run_store_dir(stores[0].parent, sites)
+
+
+def _check_run_store_dir(run_dir, sites: int) -> None:
+    stores = [run_dir / "run.sqlite"]
     assert (run_dir / "config.json").is_file()
     assert (run_dir / "checkpoints" / "best.pt").is_file()
     assert (run_dir / "checkpoints" / "last.pt").is_file()
@@ -163,6 +168,39 @@ def test_simulation_run_fills_the_run_store(
             )
         assert set(w) == {"weight@ct", "weight@clinical"}
         assert sum(w.values()) == pytest.approx(1.0, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_sweep_trains_every_entry_in_one_run(processes, small_dataset, tmp_path):
+    """run-config ``sweep``: one Flower run trains each entry as a run of its own
+    (own run directory, store and checkpoints); the sites apply the entry too (a
+    clinical-only model has other weights than the run's CT + clinical one); an
+    entry that fails is reported and the next one still trains."""
+    _superlink(processes, simulation=True)
+    run_root = tmp_path / "runs"
+    sweep = (
+        "fusion=transformer norm-layers=local; image-encoder=no_such_encoder; "
+        "modalities=clinical"
+    )
+    log = _flwr_run(
+        processes,
+        "oncofed-test",
+        _small_run(run_root) + f" sweep='{sweep}'",
+        "--federation-config",
+        f"num-supernodes={SMALL_SITES}",
+    )
+    assert log.count("OncoFed | round 2/2") == 2, log[-4000:]
+    assert "OncoFed | sweep entry 3/3: modalities=clinical" in log
+    assert "OncoFed | sweep entry 2 failed" in log and "no_such_encoder" in log
+    dirs = {k: list(run_root.glob(f"*-sweep{k}")) for k in range(3)}
+    assert all(len(d) == 1 for d in dirs.values()), dirs
+    for k, expect in ((0, {"fusion": "transformer"}), (2, {"modalities": "clinical"})):
+        d = dirs[k][0]
+        _check_run_store_dir(d, SMALL_SITES)
+        config = json.loads((d / "config.json").read_text())
+        assert {key: config[key] for key in expect} == expect
+    with sqlite3.connect(dirs[1][0] / "run.sqlite") as db:
+        assert db.execute("SELECT status FROM runs").fetchone()[0] == "failed"
 
 
 @pytest.mark.slow

@@ -2,7 +2,8 @@
 
 The federation is Flower's own (simulation runtime by default, or any SuperLink a
 Flower connection names); this module only starts ``flwr run``, follows its log and
-finds the last round's checkpoint in the run directory.
+finds each model's last-round checkpoint in the run directory. All the federated
+models of an ablation train in one Flower run, as entries of run-config ``sweep``.
 """
 
 from __future__ import annotations
@@ -44,24 +45,59 @@ def flwr_executable() -> str:
     return found
 
 
+Entry = dict[str, Any]  # run-config overrides of one model (one sweep entry)
+EntryDone = Callable[[int, "Path | str"], None]  # (index, checkpoint or error)
+
+SWEEP_LINE = re.compile(r"OncoFed \| sweep entry (\d+)/(\d+)")
+
+
+def _sweep_value(entries: list[Entry]) -> str:
+    """Run-config ``sweep``: ``"k=v k=v; k=v ..."`` (values must not hold spaces)."""
+    for entry in entries:
+        for k, v in entry.items():
+            if any(c in str(v) for c in " ;'\""):
+                raise ConfigError(f"sweep value {k}={v!r} must not hold spaces or ;")
+    return "; ".join(" ".join(f"{k}={v}" for k, v in e.items()) for e in entries)
+
+
+def _entry_outcome(run_root: Path, k: int, log_path: Path) -> Path | str:
+    """The last-round checkpoint of sweep entry ``k`` if the run store says that
+    entry finished, else why not."""
+    from common.store import RUN_STORE, RunStore
+
+    for run_dir in sorted(run_root.glob(f"*-sweep{k}")):
+        ckpt = run_dir / "checkpoints" / "last.pt"
+        runs = RunStore(run_dir / RUN_STORE).runs()
+        if ckpt.exists() and not runs.empty and runs["status"].iloc[-1] == "finished":
+            return ckpt
+    tail = ANSI.sub("", log_path.read_text(errors="replace"))[-1500:]
+    return f"the federated run did not finish model {k + 1} (log {log_path}):\n{tail}"
+
+
 def run_federation(
     scenario: Scenario,
-    overrides: dict[str, Any],
+    common: dict[str, Any],
+    entries: list[Entry],
     num_nodes: int,
     run_root: Path,
     connection: str,
     echo: Callable[[str], None],
-) -> Path:
-    """``flwr run`` the scenario app; return the last round's checkpoint.
+    on_done: EntryDone,
+) -> None:
+    """One ``flwr run`` of the scenario app that federates every entry in turn
+    (run-config ``sweep``): start-up and the sites' data loading are paid once.
 
-    Flower's round lines are echoed as progress; the whole log is kept in
-    ``run_root/flwr.log``. Raises ``RuntimeError`` if the run did not finish
-    (``flwr run --stream`` exits 0 even then, so the run store decides)."""
+    ``common`` holds the run-config keys of every entry. ``on_done(k, outcome)`` is
+    called as soon as entry ``k`` is over, with its last-round checkpoint or the
+    reason it has none. Flower's round lines are echoed as progress; the whole log
+    is kept in ``run_root/flwr.log``."""
     run_root.mkdir(parents=True, exist_ok=True)
-    rc = " ".join(
-        f"{k}={_toml_value(v)}"
-        for k, v in {**overrides, "run-dir": str(run_root.resolve())}.items()
-    )
+    keys = {
+        **common,
+        "sweep": _sweep_value(entries),
+        "run-dir": str(run_root.resolve()),
+    }
+    rc = " ".join(f"{k}={_toml_value(v)}" for k, v in keys.items())
     cmd = [flwr_executable(), "run", str(scenario.app_dir)]
     cmd += [connection] if connection else []
     cmd += ["--stream", "--run-config", rc]
@@ -69,6 +105,16 @@ def run_federation(
     bin_dir = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     log_path = run_root / "flwr.log"
+    reported = 0  # entries handed to on_done so far
+
+    def report_up_to(n: int) -> None:
+        nonlocal reported
+        if not log.closed:
+            log.flush()
+        while reported < n:
+            on_done(reported, _entry_outcome(run_root, reported, log_path))
+            reported += 1
+
     with (
         open(log_path, "w") as log,
         subprocess.Popen(
@@ -88,6 +134,9 @@ def run_federation(
                 plain = ANSI.sub("", line).strip()
                 if plain.startswith("Successfully started run"):
                     run_id = plain.split()[-1]
+                started = SWEEP_LINE.search(plain)
+                if started:  # entry k starting means entry k-1 is over
+                    report_up_to(int(started.group(1)) - 1)
                 if "OncoFed | round" in plain:
                     echo("        " + plain.split("OncoFed | ", 1)[1])
         except KeyboardInterrupt:
@@ -97,14 +146,7 @@ def run_federation(
                 stop = [flwr_executable(), "stop", run_id]
                 subprocess.run(stop + ([connection] if connection else []), env=env)
             raise
-    ckpts = sorted(run_root.glob("*/checkpoints/last.pt"))
-    text = log_path.read_text(errors="replace")
-    if not ckpts or "OncoFed | best global" not in text:
-        tail = ANSI.sub("", text)[-1500:]
-        raise RuntimeError(
-            f"the federated run did not finish (log {log_path}):\n{tail}"
-        )
-    return ckpts[-1]
+    report_up_to(len(entries))
 
 
 def leave_one_out_view(ds: PreparedDataset, held_out: int, root: Path) -> Path:

@@ -4,11 +4,17 @@
   run (:func:`common.training.train_local`), for ``rounds x local-epochs`` epochs:
   the same number of passes over every sample as the federation;
 * federated models come from a real Flower run (``flwr run`` on the scenario app, on
-  the simulation runtime unless ``connection`` names another SuperLink); the
-  **last** round's global model is scored, so no model is picked on the test set;
+  the simulation runtime unless ``connection`` names another SuperLink; all arms in
+  one run, as entries of run-config ``sweep``); the **last** round's global model
+  is scored, so no model is picked on the test set;
 * leave-one-site-out: for every site, a model trained on the other sites only
   (pooled, or federated over a dataset view that leaves the site out), scored on
   every case of the held-out site.
+
+In-process trainings run ``jobs`` at a time in worker processes (each with
+``cores / jobs`` torch threads): small models on few cores train faster side by
+side than one at a time on every core. Seeds are per model, so the results do not
+depend on ``jobs``.
 
 A failed training (a federation that does not finish, a site without both classes)
 is recorded with its reason and the ablation goes on.
@@ -16,9 +22,10 @@ is recorded with its reason and the ablation goes on.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +140,67 @@ def _present(modalities: Sequence[str], sites: list[SiteData]) -> tuple[str, ...
     return tuple(m for m in modalities if any(s[present_key(m)] > 0 for s in train))
 
 
+@dataclass(frozen=True)
+class FedEntry:
+    """One model of a federated sweep: its run-config overrides, the result it
+    will fill in and the cases it is scored on."""
+
+    overrides: dict[str, Any]
+    result: Result
+    test: list[dict]
+
+
+@dataclass(frozen=True)
+class Job:
+    """One in-process training: which sites' training cases, which test set."""
+
+    arm: Arm
+    regime: str  # local | pooled | leave-one-site-out
+    site: str  # as in Result.site
+    train_sites: tuple[int, ...]
+    held_out: int | None  # None: the common test set; k: every case of site k
+    seed: int
+
+
+_WORKER: dict[str, Any] = {}  # what every training process holds: config and data
+
+
+def _init_worker(payload: bytes, threads: int | None) -> None:
+    """Worker start: the run config, the sites and the test set, sent once."""
+    import pickle
+
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    base, sites, test = pickle.loads(payload)
+    _WORKER.update(base=base, sites=sites, test=test)
+
+
+def _job_data(job: Job) -> tuple[list[dict], list[dict]]:
+    sites: list[SiteData] = _WORKER["sites"]
+    train = [s for i in job.train_sites for s in sites[i].split("train")]
+    if job.held_out is None:
+        return train, _WORKER["test"].samples
+    held = sites[job.held_out]
+    return train, held.split("train") + held.split("test")
+
+
+def _run_job(job: Job, epochs: int) -> tuple[np.ndarray, np.ndarray, float, str]:
+    """Train and score one job in this process: (labels, probs, seconds, error)."""
+    t = time.time()
+    train, test = _job_data(job)
+    try:
+        if len({s["label"] for s in train}) < 2:
+            raise ValueError("fewer than two classes among the training cases")
+        cfg = arm_config(_WORKER["base"], job.arm)
+        dims = _WORKER["sites"][0].input_dims
+        labels, probs = train_and_score(cfg, train, test, epochs, job.seed, dims)
+        return labels, probs, time.time() - t, ""
+    except (RuntimeError, ValueError) as err:
+        return np.zeros(0), np.zeros(0), time.time() - t, str(err)
+
+
 class Ablation:
     """Runs the plan step by step; ``results`` grows as it goes."""
 
@@ -165,6 +233,7 @@ class Ablation:
 
         self.step += 1
         self.results.append(r)
+        self.results.sort(key=self._order)  # the report lists in plan order
         elapsed = time.time() - self.started
         if r.error:
             what = f"FAILED: {r.error.splitlines()[0]}"
@@ -181,6 +250,10 @@ class Ablation:
 
     on_result: Callable[[Ablation], object] | None = None
 
+    def _order(self, r: Result) -> tuple:
+        regimes = (LOCAL, POOLED, FEDERATED, LOSO)
+        return (regimes.index(r.regime), self.arms.index(r.arm), r.site)
+
     # -- the plan -----------------------------------------------------------------
     def run(self) -> list[Result]:
         opts, cfg = self.opts, self.cfg
@@ -193,7 +266,6 @@ class Ablation:
             load_site(self.ds.site_dir(i), cfg.data) for i in range(len(self.ds.sites))
         ]
         self.test = _test_set(self.ds, cfg, self.sites)
-        self.input_dims = self.sites[0].input_dims
         mods = _present(cfg.model.modality_list, self.sites)
         skipped = [m for m in cfg.model.modality_list if m not in mods]
         if skipped:
@@ -214,80 +286,114 @@ class Ablation:
             )
             + n_loso_arms * n_sites
         )
-        pooled = [s for d in self.sites for s in d.split("train")]
+        pooled_n = sum(len(d.split("train")) for d in self.sites)
         self.echo(
             f"{len(self.arms)} arms x regimes {', '.join(opts.regimes)}"
             f"{'' if opts.loso == 'none' else f' + leave-one-site-out ({opts.loso})'}; "
             f"{_epochs(opts)} epochs ({opts.rounds} rounds x {opts.local_epochs}); "
-            f"{len(pooled)} training cases; test set: {self.test.name} "
-            f"(n={len(self.test.samples)}); {self.total} models to train"
+            f"{pooled_n} training cases; test set: {self.test.name} "
+            f"(n={len(self.test.samples)}); {self.total} models to train; "
+            f"{opts.jobs} at a time in process"
         )
+        everyone = tuple(range(n_sites))
+        jobs = []
         for arm in self.arms:
             if LOCAL in opts.regimes:
-                for i, site in enumerate(self.sites):
-                    self._in_process(arm, LOCAL, site.name, site.split("train"), i + 1)
+                jobs += [
+                    Job(arm, LOCAL, d.name, (i,), None, cfg.data.seed + i + 1)
+                    for i, d in enumerate(self.sites)
+                ]
             if POOLED in opts.regimes:
-                self._in_process(arm, POOLED, "all", pooled, 0)
-            if FEDERATED in opts.regimes:
-                self._federated(arm)
+                jobs.append(Job(arm, POOLED, "all", everyone, None, cfg.data.seed))
+        self._run_jobs(jobs)
+        if FEDERATED in opts.regimes:
+            self._federated()
         if opts.loso != "none":
-            for arm in self._loso_arms():
-                for k in range(n_sites):
-                    self._leave_one_out(arm, k)
+            self._leave_one_out(self._loso_arms())
         return self.results
 
-    def _record(
-        self,
-        arm: Arm,
-        regime: str,
-        how: str,
-        site: str,
-        train_n: int,
-        test_name: str,
-        train: Callable[[], tuple[np.ndarray, np.ndarray]],
+    # -- in process ---------------------------------------------------------------
+    def _run_jobs(self, jobs: list[Job]) -> None:
+        """Train ``jobs``, ``opts.jobs`` at a time in worker processes (or here,
+        one after the other, when ``opts.jobs`` is 1)."""
+        import pickle
+
+        if not jobs:
+            return
+        payload = pickle.dumps((self.base, self.sites, self.test))
+        epochs = _epochs(self.opts)
+        if self.opts.jobs <= 1:
+            _init_worker(payload, None)
+            for job in jobs:
+                self._job_done(job, *_run_job(job, epochs))
+            return
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from multiprocessing import get_context
+
+        threads = max(1, (os.cpu_count() or 1) // self.opts.jobs)
+        with ProcessPoolExecutor(
+            max_workers=min(self.opts.jobs, len(jobs)),
+            mp_context=get_context("spawn"),  # torch is not fork-safe
+            initializer=_init_worker,
+            initargs=(payload, threads),
+        ) as pool:
+            futures = {pool.submit(_run_job, job, epochs): job for job in jobs}
+            try:
+                for fut in as_completed(futures):
+                    self._job_done(futures[fut], *fut.result())
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+
+    def _job_done(
+        self, job: Job, labels: np.ndarray, probs: np.ndarray, wall: float, error: str
     ) -> None:
-        """Run ``train`` (returns test labels and probabilities) and record it; a
-        failure is recorded with its reason and the ablation goes on."""
-        t = time.time()
-        try:
-            labels, probs = train()
-            error = ""
-        except (RuntimeError, ValueError) as err:
-            labels, probs, error = np.zeros(0), np.zeros(0), str(err)
+        train_n = sum(len(self.sites[i].split("train")) for i in job.train_sites)
+        if job.held_out is None:
+            test_name = self.test.name
+        else:
+            held = self.sites[job.held_out]
+            n = len(held.split("train")) + len(held.split("test"))
+            test_name = f"{held.name} (all {n} cases, held out)"
+        how = POOLED if job.regime == LOSO else job.regime
         self._done(
-            Result(arm, regime, how, site, train_n, test_name, labels, probs,
-                   time.time() - t, error)
+            Result(job.arm, job.regime, how, job.site, train_n, test_name, labels,
+                   probs, wall, error)
         )  # fmt: skip
 
-    def _in_process(
-        self, arm: Arm, regime: str, site: str, train: list[dict], offset: int
-    ) -> None:
-        cfg = arm_config(self.base, arm)
-
-        def go() -> tuple[np.ndarray, np.ndarray]:
-            if len({s["label"] for s in train}) < 2:
-                raise ValueError("fewer than two classes among the training cases")
-            return train_and_score(
-                cfg, train, self.test.samples, _epochs(self.opts),
-                cfg.data.seed + offset, self.input_dims,
-            )  # fmt: skip
-
-        self._record(arm, regime, regime, site, len(train), self.test.name, go)
-
-    def _federated(self, arm: Arm) -> None:
-        def go() -> tuple[np.ndarray, np.ndarray]:
-            ckpt = run_federation(
-                self.scenario,
-                {**self._fl_keys(), **arm.overrides()},
-                len(self.sites),
-                self.opts.out / "runs" / f"federated-{arm.slug}",
-                self.opts.connection,
-                self.echo,
-            )
-            return score_checkpoint(ckpt, self.test.samples)
-
+    # -- federated ----------------------------------------------------------------
+    def _federated(self) -> None:
+        """Every arm federated over all sites, in one Flower run."""
         n = sum(len(d.split("train")) for d in self.sites)
-        self._record(arm, FEDERATED, FEDERATED, "all", n, self.test.name, go)
+        entries = [
+            FedEntry(
+                arm.overrides(),
+                Result(arm, FEDERATED, FEDERATED, "all", n, self.test.name, *_EMPTY),
+                self.test.samples,
+            )
+            for arm in self.arms
+        ]
+        self._federate(entries, len(self.sites), self.opts.out / "runs" / "federated")
+
+    def _federate(self, entries: list[FedEntry], num_nodes: int, root: Path) -> None:
+        """Federate ``entries`` in one ``flwr run``; score each entry's last-round
+        model as soon as its federation ends."""
+        t = [time.time()]
+
+        def done(k: int, outcome: Path | str) -> None:
+            e = entries[k]
+            r = replace(e.result, wall_s=time.time() - t[0])
+            t[0] = time.time()
+            if isinstance(outcome, Path):
+                r.labels, r.probs = score_checkpoint(outcome, e.test)
+            else:
+                r.error = outcome
+            self._done(r)
+
+        run_federation(
+            self.scenario, self._fl_keys(), [e.overrides for e in entries],
+            num_nodes, root, self.opts.connection, self.echo, done,
+        )  # fmt: skip
 
     def _fl_keys(self) -> dict[str, Any]:
         """Run-config keys of every federated run: no site-side evaluation (the
@@ -301,6 +407,7 @@ class Ablation:
             "local-epochs": o.local_epochs,
         }
 
+    # -- leave one site out ---------------------------------------------------------
     def _loso_arms(self) -> list[Arm]:
         if self.opts.loso_arms == "all":
             return list(self.arms)
@@ -328,35 +435,45 @@ class Ablation:
         )
         return chosen
 
-    def _leave_one_out(self, arm: Arm, k: int) -> None:
-        held = self.sites[k]
-        test = held.split("train") + held.split("test")
-        others = [
-            s for i, d in enumerate(self.sites) if i != k for s in d.split("train")
-        ]
-        how = self.opts.loso
-        runs = self.opts.out / "runs"
-
-        def go() -> tuple[np.ndarray, np.ndarray]:
-            if how == POOLED:
-                cfg = arm_config(self.base, arm)
-                return train_and_score(
-                    cfg, others, test, _epochs(self.opts), cfg.data.seed + 100 + k,
-                    self.input_dims,
-                )  # fmt: skip
-            view = leave_one_out_view(self.ds, k, runs / "views" / f"no-{held.name}")
-            ckpt = run_federation(
-                self.scenario,
-                {**self._fl_keys(), **arm.overrides(), "data-root": str(view)},
-                len(self.sites) - 1,
-                runs / f"loso-{held.name}-{arm.slug}",
-                self.opts.connection,
-                self.echo,
+    def _leave_one_out(self, arms: list[Arm]) -> None:
+        """For every site k and arm: train on the other sites only, test on every
+        case of site k (pooled in process, or all federations in one Flower run)."""
+        n_sites = len(self.sites)
+        others = {k: tuple(i for i in range(n_sites) if i != k) for k in range(n_sites)}
+        if self.opts.loso == POOLED:
+            self._run_jobs(
+                [
+                    Job(
+                        arm,
+                        LOSO,
+                        self.sites[k].name,
+                        others[k],
+                        k,
+                        self.cfg.data.seed + 100 + k,
+                    )  # fmt: skip
+                    for arm in arms
+                    for k in range(n_sites)
+                ]
             )
-            return score_checkpoint(ckpt, test)
+            return
+        runs = self.opts.out / "runs"
+        entries = []
+        for arm in arms:
+            for k, held in enumerate(self.sites):
+                view = leave_one_out_view(
+                    self.ds, k, runs / "views" / f"no-{held.name}"
+                )
+                test = held.split("train") + held.split("test")
+                train_n = sum(len(self.sites[i].split("train")) for i in others[k])
+                name = f"{held.name} (all {len(test)} cases, held out)"
+                r = Result(arm, LOSO, FEDERATED, held.name, train_n, name, *_EMPTY)
+                entries.append(
+                    FedEntry({**arm.overrides(), "data-root": str(view)}, r, test)
+                )
+        self._federate(entries, n_sites - 1, runs / "leave-one-site-out")
 
-        name = f"{held.name} (all {len(test)} cases, held out)"
-        self._record(arm, LOSO, how, held.name, len(others), name, go)
+
+_EMPTY = (np.zeros(0), np.zeros(0), 0.0)
 
 
 def run_ablation(opts: AblationOptions, echo: Echo = _say) -> Path:
