@@ -176,7 +176,6 @@ def _ablate(args: argparse.Namespace) -> int:
         loso_arms=args.loso_arms,
         bootstrap=args.bootstrap,
         connection=args.connection or "",
-        **({"jobs": args.jobs} if args.jobs else {}),
         overrides=parse_overrides(args.set or []),
         command=shlex.join(["oncofed", *sys.argv[1:]]),
     )
@@ -365,13 +364,6 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument(
         "--connection",
         help="Flower connection for the federated runs (default: the local simulation)",
-    )
-    ab.add_argument(
-        "--jobs",
-        type=int,
-        help="single-site, pooled and leave-one-site-out models trained side by "
-        "side in worker processes (default: one per CPU core, at most 4; 1 = one "
-        "after the other in this process)",
     )
     ab.add_argument(
         "--set",

@@ -79,24 +79,6 @@ def test_bad_scenario_regime_and_key_are_named():
     }
 
 
-def test_results_do_not_depend_on_how_many_train_at_once(small_dataset, tmp_path):
-    """Worker processes (--jobs 2) give the same models as one after the other."""
-    from common.ablation.runner import Ablation
-
-    def probs(jobs: int) -> list[np.ndarray]:
-        opts = AblationOptions(
-            out=tmp_path / f"jobs{jobs}", rounds=1, local_epochs=2,
-            regimes=("local", "pooled"), fusions=(), loso="none", jobs=jobs,
-            overrides={"num-sites": SMALL_SITES, "modalities": "clinical"},
-        )  # fmt: skip
-        results = Ablation(opts, echo=lambda line: None).run()
-        assert [r.regime for r in results] == ["local"] * SMALL_SITES + ["pooled"]
-        return [r.probs for r in results]
-
-    for one, two in zip(probs(1), probs(2), strict=True):
-        np.testing.assert_allclose(one, two, atol=1e-5)
-
-
 def test_ablate_local_and_pooled_with_leave_one_site_out(
     small_dataset, tmp_path, capsys
 ):

@@ -7,7 +7,6 @@ in-process regimes train exactly what ``flwr run`` trains.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,11 +123,6 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def default_jobs() -> int:
-    """In-process trainings side by side: one per core, at most 4."""
-    return max(1, min(4, os.cpu_count() or 1))
-
-
 @dataclass(frozen=True)
 class AblationOptions:
     """What ``oncofed ablate`` runs (defaults fit the default scenario in 20 min on
@@ -144,9 +138,6 @@ class AblationOptions:
     loso_arms: str = "best"  # "best" (best single modality + best fusion) or "all"
     bootstrap: int = 1000
     connection: str = ""  # Flower connection for federated runs ('' = default)
-    jobs: int = field(
-        default_factory=lambda: default_jobs()
-    )  # in-process trainings at once
     overrides: dict[str, Any] = field(default_factory=dict)
     command: str = ""  # the command line, for the report
 
@@ -163,7 +154,5 @@ class AblationOptions:
             )
         if self.loso_arms not in ("best", "all"):
             raise ConfigError(f"--loso-arms {self.loso_arms!r}: 'best' or 'all'")
-        if self.jobs < 1:
-            raise ConfigError("--jobs must be at least 1")
         if self.rounds < 1 or self.local_epochs < 1:
             raise ConfigError("--rounds and --local-epochs must be at least 1")

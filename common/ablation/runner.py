@@ -11,18 +11,12 @@
   (pooled, or federated over a dataset view that leaves the site out), scored on
   every case of the held-out site.
 
-In-process trainings run ``jobs`` at a time in worker processes (each with
-``cores / jobs`` torch threads): small models on few cores train faster side by
-side than one at a time on every core. Seeds are per model, so the results do not
-depend on ``jobs``.
-
 A failed training (a federation that does not finish, a site without both classes)
 is recorded with its reason and the ablation goes on.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -162,43 +156,14 @@ class Job:
     seed: int
 
 
-_WORKER: dict[str, Any] = {}  # what every training process holds: config and data
-
-
-def _init_worker(payload: bytes, threads: int | None) -> None:
-    """Worker start: the run config, the sites and the test set, sent once."""
-    import pickle
-
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-    base, sites, test = pickle.loads(payload)
-    _WORKER.update(base=base, sites=sites, test=test)
-
-
-def _job_data(job: Job) -> tuple[list[dict], list[dict]]:
-    sites: list[SiteData] = _WORKER["sites"]
+def _job_data(
+    job: Job, sites: list[SiteData], test: TestSet
+) -> tuple[list[dict], list[dict]]:
     train = [s for i in job.train_sites for s in sites[i].split("train")]
     if job.held_out is None:
-        return train, _WORKER["test"].samples
+        return train, test.samples
     held = sites[job.held_out]
     return train, held.split("train") + held.split("test")
-
-
-def _run_job(job: Job, epochs: int) -> tuple[np.ndarray, np.ndarray, float, str]:
-    """Train and score one job in this process: (labels, probs, seconds, error)."""
-    t = time.time()
-    train, test = _job_data(job)
-    try:
-        if len({s["label"] for s in train}) < 2:
-            raise ValueError("fewer than two classes among the training cases")
-        cfg = arm_config(_WORKER["base"], job.arm)
-        dims = _WORKER["sites"][0].input_dims
-        labels, probs = train_and_score(cfg, train, test, epochs, job.seed, dims)
-        return labels, probs, time.time() - t, ""
-    except (RuntimeError, ValueError) as err:
-        return np.zeros(0), np.zeros(0), time.time() - t, str(err)
 
 
 class Ablation:
@@ -292,8 +257,7 @@ class Ablation:
             f"{'' if opts.loso == 'none' else f' + leave-one-site-out ({opts.loso})'}; "
             f"{_epochs(opts)} epochs ({opts.rounds} rounds x {opts.local_epochs}); "
             f"{pooled_n} training cases; test set: {self.test.name} "
-            f"(n={len(self.test.samples)}); {self.total} models to train; "
-            f"{opts.jobs} at a time in process"
+            f"(n={len(self.test.samples)}); {self.total} models to train"
         )
         everyone = tuple(range(n_sites))
         jobs = []
@@ -314,36 +278,23 @@ class Ablation:
 
     # -- in process ---------------------------------------------------------------
     def _run_jobs(self, jobs: list[Job]) -> None:
-        """Train ``jobs``, ``opts.jobs`` at a time in worker processes (or here,
-        one after the other, when ``opts.jobs`` is 1)."""
-        import pickle
-
-        if not jobs:
-            return
-        payload = pickle.dumps((self.base, self.sites, self.test))
-        epochs = _epochs(self.opts)
-        if self.opts.jobs <= 1:
-            _init_worker(payload, None)
-            for job in jobs:
-                self._job_done(job, *_run_job(job, epochs))
-            return
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        from multiprocessing import get_context
-
-        threads = max(1, (os.cpu_count() or 1) // self.opts.jobs)
-        with ProcessPoolExecutor(
-            max_workers=min(self.opts.jobs, len(jobs)),
-            mp_context=get_context("spawn"),  # torch is not fork-safe
-            initializer=_init_worker,
-            initargs=(payload, threads),
-        ) as pool:
-            futures = {pool.submit(_run_job, job, epochs): job for job in jobs}
+        """Train and score each job in this process, one after the other (side by
+        side in worker processes was measured: no faster on 2 cores, see
+        BENCHMARKS.md)."""
+        for job in jobs:
+            t = time.time()
+            train, test = _job_data(job, self.sites, self.test)
             try:
-                for fut in as_completed(futures):
-                    self._job_done(futures[fut], *fut.result())
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
+                if len({s["label"] for s in train}) < 2:
+                    raise ValueError("fewer than two classes among the training cases")
+                labels, probs = train_and_score(
+                    arm_config(self.base, job.arm), train, test, _epochs(self.opts),
+                    job.seed, self.sites[0].input_dims,
+                )  # fmt: skip
+                error = ""
+            except (RuntimeError, ValueError) as err:
+                labels, probs, error = np.zeros(0), np.zeros(0), str(err)
+            self._job_done(job, labels, probs, time.time() - t, error)
 
     def _job_done(
         self, job: Job, labels: np.ndarray, probs: np.ndarray, wall: float, error: str
