@@ -156,16 +156,6 @@ class Job:
     seed: int
 
 
-def _job_data(
-    job: Job, sites: list[SiteData], test: TestSet
-) -> tuple[list[dict], list[dict]]:
-    train = [s for i in job.train_sites for s in sites[i].split("train")]
-    if job.held_out is None:
-        return train, test.samples
-    held = sites[job.held_out]
-    return train, held.split("train") + held.split("test")
-
-
 class Ablation:
     """Runs the plan step by step; ``results`` grows as it goes."""
 
@@ -283,7 +273,12 @@ class Ablation:
         BENCHMARKS.md)."""
         for job in jobs:
             t = time.time()
-            train, test = _job_data(job, self.sites, self.test)
+            train = [s for i in job.train_sites for s in self.sites[i].split("train")]
+            test, test_name = (
+                (self.test.samples, self.test.name)
+                if job.held_out is None
+                else self._held_out(job.held_out)
+            )
             try:
                 if len({s["label"] for s in train}) < 2:
                     raise ValueError("fewer than two classes among the training cases")
@@ -294,23 +289,17 @@ class Ablation:
                 error = ""
             except (RuntimeError, ValueError) as err:
                 labels, probs, error = np.zeros(0), np.zeros(0), str(err)
-            self._job_done(job, labels, probs, time.time() - t, error)
+            how = POOLED if job.regime == LOSO else job.regime
+            self._done(
+                Result(job.arm, job.regime, how, job.site, len(train), test_name,
+                       labels, probs, time.time() - t, error)
+            )  # fmt: skip
 
-    def _job_done(
-        self, job: Job, labels: np.ndarray, probs: np.ndarray, wall: float, error: str
-    ) -> None:
-        train_n = sum(len(self.sites[i].split("train")) for i in job.train_sites)
-        if job.held_out is None:
-            test_name = self.test.name
-        else:
-            held = self.sites[job.held_out]
-            n = len(held.split("train")) + len(held.split("test"))
-            test_name = f"{held.name} (all {n} cases, held out)"
-        how = POOLED if job.regime == LOSO else job.regime
-        self._done(
-            Result(job.arm, job.regime, how, job.site, train_n, test_name, labels,
-                   probs, wall, error)
-        )  # fmt: skip
+    def _held_out(self, k: int) -> tuple[list[dict], str]:
+        """Every case of site ``k`` (its train and test splits), and its name."""
+        held = self.sites[k]
+        cases = held.split("train") + held.split("test")
+        return cases, f"{held.name} (all {len(cases)} cases, held out)"
 
     # -- federated ----------------------------------------------------------------
     def _federated(self) -> None:
@@ -414,9 +403,8 @@ class Ablation:
                 view = leave_one_out_view(
                     self.ds, k, runs / "views" / f"no-{held.name}"
                 )
-                test = held.split("train") + held.split("test")
+                test, name = self._held_out(k)
                 train_n = sum(len(self.sites[i].split("train")) for i in others[k])
-                name = f"{held.name} (all {len(test)} cases, held out)"
                 r = Result(arm, LOSO, FEDERATED, held.name, train_n, name, *_EMPTY)
                 entries.append(
                     FedEntry({**arm.overrides(), "data-root": str(view)}, r, test)
