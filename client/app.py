@@ -66,18 +66,18 @@ def _norm_state_key(msg: Message) -> str:
     return LOCAL_NORM if index is None else f"{LOCAL_NORM}-{index}"
 
 
-def _setup(msg: Message, context: Context):
-    cfg = _config(msg, context)
+def _setup(msg: Message, context: Context, cfg: OncoFedConfig):
     data = site_data(
         dict(context.node_config), cfg.data, masks=cfg.model.task == "segmentation"
     )
     model = build_model(cfg.model, cfg.data.image_depth, data.input_dims)
     arrays: ArrayRecord = msg.content[keys.ARRAYS]  # type: ignore[assignment]
     load_arrays(model, arrays)
-    if cfg.model.norm_layers == "local" and _norm_state_key(msg) in context.state:
+    norm_key = _norm_state_key(msg)
+    if cfg.model.norm_layers == "local" and norm_key in context.state:
         # FedBN: the site's normalisation layers replace the averaged ones
-        restore_norm(model, context.state[_norm_state_key(msg)])  # type: ignore[arg-type]
-    return cfg, data, model, resolve_device(cfg.train.device)
+        restore_norm(model, context.state[norm_key])  # type: ignore[arg-type]
+    return data, model, resolve_device(cfg.train.device)
 
 
 def _reply(msg: Message, site: str, arrays: ArrayRecord | None, metrics: dict):
@@ -92,9 +92,8 @@ def _reply(msg: Message, site: str, arrays: ArrayRecord | None, metrics: dict):
     return Message(content=content, reply_to=msg)
 
 
-def _xgb_train(msg: Message, context: Context) -> Message:
+def _xgb_train(msg: Message, context: Context, cfg: OncoFedConfig) -> Message:
     """XGBoost baseline: grow this site's trees on top of the global ensemble."""
-    cfg = _config(msg, context)
     data = site_data(dict(context.node_config), cfg.data)
     config = msg.content[keys.CONFIG]
     server_round = int(config.get(keys.SERVER_ROUND, 0))
@@ -111,8 +110,7 @@ def _xgb_train(msg: Message, context: Context) -> Message:
     return _reply(msg, data.name, bytes_to_arrays(trees), metrics)
 
 
-def _xgb_evaluate(msg: Message, context: Context) -> Message:
-    cfg = _config(msg, context)
+def _xgb_evaluate(msg: Message, context: Context, cfg: OncoFedConfig) -> Message:
     data = site_data(dict(context.node_config), cfg.data)
     samples = data.split("test")
     y, p = xgb.predict(arrays_to_bytes(msg.content[keys.ARRAYS]), samples)  # type: ignore[arg-type]
@@ -120,16 +118,13 @@ def _xgb_evaluate(msg: Message, context: Context) -> Message:
     return _reply(msg, data.name, None, metrics)
 
 
-def _is_xgb(msg: Message, context: Context) -> bool:
-    return _config(msg, context).model.family == "xgboost"
-
-
 @app.train()
 def train(msg: Message, context: Context) -> Message:
     """Train the global model for ``local-epochs`` on the site's train split."""
-    if _is_xgb(msg, context):
-        return _xgb_train(msg, context)
-    cfg, data, model, device = _setup(msg, context)
+    cfg = _config(msg, context)
+    if cfg.model.family == "xgboost":
+        return _xgb_train(msg, context, cfg)
+    data, model, device = _setup(msg, context, cfg)
     config = msg.content[keys.CONFIG]
     server_round = int(config.get(keys.SERVER_ROUND, 0))
     samples = data.split("train")
@@ -164,9 +159,10 @@ def train(msg: Message, context: Context) -> Message:
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the received global model on the site's own test split."""
-    if _is_xgb(msg, context):
-        return _xgb_evaluate(msg, context)
-    cfg, data, model, device = _setup(msg, context)
+    cfg = _config(msg, context)
+    if cfg.model.family == "xgboost":
+        return _xgb_evaluate(msg, context, cfg)
+    data, model, device = _setup(msg, context, cfg)
     samples = data.split("test")
     pred = predict_detailed(model, samples, device, cfg.train.batch_size)
     metrics = {

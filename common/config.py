@@ -342,6 +342,11 @@ def parse_sweep(sweep: str) -> list[dict[str, str]]:
     return entries
 
 
+def sweep_label(index: int) -> str:
+    """Suffix of sweep entry ``index``'s run id and run folder: ``sweep<k>``."""
+    return f"sweep{index}"
+
+
 def sweep_run_config(run_config: dict[str, Any], index: int | None) -> dict[str, Any]:
     """The flat run config of sweep entry ``index`` (``None``: the run's own).
 

@@ -27,6 +27,7 @@ from common.config import (
     OncoFedConfig,
     from_run_config,
     parse_sweep,
+    sweep_label,
     sweep_run_config,
 )
 from common.data.site import SiteData, load_site
@@ -91,9 +92,6 @@ def server_test_set(data: DataConfig, masks: bool) -> SiteData:
     )
 
 
-SWEEP_RECORD = "sweep"  # run directory suffix of sweep entry k: "-sweep<k>"
-
-
 @app.main()
 def main(grid: Grid, context: Context) -> None:
     """One model, or every entry of ``sweep`` one after the other (each gets its own
@@ -116,7 +114,7 @@ def main(grid: Grid, context: Context) -> None:
         )
         entry_cfg = from_run_config(sweep_run_config(run_config, k))
         try:
-            train_model(grid, entry_cfg, f"{context.run_id}-{SWEEP_RECORD}{k}", k)
+            train_model(grid, entry_cfg, f"{context.run_id}-{sweep_label(k)}", k)
         except Exception as err:  # one entry failing must not cost the others
             log(ERROR, "OncoFed | sweep entry %d failed: %r", k + 1, err)
             failed.append(k + 1)

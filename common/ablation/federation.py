@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from common.ablation.plan import AblationOptions, Scenario
+from common.config import sweep_label
 from common.datasets import DATASET_JSON, SERVER_TEST, PreparedDataset
 from common.errors import ConfigError
 
@@ -56,7 +57,9 @@ def _sweep_value(entries: list[Entry]) -> str:
     for entry in entries:
         for k, v in entry.items():
             if any(c in str(v) for c in " ;'\""):
-                raise ConfigError(f"sweep value {k}={v!r} must not hold spaces or ;")
+                raise ConfigError(
+                    f"sweep value {k}={v!r} must not hold spaces, ';' or quotes"
+                )
     return "; ".join(" ".join(f"{k}={v}" for k, v in e.items()) for e in entries)
 
 
@@ -65,7 +68,7 @@ def _entry_outcome(run_root: Path, k: int, log_path: Path) -> Path | str:
     entry finished, else why not."""
     from common.store import RUN_STORE, RunStore
 
-    for run_dir in sorted(run_root.glob(f"*-sweep{k}")):
+    for run_dir in sorted(run_root.glob(f"*-{sweep_label(k)}")):
         ckpt = run_dir / "checkpoints" / "last.pt"
         runs = RunStore(run_dir / RUN_STORE).runs()
         if ckpt.exists() and not runs.empty and runs["status"].iloc[-1] == "finished":

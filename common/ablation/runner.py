@@ -318,12 +318,13 @@ class Ablation:
     def _federate(self, entries: list[FedEntry], num_nodes: int, root: Path) -> None:
         """Federate ``entries`` in one ``flwr run``; score each entry's last-round
         model as soon as its federation ends."""
-        t = [time.time()]
+        last = time.time()  # when the previous entry ended
 
         def done(k: int, outcome: Path | str) -> None:
+            nonlocal last
             e = entries[k]
-            r = replace(e.result, wall_s=time.time() - t[0])
-            t[0] = time.time()
+            r = replace(e.result, wall_s=time.time() - last)
+            last = time.time()
             if isinstance(outcome, Path):
                 r.labels, r.probs = score_checkpoint(outcome, e.test)
             else:
@@ -381,16 +382,10 @@ class Ablation:
         n_sites = len(self.sites)
         others = {k: tuple(i for i in range(n_sites) if i != k) for k in range(n_sites)}
         if self.opts.loso == POOLED:
+            seed = self.cfg.data.seed
             self._run_jobs(
                 [
-                    Job(
-                        arm,
-                        LOSO,
-                        self.sites[k].name,
-                        others[k],
-                        k,
-                        self.cfg.data.seed + 100 + k,
-                    )  # fmt: skip
+                    Job(arm, LOSO, self.sites[k].name, others[k], k, seed + 100 + k)
                     for arm in arms
                     for k in range(n_sites)
                 ]
