@@ -165,11 +165,11 @@ def _ablate(args: argparse.Namespace) -> int:
     from common.ablation import AblationOptions, run_ablation
     from common.ablation.plan import parse_overrides
 
+    budget = {"rounds": args.rounds, "local_epochs": args.local_epochs}
     opts = AblationOptions(
         scenario=args.scenario,
         out=Path(args.out).resolve(),
-        rounds=args.rounds,
-        local_epochs=args.local_epochs,
+        **{k: v for k, v in budget.items() if v is not None},  # else the defaults
         regimes=tuple(r.strip() for r in args.regimes.split(",") if r.strip()),
         fusions=tuple(f.strip() for f in args.fusions.split(",") if f.strip()),
         loso=args.loso,
@@ -327,11 +327,10 @@ def build_parser() -> argparse.ArgumentParser:
     ab.add_argument(
         "--rounds",
         type=int,
-        default=4,
-        help="federated rounds (4); local-only "
+        help="federated rounds (8); local-only "
         "and pooled models train rounds x local-epochs epochs",
     )
-    ab.add_argument("--local-epochs", type=int, default=2, help="(2)")
+    ab.add_argument("--local-epochs", type=int, help="(2)")
     ab.add_argument(
         "--regimes",
         default="local,pooled,federated",

@@ -52,6 +52,14 @@ class DataConfig:
     tile_size: int = field(
         default=64, metadata=_key("tile-size", "histology tile side after resizing")
     )
+    ct_roi: str = field(
+        default="none",
+        metadata=_key(
+            "ct-roi",
+            "CT field of view the model sees: 'none' (the whole scan) or 'liver' "
+            "(cropped to the liver in the case's label map; needs mask_path)",
+        ),
+    )
     imputation: str = field(
         default="reference",
         metadata=_key(
@@ -395,6 +403,7 @@ def _validate(cfg: OncoFedConfig) -> None:
         "must be an absolute path (the ServerApp runs in the SuperLink's folder)",
     )
     look_up_option(cfg.data.imputation, ("reference", "mice"), "imputation")
+    look_up_option(cfg.data.ct_roi, ("none", "liver"), "ct-roi")
     need(bool(cfg.model.modality_list), "modalities", "name at least one modality")
     for modality in cfg.model.modality_list:
         look_up_option(modality, MODALITIES, "modality in run-config key 'modalities'")

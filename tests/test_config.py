@@ -48,6 +48,8 @@ def test_resolved_config_round_trips():
 
 SCENARIO_KEYS = {
     "dataset",
+    "ct-roi",  # a scenario whose cases carry liver masks crops CT to the liver
+    "image-size",  # and a liver crop needs fewer voxels than the whole abdomen
     "modalities",
     "task",
     "num-server-rounds",

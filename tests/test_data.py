@@ -153,3 +153,70 @@ def test_mice_is_fitted_on_the_train_split_only(site_copy):
     clin.loc[clin.case_id.isin(train_ids[:10]), "alt_u_l"] = "900"
     clin.to_csv(site_copy / "clinical.tsv", sep="\t", index=False)
     assert filled(load_site(site_copy, cfg), "train") != pytest.approx(f_mice)
+
+
+# ---------------------------------------------------------------- ct-roi = liver
+
+ROI = DataConfig(num_sites=3, ct_roi="liver")
+
+
+def _liver_fraction(data) -> float:
+    masks = [s["mask"] for s in data.split("train") if s["mask_present"]]
+    return float(np.mean([float((m > 0).float().mean()) for m in masks]))
+
+
+def test_liver_roi_fills_the_grid_with_liver(site_copy):
+    """Cropped to the liver, the liver fills a large part of the model's input grid
+    (an ellipsoid fills at most pi/6 of its box); the whole scan shows it small.
+    CT and label map stay voxel-aligned."""
+    whole = load_site(site_copy, CFG, masks=True)
+    liver = load_site(site_copy, ROI, masks=True)
+    assert not liver.quarantined
+    assert _liver_fraction(whole) < 0.15
+    assert _liver_fraction(liver) > 0.3
+    sample = next(s for s in liver.split("train") if s["mask_present"])
+    assert tuple(sample[CT].shape) == tuple(sample["mask"].shape)
+    assert tuple(sample[CT].shape) == (1, ROI.image_size, ROI.image_size, ROI.image_depth)
+    # aligned: liver voxels are brighter (~60 HU) than the fat around the liver box
+    ct, m = sample[CT][0], sample["mask"][0] > 0
+    assert float(ct[m].mean()) > float(ct[~m].mean())
+    # without masks=True the classifier gets the same cropped CT
+    plain = load_site(site_copy, ROI)
+    same = next(s for s in plain.split("train") if s["case_id"] == sample["case_id"])
+    assert np.allclose(same[CT].numpy(), sample[CT].numpy())
+
+
+def _first_mask(site):
+    m = _manifest(site)
+    row = m[(m.mask_path != "") & (m.split == "train")].iloc[0]
+    return row.case_id, site / row.mask_path, m
+
+
+def test_liver_roi_quarantines_a_case_without_mask(site_copy):
+    case, _, manifest = _first_mask(site_copy)
+    manifest.loc[manifest.case_id == case, "mask_path"] = ""
+    manifest.to_csv(site_copy / "manifest.csv", index=False)
+    n_before = len(load_site(site_copy, ROI).split("train"))
+    assert n_before > 0
+    data = load_site(site_copy, ROI)
+    assert [q.case_id for q in data.quarantined] == [case]
+    assert "ct-roi" in data.quarantined[0].reason
+    assert "mask_path" in data.quarantined[0].reason
+    assert len(load_site(site_copy, CFG).split("train")) == n_before + 1  # 'none' keeps it
+
+
+def test_liver_roi_quarantines_a_mask_on_another_grid_or_empty(site_copy):
+    case, path, manifest = _first_mask(site_copy)
+    img = nib.load(path)
+    nib.save(nib.Nifti1Image(np.ones((20, 20, 5), np.uint8), img.affine), path)
+    data = load_site(site_copy, ROI)
+    assert [q.case_id for q in data.quarantined] == [case]
+    assert data.quarantined[0].path == str(path)
+    assert "(20, 20, 5)" in data.quarantined[0].reason  # both shapes named
+    # an empty label map: nothing to crop to
+    nib.save(nib.Nifti1Image(np.zeros(img.shape, np.uint8), img.affine), path)
+    data = load_site(site_copy, ROI)
+    assert [q.case_id for q in data.quarantined] == [case]
+    assert "no liver voxel" in data.quarantined[0].reason
+    assert data.quarantined[0].path == str(path)
+    assert not load_site(site_copy, CFG).quarantined  # ct-roi 'none' never reads it

@@ -130,7 +130,7 @@ class AblationOptions:
 
     scenario: str = "lits_sites"
     out: Path = Path("ablation")
-    rounds: int = 4  # federated rounds; local-only and pooled train rounds x epochs
+    rounds: int = 8  # federated rounds; local-only and pooled train rounds x epochs
     local_epochs: int = 2
     regimes: tuple[str, ...] = REGIMES
     fusions: tuple[str, ...] = ("concat", "late_mean", "transformer")

@@ -340,6 +340,11 @@ def write_markdown(ab: Ablation, scorer: Scorer, path: Path, final: bool) -> Non
             f"{m} `{getattr(ab.cfg.model, ENCODER_KEY[m])}`"
             for m in ab.cfg.model.modality_list
         )
+        + (
+            "; CT cropped to the liver (`ct-roi = liver`)"
+            if "ct" in ab.cfg.model.modality_list and ab.cfg.data.ct_roi == "liver"
+            else ""
+        )
         + ".",
         f"- Budget: every model makes {epochs} pass(es) over its training cases: "
         f"federated = {opts.rounds} rounds x {opts.local_epochs} local epochs "

@@ -25,7 +25,7 @@ from common.data.clinical import ClinicalValueError
 from common.data.histology import bag_tensor, load_bag
 from common.data.impute import mice_fill
 from common.data.schema import Schema, load_schema
-from common.data.transforms import ct_transforms, mask_transforms
+from common.data.transforms import ct_mask_transforms, ct_transforms
 from common.errors import DataError
 from common.keys import (
     CASE_ID,
@@ -109,7 +109,10 @@ def load_site(
     masks: bool = False,
 ) -> SiteData:
     """Load and preprocess every case of ``splits`` from ``site_dir``; with
-    ``masks`` also each case's label map (``mask``, ``mask_present``)."""
+    ``masks`` also each case's label map (``mask``, ``mask_present``).
+
+    With ``ct-roi = 'liver'`` a CT is read together with its label map and cropped
+    to the liver; a case whose CT has no usable label map is quarantined."""
     site_dir = Path(site_dir)
     name = site_name or site_dir.name
     manifest = read_manifest(site_dir)
@@ -117,7 +120,8 @@ def load_site(
     clinical = _read_clinical(site_dir)
     genomics = _read_clinical(site_dir, GENOMICS_TSV)
     ct_pipeline = ct_transforms(cfg)
-    mask_pipeline = mask_transforms(cfg) if masks else None
+    joint_pipeline = ct_mask_transforms(cfg)
+    roi = cfg.ct_roi == "liver"
     empty_bag = torch.zeros(
         cfg.bag_size, 3, cfg.tile_size, cfg.tile_size, dtype=torch.uint8
     )
@@ -148,7 +152,29 @@ def load_site(
             EVENT: _float_or_nan(row.get(EVENT, "")),
         }
         ct_rel = row["ct_path"].strip()
-        if ct_rel:
+        mask_rel = row.get("mask_path", "").strip()
+        if masks:
+            sample[MASK] = torch.zeros(empty_ct.shape, dtype=torch.uint8)
+            sample[present_key(MASK)] = 0.0
+        if ct_rel and roi and not mask_rel:
+            reject(
+                str(site_dir / MANIFEST),
+                "ct-roi = 'liver' needs the case's label map, but its mask_path is "
+                "empty; add the liver mask or set ct-roi = 'none'",
+            )
+            continue
+        if ct_rel and mask_rel and (roi or masks):
+            paths = {CT: str(site_dir / ct_rel), MASK: str(site_dir / mask_rel)}
+            try:
+                loaded = joint_pipeline(paths)
+            except Exception as err:  # noqa: BLE001 - any reader failure quarantines
+                reject(_culprit(err, paths), _reason(err))
+                continue
+            sample[CT], sample[present_key(CT)] = loaded[CT].float(), 1.0
+            if masks:
+                sample[MASK] = loaded[MASK].round().to(torch.uint8)
+                sample[present_key(MASK)] = 1.0
+        elif ct_rel:
             ct_path = site_dir / ct_rel
             try:
                 sample[CT] = ct_pipeline({CT: str(ct_path)})[CT].float()
@@ -158,18 +184,6 @@ def load_site(
             sample[present_key(CT)] = 1.0
         else:
             sample[CT], sample[present_key(CT)] = empty_ct, 0.0
-        if mask_pipeline is not None:
-            mask_rel = row.get("mask_path", "").strip()
-            sample[MASK] = torch.zeros(empty_ct.shape, dtype=torch.uint8)
-            sample[present_key(MASK)] = 0.0
-            if mask_rel and ct_rel:
-                try:
-                    m = mask_pipeline({MASK: str(site_dir / mask_rel)})[MASK]
-                    sample[MASK] = m.round().to(torch.uint8)
-                    sample[present_key(MASK)] = 1.0
-                except Exception as err:  # noqa: BLE001
-                    reject(str(site_dir / mask_rel), _reason(err))
-                    continue
         record = clinical.get(case_id) if row["has_clinical"] == "1" else None
         if record is not None:
             try:
@@ -217,10 +231,27 @@ def load_site(
     return out
 
 
+def _culprit(err: Exception, paths: dict[str, str]) -> str:
+    """Which of a CT and its label map a joint-loading error is about: the file a
+    reader names, the label map for grid and crop errors (its checks run last)."""
+    text = "".join(str(e) for e in _chain(err))
+    for path in paths.values():
+        if path in text:
+            return path
+    about_mask = "label map" in text or f"'{MASK}'" in text
+    return paths[MASK] if about_mask else paths[CT]
+
+
+def _chain(err: BaseException) -> list[BaseException]:
+    out = [err]
+    while out[-1].__cause__ is not None:
+        out.append(out[-1].__cause__)  # type: ignore[arg-type]
+    return out
+
+
 def _reason(err: Exception) -> str:
     """The innermost message: MONAI wraps reader errors in transform errors."""
-    while err.__cause__ is not None:
-        err = err.__cause__  # type: ignore[assignment]
+    err = _chain(err)[-1]  # type: ignore[assignment]
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return f"{type(err).__name__}: {text}"
 

@@ -1,9 +1,10 @@
-"""MONAI dictionary transforms for CT: load, orient, HU window, fixed shape."""
+"""MONAI dictionary transforms for CT: load, orient, HU window, liver crop, fixed shape."""
 
 from __future__ import annotations
 
 from monai.transforms import (
     Compose,
+    CropForegroundd,
     EnsureChannelFirstd,
     EnsureTyped,
     LoadImaged,
@@ -14,7 +15,9 @@ from monai.transforms import (
 )
 
 from common.config import DataConfig
-from common.keys import CT
+from common.keys import CT, MASK
+
+ROI_MARGIN = 2  # voxels of the scan's own grid kept around the liver's bounding box
 
 
 class RequireVolumed(MapTransform):
@@ -45,7 +48,37 @@ def _load_and_orient(keys: tuple[str, ...]) -> list:
     ]
 
 
-def _resize(cfg: DataConfig, keys: tuple[str, ...], mode: str) -> list:
+class SameGridd(MapTransform):
+    """Reject a label map whose grid is not its CT's (the crop and the Dice need
+    one voxel grid), naming both shapes."""
+
+    def __call__(self, data):
+        d = dict(data)
+        image, labels = (tuple(d[k].shape[1:]) for k in self.keys)
+        if image != labels:
+            raise ValueError(
+                f"label map shape {labels} differs from its CT's {image}; "
+                "the mask must be on the CT's voxel grid"
+            )
+        return d
+
+
+class RequireForegroundd(MapTransform):
+    """Reject a label map with no labelled voxel: there is no liver to crop to."""
+
+    def __call__(self, data):
+        d = dict(data)
+        for key in self.key_iterator(d):
+            if not bool((d[key] > 0).any()):
+                raise ValueError(
+                    "label map has no liver voxel (no value > 0), so ct-roi = "
+                    "'liver' has nothing to crop to; fix the mask or set "
+                    "ct-roi = 'none'"
+                )
+        return d
+
+
+def _resize(cfg: DataConfig, keys: tuple[str, ...], mode: str | tuple[str, ...]) -> list:
     """Resample to the fixed shape, then plain tensors."""
     return [
         Resized(
@@ -57,20 +90,45 @@ def _resize(cfg: DataConfig, keys: tuple[str, ...], mode: str) -> list:
     ]
 
 
-def ct_transforms(cfg: DataConfig, keys: tuple[str, ...] = (CT,)) -> Compose:
-    """Path -> float tensor (1, S, S, D) in [0, 1] over the HU window.
+def _window(cfg: DataConfig) -> ScaleIntensityRanged:
+    return ScaleIntensityRanged(
+        keys=(CT,), a_min=cfg.hu_min, a_max=cfg.hu_max, b_min=0.0, b_max=1.0, clip=True
+    )
+
+
+def ct_transforms(cfg: DataConfig) -> Compose:
+    """``{ct: path}`` -> float tensor (1, S, S, D) in [0, 1] over the HU window.
 
     Loads NIfTI (or anything MONAI reads), reorients to RAS, clips to
-    [hu-min, hu-max] and resamples to ``image-size`` x ``image-size`` x
-    ``image-depth`` whatever the scanner's spacing.
+    [hu-min, hu-max] and resamples the whole field of view to ``image-size`` x
+    ``image-size`` x ``image-depth`` whatever the scanner's spacing. (With
+    ``ct-roi = 'liver'`` CT is read with its label map: :func:`ct_mask_transforms`.)
     """
-    window = ScaleIntensityRanged(
-        keys=keys, a_min=cfg.hu_min, a_max=cfg.hu_max, b_min=0.0, b_max=1.0, clip=True
-    )
-    return Compose([*_load_and_orient(keys), window, *_resize(cfg, keys, "trilinear")])
+    keys = (CT,)
+    return Compose([*_load_and_orient(keys), _window(cfg), *_resize(cfg, keys, "trilinear")])
 
 
-def mask_transforms(cfg: DataConfig, key: str = "mask") -> Compose:
-    """Label-map path -> uint8 tensor (1, S, S, D) on the same grid as
-    :func:`ct_transforms` gives its CT (same orientation, nearest-neighbour resize)."""
-    return Compose([*_load_and_orient((key,)), *_resize(cfg, (key,), "nearest")])
+def ct_mask_transforms(cfg: DataConfig) -> Compose:
+    """``{ct: path, mask: path}`` -> the CT as :func:`ct_transforms` gives it and its
+    LiTS label map (uint8-valued) on the same output grid.
+
+    The label map must be on the CT's voxel grid. With ``ct-roi = 'liver'`` both are
+    first cropped to the bounding box of the labelled voxels (liver and the tumours
+    inside it) plus :data:`ROI_MARGIN` voxels, so the liver, not the whole abdomen,
+    fills the ``image-size`` x ``image-size`` x ``image-depth`` grid.
+    """
+    keys = (CT, MASK)
+    steps = [*_load_and_orient(keys), SameGridd(keys), _window(cfg)]
+    if cfg.ct_roi == "liver":
+        steps += [
+            RequireForegroundd(keys=(MASK,)),
+            CropForegroundd(
+                keys=keys,
+                source_key=MASK,
+                margin=ROI_MARGIN,
+                allow_smaller=True,
+                start_coord_key=None,
+                end_coord_key=None,
+            ),
+        ]
+    return Compose([*steps, *_resize(cfg, keys, ("trilinear", "nearest"))])
