@@ -33,6 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from common.ablation.plan import load_scenario  # noqa: E402
 from common.config import from_run_config  # noqa: E402
 from common.data.site import load_site  # noqa: E402
 from common.datasets import open_dataset  # noqa: E402
@@ -119,7 +120,9 @@ def main() -> None:
     overrides = {"num-server-rounds": args.rounds, "local-epochs": args.local_epochs}
     if args.learning_rate:
         overrides["learning-rate"] = args.learning_rate
-    cfg = from_run_config(overrides)
+    # the app's own declared defaults (liver crop, CT grid), so that pooled, single
+    # site and federated models see the same inputs
+    cfg = from_run_config(load_scenario("lits_sites").run_config(overrides))
     epochs = args.rounds * args.local_epochs
     ds = open_dataset(cfg.data)
     sites = [load_site(ds.site_dir(i), cfg.data) for i in range(len(ds.sites))]

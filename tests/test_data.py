@@ -176,7 +176,12 @@ def test_liver_roi_fills_the_grid_with_liver(site_copy):
     assert _liver_fraction(liver) > 0.3
     sample = next(s for s in liver.split("train") if s["mask_present"])
     assert tuple(sample[CT].shape) == tuple(sample["mask"].shape)
-    assert tuple(sample[CT].shape) == (1, ROI.image_size, ROI.image_size, ROI.image_depth)
+    assert tuple(sample[CT].shape) == (
+        1,
+        ROI.image_size,
+        ROI.image_size,
+        ROI.image_depth,
+    )
     # aligned: liver voxels are brighter (~60 HU) than the fat around the liver box
     ct, m = sample[CT][0], sample["mask"][0] > 0
     assert float(ct[m].mean()) > float(ct[~m].mean())
@@ -202,7 +207,9 @@ def test_liver_roi_quarantines_a_case_without_mask(site_copy):
     assert [q.case_id for q in data.quarantined] == [case]
     assert "ct-roi" in data.quarantined[0].reason
     assert "mask_path" in data.quarantined[0].reason
-    assert len(load_site(site_copy, CFG).split("train")) == n_before + 1  # 'none' keeps it
+    assert (
+        len(load_site(site_copy, CFG).split("train")) == n_before + 1
+    )  # 'none' keeps it
 
 
 def test_liver_roi_quarantines_a_mask_on_another_grid_or_empty(site_copy):

@@ -1,4 +1,4 @@
-"""MONAI dictionary transforms for CT: load, orient, HU window, liver crop, fixed shape."""
+"""MONAI dictionary transforms for CT: load, orient, HU window, liver crop, resize."""
 
 from __future__ import annotations
 
@@ -78,7 +78,9 @@ class RequireForegroundd(MapTransform):
         return d
 
 
-def _resize(cfg: DataConfig, keys: tuple[str, ...], mode: str | tuple[str, ...]) -> list:
+def _resize(
+    cfg: DataConfig, keys: tuple[str, ...], mode: str | tuple[str, ...]
+) -> list:
     """Resample to the fixed shape, then plain tensors."""
     return [
         Resized(
@@ -105,7 +107,9 @@ def ct_transforms(cfg: DataConfig) -> Compose:
     ``ct-roi = 'liver'`` CT is read with its label map: :func:`ct_mask_transforms`.)
     """
     keys = (CT,)
-    return Compose([*_load_and_orient(keys), _window(cfg), *_resize(cfg, keys, "trilinear")])
+    return Compose(
+        [*_load_and_orient(keys), _window(cfg), *_resize(cfg, keys, "trilinear")]
+    )
 
 
 def ct_mask_transforms(cfg: DataConfig) -> Compose:
