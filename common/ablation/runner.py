@@ -392,18 +392,24 @@ class Ablation:
             )
             return
         runs = self.opts.out / "runs"
-        entries = []
-        for arm in arms:
-            for k, held in enumerate(self.sites):
-                view = leave_one_out_view(
-                    self.ds, k, runs / "views" / f"no-{held.name}"
-                )
-                test, name = self._held_out(k)
-                train_n = sum(len(self.sites[i].split("train")) for i in others[k])
-                r = Result(arm, LOSO, FEDERATED, held.name, train_n, name, *_EMPTY)
-                entries.append(
-                    FedEntry({**arm.overrides(), "data-root": str(view)}, r, test)
-                )
+        folds = [  # one dataset view, test set and training count per held-out site
+            (
+                held.name,
+                str(leave_one_out_view(self.ds, k, runs / "views" / f"no-{held.name}")),
+                *self._held_out(k),
+                sum(len(self.sites[i].split("train")) for i in others[k]),
+            )
+            for k, held in enumerate(self.sites)
+        ]
+        entries = [
+            FedEntry(
+                {**arm.overrides(), "data-root": view},
+                Result(arm, LOSO, FEDERATED, site, train_n, name, *_EMPTY),
+                test,
+            )
+            for arm in arms
+            for site, view, test, name, train_n in folds
+        ]
         self._federate(entries, n_sites - 1, runs / "leave-one-site-out")
 
 
