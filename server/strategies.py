@@ -2,7 +2,11 @@
 
 ``RecordingStrategy`` wraps any registered strategy: it writes every site's reply
 metrics to the run store (keyed by run, round and site) and then hands the replies
-to the wrapped strategy unchanged, so aggregation is exactly Flower's.
+to the wrapped strategy, so aggregation is exactly Flower's. It only fixes their
+order (by site name): Flower sums the replies in arrival order, and floating-point
+sums in another order differ in the last bits, which training can amplify into a
+different model. Sorted, the same sites' updates give the same global model
+whichever site finished first.
 """
 
 from __future__ import annotations
@@ -86,6 +90,11 @@ def _site_of(msg: Message) -> str:
     return str(site[keys.SITE_ID]) if site else f"node-{msg.metadata.src_node_id}"
 
 
+def _reply_order(msg: Message) -> tuple[int, str, int]:
+    node = int(msg.metadata.src_node_id)
+    return (1, "", node) if msg.has_error() else (0, _site_of(msg), node)
+
+
 class RecordingStrategy(Strategy):
     """Delegates to ``inner`` and records each site's reply metrics."""
 
@@ -96,7 +105,7 @@ class RecordingStrategy(Strategy):
         self.last_site_metrics: dict[str, dict[str, dict[str, float]]] = {}
 
     def _record(self, rnd: int, phase: str, replies: Iterable[Message]) -> list:
-        replies = list(replies)
+        replies = sorted(replies, key=_reply_order)
         for msg in replies:
             if msg.has_error():
                 log.warning(
