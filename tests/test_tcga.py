@@ -296,6 +296,25 @@ def test_partitioners_are_seeded_and_keep_every_case(tmp_path):
             assert max(rates) - min(rates) > 0.1
 
 
+def test_sites_with_a_common_name_prefix_get_their_own_split():
+    """Two hospitals with the same case ids and labels must not get the same
+    test patients just because their names start alike."""
+    from common.datasets.prepare import Case, assign_splits
+
+    cases = [
+        Case(case_id=f"p{i:02d}", site=site, label=i % 2)
+        for site in ("hospital-north", "hospital-south")
+        for i in range(20)
+    ]
+    assign_splits(cases, test_fraction=0.3, seed=0)
+    test = {
+        site: {c.case_id for c in cases if c.site == site and c.split == "test"}
+        for site in ("hospital-north", "hospital-south")
+    }
+    assert len(test["hospital-north"]) == len(test["hospital-south"]) == 6
+    assert test["hospital-north"] != test["hospital-south"]
+
+
 def test_unusable_root_stops_with_one_sentence(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

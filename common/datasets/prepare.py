@@ -244,7 +244,10 @@ def assign_splits(cases: list[Case], test_fraction: float, seed: int) -> None:
 
 
 def _stable_int(text: str) -> int:
-    return int.from_bytes(text.encode()[:8].ljust(8, b"\0"), "little")
+    """The whole name as one integer (the same as a process-independent hash),
+    so sites whose names share a prefix ("hospital-north", "hospital-south") get
+    different split streams."""
+    return int.from_bytes(text.encode(), "little")
 
 
 # ---------------------------------------------------------------- writing
