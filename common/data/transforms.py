@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
+from contextlib import contextmanager
+
 from monai.transforms import (
     Compose,
     CropForegroundd,
@@ -16,6 +20,26 @@ from monai.transforms import (
 
 from common.config import DataConfig
 from common.keys import CT, MASK
+
+NVIMGCODEC_LOGGER = "monai.data.nvimgcodec_pydicom_plugin"
+
+
+@contextmanager
+def _quiet_gpu_dicom_codec():
+    """MONAI's LoadImage builds every reader it knows, its nvImageCodec DICOM reader
+    included, and that one warns twice per pipeline where the GPU codec is not
+    installed. We load NIfTI (nibabel), so those two messages are silenced here;
+    every other warning passes."""
+    logger = logging.getLogger(NVIMGCODEC_LOGGER)
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="NvImgCodecPydicomReader")
+            yield
+    finally:
+        logger.setLevel(level)
+
 
 ROI_MARGIN = 2  # voxels of the scan's own grid kept around the liver's bounding box
 
@@ -38,8 +62,10 @@ class RequireVolumed(MapTransform):
 
 def _load_and_orient(keys: tuple[str, ...]) -> list:
     """Load, channel first, require one 3D volume, reorient to RAS."""
+    with _quiet_gpu_dicom_codec():
+        load = LoadImaged(keys=keys, image_only=True)
     return [
-        LoadImaged(keys=keys, image_only=True),
+        load,
         EnsureChannelFirstd(keys=keys, channel_dim="no_channel"),
         RequireVolumed(keys=keys),
         Orientationd(
