@@ -227,3 +227,20 @@ def test_liver_roi_quarantines_a_mask_on_another_grid_or_empty(site_copy):
     assert "no liver voxel" in data.quarantined[0].reason
     assert data.quarantined[0].path == str(path)
     assert not load_site(site_copy, CFG).quarantined  # ct-roi 'none' never reads it
+
+
+def test_building_the_ct_loader_prints_no_gpu_codec_noise(caplog):
+    """MONAI's DICOM reader warns about a missing GPU codec whenever a loader is
+    built; we read NIfTI, so a site load must not print it (every other warning
+    still would)."""
+    import warnings
+
+    from common.data.transforms import ct_mask_transforms, ct_transforms
+
+    caplog.set_level("WARNING")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        ct_transforms(DataConfig())
+        ct_mask_transforms(DataConfig())
+    noise = [str(w.message) for w in caught] + [r.getMessage() for r in caplog.records]
+    assert not [m for m in noise if "nvImageCodec" in m], noise
