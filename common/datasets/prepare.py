@@ -244,9 +244,10 @@ def assign_splits(cases: list[Case], test_fraction: float, seed: int) -> None:
 
 
 def _stable_int(text: str) -> int:
-    """The whole name as one integer (the same as a process-independent hash),
-    so sites whose names share a prefix ("hospital-north", "hospital-south") get
-    different split streams."""
+    """The whole name as one integer: the same in every process (unlike
+    ``hash()``), and distinct for names that share a prefix ("hospital-north",
+    "hospital-south"). Names of up to 8 bytes keep the value the earlier
+    8-byte version gave, so their splits are unchanged."""
     return int.from_bytes(text.encode(), "little")
 
 
