@@ -8,7 +8,10 @@ One invocation:
    training rows, C-index on each region's test set.
 3. Federated: ``flwr run simulations/tcga_brca_sites`` (6 simulated SuperNodes,
    FedAvg, Cox head on the clinical MLP), the *last* round's model; C-index on each
-   region's test set as each site reports it in the run store.
+   region's test split (read here, after the run; sites evaluate on validation).
+
+Both train on the training split only (validation, 15 % carved from FLamby's
+training part, is left out of both).
 
 FLamby's benchmark metric is the mean over the 6 regional test sets; it is printed
 for both, next to FLamby's published figures for the same split. The simulation
@@ -105,23 +108,35 @@ def federated(
             capture_output=True,
         )
     stores = list((work / "runs").glob("*/run.sqlite"))
-    if not stores or "OncoFed | best global" not in out.stdout + out.stderr:
+    if not stores or "of that model" not in out.stdout + out.stderr:
         print(out.stdout[-3000:], out.stderr[-3000:])
         raise SystemExit("federated run failed (see log above)")
     with sqlite3.connect(stores[0]) as db:
-        per_site = dict(
-            db.execute(
-                "SELECT site, value FROM site_metrics WHERE phase='evaluate' AND "
-                "metric='c-index' AND round=?",
-                (rounds,),
-            ).fetchall()
-        )
         pooled = db.execute(
-            "SELECT value FROM global_metrics WHERE metric='c-index' AND round=?",
+            "SELECT value FROM global_metrics WHERE metric='c-index' AND round=? "
+            "AND split='test'",
             (rounds,),
         ).fetchone()[0]
+    per_site = regional_test(stores[0].parent / "checkpoints" / "last.pt", prepared)
     per_site["all test cases"] = pooled
     return per_site, wall
+
+
+def regional_test(checkpoint: Path, prepared: Path) -> dict[str, float]:
+    """C-index of the saved global model on each region's test split."""
+    from common.data.site import load_site
+    from common.datasets import PreparedDataset
+    from common.models import load_checkpoint
+    from common.training import predict_detailed
+
+    model, cfg, _ = load_checkpoint(checkpoint)
+    out = {}
+    ds = PreparedDataset.open(prepared)
+    for k, site in enumerate(ds.sites):
+        test = load_site(ds.site_dir(k), cfg.data, splits=("test",)).split("test")
+        pred = predict_detailed(model, test, "cpu", 64)
+        out[site] = survival_metrics(pred.times, pred.events, pred.logits)["c-index"]
+    return out
 
 
 def main() -> int:

@@ -89,7 +89,7 @@ def run_federated(overrides: dict, num_sites: int) -> tuple[float, Path]:
     out = subprocess.run(cmd, env=env, capture_output=True, text=True)
     wall = time.time() - t
     stores = list(run_root.glob(f"*/{RUN_STORE}"))
-    if not stores or "OncoFed | best global" not in out.stdout + out.stderr:
+    if not stores or "of that model" not in out.stdout + out.stderr:
         print(out.stdout[-3000:], out.stderr[-3000:])
         raise SystemExit("federated run failed (see log above)")
     return wall, stores[0].parent

@@ -21,8 +21,10 @@ from flwr.clientapp import ClientApp
 from client.site import site_data
 from common import keys, xgb
 from common.config import OncoFedConfig, from_run_config, sweep_run_config
-from common.metrics import binary_metrics, primary_metric
+from common.metrics import binary_metrics
 from common.models import build_model
+from common.seeds import round_seed
+from common.tasks import get_task
 from common.training import (
     ProximalTerm,
     predict_detailed,
@@ -97,7 +99,7 @@ def _xgb_train(msg: Message, context: Context, cfg: OncoFedConfig) -> Message:
     data = site_data(dict(context.node_config), cfg.data)
     config = msg.content[keys.CONFIG]
     server_round = int(config.get(keys.SERVER_ROUND, 0))
-    seed = cfg.data.seed * 1000 + server_round * 100 + sum(map(ord, data.name))
+    seed = round_seed(cfg.data.seed, server_round, data.name)
     global_model = arrays_to_bytes(msg.content[keys.ARRAYS])  # type: ignore[arg-type]
     samples = data.split("train")
     trees = xgb.train_round(global_model, samples, cfg.model, seed)
@@ -112,7 +114,7 @@ def _xgb_train(msg: Message, context: Context, cfg: OncoFedConfig) -> Message:
 
 def _xgb_evaluate(msg: Message, context: Context, cfg: OncoFedConfig) -> Message:
     data = site_data(dict(context.node_config), cfg.data)
-    samples = data.split("test")
+    samples = data.split("val")
     y, p = xgb.predict(arrays_to_bytes(msg.content[keys.ARRAYS]), samples)  # type: ignore[arg-type]
     metrics = {keys.NUM_EXAMPLES: len(samples), **binary_metrics(y, p)}
     return _reply(msg, data.name, None, metrics)
@@ -131,7 +133,7 @@ def train(msg: Message, context: Context) -> Message:
     terms = []
     if keys.PROXIMAL_MU in config:  # sent by FedProx
         terms.append(ProximalTerm(model, float(config[keys.PROXIMAL_MU])))
-    seed = cfg.data.seed * 1000 + server_round * 100 + sum(map(ord, data.name))
+    seed = round_seed(cfg.data.seed, server_round, data.name)
     seed_everything(seed)
     result = train_local(model, samples, cfg.train, device, seed, extra_terms=terms)
     if cfg.model.norm_layers == "local":
@@ -139,7 +141,7 @@ def train(msg: Message, context: Context) -> Message:
     fit = task_metrics(
         cfg.model.task, predict_detailed(model, samples, device, cfg.train.batch_size)
     )
-    primary = primary_metric(cfg.model.task)
+    primary = get_task(cfg.model.task).primary
     metrics = {
         keys.NUM_EXAMPLES: result.num_examples,
         keys.LOSS: result.loss,
@@ -158,12 +160,13 @@ def train(msg: Message, context: Context) -> Message:
 
 @app.evaluate()
 def evaluate(msg: Message, context: Context) -> Message:
-    """Evaluate the received global model on the site's own test split."""
+    """Evaluate the received global model on the site's own validation split (its
+    test split is not read during training)."""
     cfg = _config(msg, context)
     if cfg.model.family == "xgboost":
         return _xgb_evaluate(msg, context, cfg)
     data, model, device = _setup(msg, context, cfg)
-    samples = data.split("test")
+    samples = data.split("val")
     pred = predict_detailed(model, samples, device, cfg.train.batch_size)
     metrics = {
         keys.NUM_EXAMPLES: len(samples),

@@ -38,12 +38,13 @@ def resolve_site_dir(node_config: dict, cfg: DataConfig) -> Path:
 
 @lru_cache(maxsize=32)
 def _cached(site_dir: str, cfg: DataConfig, masks: bool) -> SiteData:
-    data = load_site(site_dir, cfg, masks=masks)
+    # training and validation only: a site's test split is for reports, not runs
+    data = load_site(site_dir, cfg, splits=("train", "val"), masks=masks)
     log.info(
-        "Site %s: %d train, %d test cases, %d quarantined",
+        "Site %s: %d train, %d validation cases, %d quarantined",
         data.name,
         len(data.split("train")),
-        len(data.split("test")),
+        len(data.split("val")),
         len(data.quarantined),
     )
     return data

@@ -30,7 +30,7 @@ def _generate(args: argparse.Namespace) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from common.store import RUN_STORE, RunStore
+    from common.store import RUN_STORE, TEST, VAL, RunStore
 
     path = Path(args.run_dir)
     path = path / RUN_STORE if path.is_dir() else path
@@ -42,27 +42,41 @@ def _show(args: argparse.Namespace) -> int:
     if g.empty:
         print("no global metrics recorded yet")
         return 0
-    print("Server-side evaluation per round (held-out test set):")
-    main = g[~g.metric.str.contains("@")]
+    val, test = g[g.split == VAL], g[g.split == TEST]
+    print("Server-side validation per round (chooses the model):")
+    main = val[~val.metric.str.contains("@")]
     print(
         main.pivot_table(index="round", columns="metric", values="value")
         .round(3)
         .to_string()
     )
-    extra = g[g.metric.str.contains("@") & (g["round"] == g["round"].max())]
+    extra = val[val.metric.str.contains("@") & (val["round"] == val["round"].max())]
     if not extra.empty:
         print(
-            f"\nRound {int(g['round'].max())} by available modalities "
+            f"\nRound {int(val['round'].max())} by available modalities "
             "(metric@subset) and mean fusion weight per modality (weight@m):"
         )
         print(extra.set_index("metric")["value"].round(3).to_string())
+    selected = {r: store.selected_round(r) for r in store.runs().run_id}
+    if not test.empty:
+        chosen = ", ".join(str(r) for r in selected.values() if r is not None)
+        print(
+            f"\nTest set (read once, after training): the selected round "
+            f"({chosen}) and the last round:"
+        )
+        main = test[~test.metric.str.contains("@")]
+        print(
+            main.pivot_table(index="round", columns="metric", values="value")
+            .round(3)
+            .to_string()
+        )
     s = store.site_frame()
     ev = s[s.phase == "evaluate"]
     if not ev.empty:
         last = ev[ev["round"] == ev["round"].max()]
         print(
             f"\nPer-site evaluation, round {int(last['round'].max())} "
-            "(local test splits):"
+            "(local validation splits):"
         )
         print(
             last.pivot_table(index="site", columns="metric", values="value")
@@ -98,6 +112,7 @@ def _prepare(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         seed=args.seed,
         test_fraction=args.test_fraction,
+        val_fraction=args.val_fraction,
         site_map=args.site_map,
         min_site_cases=args.min_site_cases,
         label_column=args.label_column,
@@ -127,7 +142,7 @@ def _prepare(args: argparse.Namespace) -> int:
     for site, info in report["sites"].items():
         print(
             f"  {site:<28} {info['cases']:>5} cases ({info['train']} train, "
-            f"{info['test']} test)"
+            f"{info['val']} validation, {info['test']} test)"
         )
     print(f"report: {out / 'report.md'}")
     print(f"prepared dataset: {out}")
@@ -148,13 +163,16 @@ def _export(args: argparse.Namespace) -> int:
         print(f"{ckpt_path}: no checkpoint (is this a run directory?)", file=sys.stderr)
         return 2
     model, cfg, ckpt = load_checkpoint(ckpt_path)
-    test = load_site(open_dataset(cfg.data).server_test_dir, cfg.data, ("test",))
-    batch = next(iter(make_loader(test.split("test")[:16], 16, shuffle=False)))
+    # the parity check reads validation cases: exporting never touches the test set
+    val = load_site(open_dataset(cfg.data).server_val_dir, cfg.data, ("val",))
+    batch = next(iter(make_loader(val.split("val")[:16], 16, shuffle=False)))
     out = export_onnx(model, batch, args.out)
     diff = max_abs_difference(model, out, batch)
+    chosen = "chosen by " + ckpt["selected_by"] if "selected_by" in ckpt else ""
     print(
-        f"wrote {out} (round {ckpt['round']} model); ONNX Runtime vs PyTorch on "
-        f"{len(batch['label'])} server-test cases: max |difference| {diff:.2e}"
+        f"wrote {out} (round {ckpt['round']} model{', ' + chosen if chosen else ''})"
+        f"; ONNX Runtime vs PyTorch on {len(batch['label'])} server validation "
+        f"cases: max |difference| {diff:.2e}"
     )
     return 0 if diff <= 1e-4 else 1
 
@@ -273,6 +291,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="per-site test share where the dataset has no split (0.2)",
     )
     pr.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.15,
+        help="per-site validation share, carved from the non-test cases; it "
+        "chooses models, the test split only scores them (0.15)",
+    )
+    pr.add_argument(
         "--site-map",
         help="CSV with 'TSS Code' and 'Region' columns "
         "grouping TCGA tissue-source sites into regions",
@@ -294,9 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser(
         "export",
         help="export a run's model to ONNX and check it against PyTorch",
-        description="Write the run's best (or last) global model as ONNX for CPU "
-        "deployment with ONNX Runtime, then compare ONNX Runtime with PyTorch on "
-        "server-test cases (exit 1 if any probability differs by more than 1e-4).",
+        description="Write the run's validation-selected (or last) global model as "
+        "ONNX for CPU deployment with ONNX Runtime, then compare ONNX Runtime with "
+        "PyTorch on server validation cases (exit 1 if any probability differs by "
+        "more than 1e-4).",
     )
     ex.add_argument("run_dir", help="run directory, as the run's last log line says")
     ex.add_argument("--out", required=True, help="the .onnx file to write")
@@ -304,7 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint",
         choices=("best", "last"),
         default="best",
-        help="which global model (best)",
+        help="which global model: best = the round with the best validation "
+        "metric (default), last = the last round",
     )
     ex.set_defaults(func=_export)
 

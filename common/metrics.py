@@ -71,13 +71,6 @@ def survival_metrics(
     return {keys.C_INDEX: c, keys.N_EVENTS: n_events}
 
 
-def primary_metric(task: str) -> str:
-    """The metric that picks the best round and heads the logs."""
-    if task == "segmentation":
-        return "dice-tumour-global"
-    return keys.C_INDEX if task == "survival" else keys.AUC
-
-
 def bootstrap_indices(
     n_cases: int, n_resamples: int = 1000, seed: int = 0
 ) -> np.ndarray:

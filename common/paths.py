@@ -1,7 +1,8 @@
 """Where OncoFed keeps things on disk.
 
-``ONCOFED_HOME`` (default ``~/.oncofed``) holds ``data/`` (generated synthetic
-hospitals, cached and reused) and ``runs/`` (the default run directory).
+``ONCOFED_HOME`` (default ``~/.oncofed``) holds ``data/layout<N>/`` (generated
+synthetic hospitals and prepared datasets, cached and reused) and ``runs/`` (the
+default run directory).
 """
 
 from __future__ import annotations
@@ -15,8 +16,15 @@ def oncofed_home() -> Path:
     return Path(os.environ.get("ONCOFED_HOME", "~/.oncofed")).expanduser().resolve()
 
 
+# Version of the prepared layout (site folders, server-val, server-test). Cached
+# folders live under a folder named after it, so a layout change (2: validation
+# splits and server-val) never reuses a folder written by older code.
+PREPARED_LAYOUT = 2
+
+
 def data_cache_dir() -> Path:
-    return oncofed_home() / "data"
+    """Cached generated and prepared datasets of the current layout."""
+    return oncofed_home() / "data" / f"layout{PREPARED_LAYOUT}"
 
 
 def default_runs_dir() -> Path:

@@ -2,10 +2,17 @@
 
 Tables (every metric keyed by run, round and, per site, the site)::
 
-    runs(run_id, name, started_at, finished_at, status, config_json)
-    global_metrics(run_id, round, metric, value)            server-side evaluation
+    runs(run_id, name, started_at, finished_at, status, config_json,
+         selected_round)
+    global_metrics(run_id, round, split, metric, value)     server-side evaluation
+                                                 split: 'val' | 'test'
     site_metrics(run_id, round, site, node_id, phase, metric, value)
                                                  phase: 'train' | 'evaluate'
+
+The server scores the global model on its validation set after every round
+(``split = 'val'``) and picks ``selected_round`` by the validation primary metric;
+only then does it score the selected and the last round's model on its test set
+(``split = 'test'``, two rounds at most).
 
 ``value`` is NULL where a metric is undefined (e.g. AUC on a one-class test split).
 """
@@ -23,14 +30,16 @@ from typing import Any
 import pandas as pd
 
 RUN_STORE = "run.sqlite"
+VAL = "val"
+TEST = "test"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, name TEXT, started_at REAL, finished_at REAL,
-    status TEXT, config_json TEXT);
+    status TEXT, config_json TEXT, selected_round INTEGER);
 CREATE TABLE IF NOT EXISTS global_metrics (
-    run_id TEXT, round INTEGER, metric TEXT, value REAL,
-    PRIMARY KEY (run_id, round, metric));
+    run_id TEXT, round INTEGER, split TEXT, metric TEXT, value REAL,
+    PRIMARY KEY (run_id, round, split, metric));
 CREATE TABLE IF NOT EXISTS site_metrics (
     run_id TEXT, round INTEGER, site TEXT, node_id TEXT, phase TEXT, metric TEXT,
     value REAL, PRIMARY KEY (run_id, round, site, phase, metric));
@@ -60,7 +69,8 @@ class RunStore:
     def start_run(self, run_id: str, name: str, config: Mapping[str, Any]) -> None:
         with self._conn() as c:
             c.execute(
-                "INSERT OR REPLACE INTO runs VALUES (?, ?, ?, NULL, 'running', ?)",
+                "INSERT OR REPLACE INTO runs VALUES "
+                "(?, ?, ?, NULL, 'running', ?, NULL)",
                 (run_id, name, time.time(), json.dumps(dict(config), sort_keys=True)),
             )
 
@@ -71,11 +81,30 @@ class RunStore:
                 (time.time(), status, run_id),
             )
 
-    def log_global(self, run_id: str, rnd: int, metrics: Mapping[str, Any]) -> None:
+    def select_round(self, run_id: str, rnd: int) -> None:
+        """Record the round whose model validation chose."""
+        with self._conn() as c:
+            c.execute(
+                "UPDATE runs SET selected_round = ? WHERE run_id = ?", (rnd, run_id)
+            )
+
+    def selected_round(self, run_id: str) -> int | None:
+        with self._conn() as c:
+            row = c.execute(
+                "SELECT selected_round FROM runs WHERE run_id = ?", (run_id,)
+            ).fetchone()
+        return None if row is None or row[0] is None else int(row[0])
+
+    def log_global(
+        self, run_id: str, rnd: int, metrics: Mapping[str, Any], split: str = VAL
+    ) -> None:
+        """Server-side metrics of round ``rnd``'s global model on ``split``."""
+        if split not in (VAL, TEST):
+            raise ValueError(f"split must be '{VAL}' or '{TEST}', not {split!r}")
         with self._conn() as c:
             c.executemany(
-                "INSERT OR REPLACE INTO global_metrics VALUES (?, ?, ?, ?)",
-                [(run_id, rnd, k, _clean(v)) for k, v in metrics.items()],
+                "INSERT OR REPLACE INTO global_metrics VALUES (?, ?, ?, ?, ?)",
+                [(run_id, rnd, split, k, _clean(v)) for k, v in metrics.items()],
             )
 
     def log_site(

@@ -20,7 +20,6 @@ from torch.utils.data import DataLoader
 from common.config import TrainConfig
 from common.data.augment import train_augmentation
 from common.keys import CT, EVENT, LABEL, MASK, TIME, present_key
-from common.metrics import binary_metrics, survival_metrics
 
 LossTerm = Callable[[nn.Module], torch.Tensor]
 
@@ -214,15 +213,7 @@ def predict_detailed(
 
 
 def task_metrics(task: str, pred: Predictions) -> dict[str, float]:
-    """Classification: AUC, accuracy, F1, ...; survival: C-index on the risk."""
-    if task == "survival":
-        return survival_metrics(pred.times, pred.events, pred.logits)
-    out = binary_metrics(pred.labels, pred.probs)
-    if task == "segmentation":  # AUC etc. above: of the tumour-presence score
-        from common.models.segmentation import DICE_KEYS, dice_metrics
+    """Every metric of run-config ``task`` on ``pred`` (see :mod:`common.tasks`)."""
+    from common.tasks import get_task
 
-        if pred.seg_counts is not None:
-            out.update(dice_metrics(pred.seg_counts))
-        else:
-            out.update(dict.fromkeys(DICE_KEYS, float("nan")))
-    return out
+    return get_task(task).metrics(pred)

@@ -1,9 +1,11 @@
 """The ServerApp: FedAvg (or FedProx / FedAdam) over the sites, a server-side
-evaluation after every round, and everything saved to the run directory::
+validation after every round, the test set once at the end, and everything saved to
+the run directory::
 
     RUN_DIR/<timestamp>-run<id>/config.json     resolved config
     RUN_DIR/<timestamp>-run<id>/run.sqlite      run store (see common.store)
-    RUN_DIR/<timestamp>-run<id>/checkpoints/    best.pt, last.pt
+    RUN_DIR/<timestamp>-run<id>/checkpoints/    best.pt (validation-selected),
+                                                last.pt
 
 With run-config ``sweep``, every entry trains in turn and gets its own
 ``RUN_DIR/<timestamp>-run<id>-sweep<k>/`` (k from 0) with the same contents.
@@ -35,6 +37,7 @@ from common.datasets import open_dataset
 from common.models import build_model
 from common.paths import default_runs_dir
 from common.store import RUN_STORE, RunStore
+from common.tasks import get_task
 from common.training import seed_everything
 from common.weights import bytes_to_arrays, to_arrays
 from server.evaluation import ServerEvaluator, XgbEvaluator
@@ -50,30 +53,12 @@ def make_run_dir(cfg: OncoFedConfig, run_id: str) -> Path:
     return run_dir
 
 
-TABLE_COLUMNS = {
-    "classification": (
-        ("AUC", keys.AUC),
-        ("acc", keys.ACCURACY),
-        ("F1", keys.F1),
-        ("sens", keys.SENSITIVITY),
-        ("spec", keys.SPECIFICITY),
-    ),
-    "survival": (("C-index", keys.C_INDEX), ("events", keys.N_EVENTS)),
-    "segmentation": (
-        ("Dice-L", "dice-liver"),
-        ("Dice-T", "dice-tumour"),
-        ("DiceT-gl", "dice-tumour-global"),
-        ("AUC", keys.AUC),
-    ),
-}
-
-
 def site_table(
     last: dict[str, dict[str, float]], task: str = "classification"
 ) -> list[str]:
-    """Final per-site table, one line per site (local test split)."""
+    """Final per-site table, one line per site (local validation split)."""
     w = max([10, *(len(s) + 2 for s in last)])
-    cols = TABLE_COLUMNS[task]
+    cols = get_task(task).columns
     head = f"{'n':>5}" + "".join(f"{name:>9}" for name, _ in cols)
     lines = [f"{'site':<{w}}{head}"]
     for site in sorted(last):
@@ -85,11 +70,20 @@ def site_table(
     return lines
 
 
-@lru_cache(maxsize=2)  # sweep entries over the same data share one loaded test set
-def server_test_set(data: DataConfig, masks: bool) -> SiteData:
-    return load_site(
-        open_dataset(data).server_test_dir, data, splits=("test",), masks=masks
-    )
+@lru_cache(maxsize=4)  # sweep entries over the same data share the loaded sets
+def server_set(data: DataConfig, split: str, masks: bool) -> SiteData:
+    """The server's validation (``split='val'``) or test set."""
+    dataset = open_dataset(data)
+    folder = dataset.server_val_dir if split == "val" else dataset.server_test_dir
+    held = load_site(folder, data, splits=(split,), masks=masks)
+    if held.quarantined:
+        log(
+            WARNING,
+            "OncoFed | %d server %s case(s) quarantined",
+            len(held.quarantined),
+            split,
+        )
+    return held
 
 
 @app.main()
@@ -154,17 +148,20 @@ def _federate(
         {} if sweep_index is None else {keys.SWEEP_INDEX: sweep_index}
     )
     dataset = open_dataset(cfg.data)
-    test = server_test_set(cfg.data, cfg.model.task == "segmentation")
-    if test.quarantined:
-        log(
-            WARNING,
-            "OncoFed | %d server test case(s) quarantined",
-            len(test.quarantined),
-        )
+    masks = get_task(cfg.model.task).needs_masks
+    val = server_set(cfg.data, "val", masks)
+    test = server_set(cfg.data, "test", masks)
     rounds = cfg.federation.num_server_rounds
     xgboost = cfg.model.family == "xgboost"
     evaluator = (XgbEvaluator if xgboost else ServerEvaluator)(
-        cfg, test, store, run_id, run_dir / "checkpoints", rounds
+        cfg,
+        val.split("val"),
+        test.split("test"),
+        test.input_dims,
+        store,
+        run_id,
+        run_dir / "checkpoints",
+        rounds,
     )
     if xgboost:
         initial = bytes_to_arrays(b"")
@@ -210,17 +207,14 @@ def _federate(
     if evaluated:
         log(
             INFO,
-            "OncoFed | per-site evaluation after round %d (local test splits):",
+            "OncoFed | per-site evaluation after round %d (local validation "
+            "splits):",
             rounds,
         )
         for line in site_table(evaluated, cfg.model.task):
             log(INFO, "OncoFed |   %s", line)
     else:
         log(INFO, "OncoFed | no per-site evaluation (fraction-evaluate = 0)")
-    log(
-        INFO,
-        "OncoFed | best global test %s %.3f at round %d",
-        {"auc": "AUC", "c-index": "C-index"}.get(evaluator.primary, evaluator.primary),
-        evaluator.best_score,
-        evaluator.best_round,
-    )
+    selection = evaluator.finish()  # the only time the test set is read
+    if selection is not None:
+        log(INFO, "OncoFed | %s", selection.line())

@@ -1,9 +1,21 @@
-"""Server-side evaluation of the global model after every round, with checkpoints."""
+"""Server-side evaluation of the global model: validation after every round picks
+the model, the test set scores the picked one (and the last) once, at the end.
+
+After every round (and once before the first) the global model is scored on the
+server's validation set; ``best.pt`` is the model of the round with the best
+validation primary metric (AUC, C-index, global tumour Dice), ``last.pt`` the last
+round's. Only when training is over does :meth:`ServerEvaluator.finish` score those
+two models on the test set, so nothing about the test cases can steer training,
+checkpoint selection or early stopping.
+"""
 
 from __future__ import annotations
 
+import math
+import shutil
 import time
-from logging import INFO
+from dataclasses import dataclass
+from logging import INFO, WARNING
 from pathlib import Path
 from typing import Any
 
@@ -14,22 +26,15 @@ from flwr.common.logger import log
 
 from common import keys, xgb
 from common.config import OncoFedConfig
-from common.data.site import SiteData
-from common.metrics import binary_metrics, primary_metric
+from common.metrics import binary_metrics
 from common.models import build_model
-from common.store import RunStore
-from common.training import (
-    Predictions,
-    predict_detailed,
-    resolve_device,
-    task_metrics,
-)
+from common.store import TEST, VAL, RunStore
+from common.tasks import get_task
+from common.training import Predictions, predict_detailed, resolve_device
 from common.weights import arrays_to_bytes, load_arrays
 
 BEST = "best.pt"
 LAST = "last.pt"
-
-
 MIN_SUBSET_CASES = 5
 
 
@@ -54,133 +59,190 @@ def breakdown(pred: Predictions, subsets: bool = True) -> dict[str, float]:
     return out
 
 
-class ServerEvaluator:
-    """``evaluate_fn`` for ``Strategy.start``: metrics on the held-out test set.
+@dataclass(frozen=True)
+class Selection:
+    """The validation-selected model and what the test set says of it.
 
-    Writes global metrics to the run store, saves ``last.pt`` every round and
-    ``best.pt`` whenever the test AUC improves.
+    ``round`` is the selected round (``by_validation`` False when no round had a
+    defined validation metric and the last round stands in); ``test`` and
+    ``test_interval`` (bootstrap 95 %) are the primary metric of that model on the
+    test set; ``last_round``/``last_test`` the same for the last round's model."""
+
+    label: str
+    round: int
+    by_validation: bool
+    validation: float
+    test: float
+    test_interval: tuple[float, float]
+    last_round: int
+    last_test: float
+
+    def line(self) -> str:
+        """The run's summary, e.g. ``best validation AUC 0.860 at round 7; test AUC
+        of that model 0.850 [0.790, 0.910]; last round (8) test AUC 0.840``."""
+        lo, hi = self.test_interval
+        chosen = (
+            f"best validation {self.label} {self.validation:.3f} at round {self.round}"
+            if self.by_validation
+            else f"no round had a defined validation {self.label}: the last round "
+            f"({self.round}) stands in"
+        )
+        return (
+            f"{chosen}; test {self.label} of that model {self.test:.3f} "
+            f"[{lo:.3f}, {hi:.3f}]; last round ({self.last_round}) test "
+            f"{self.label} {self.last_test:.3f}"
+        )
+
+
+class ServerEvaluator:
+    """``evaluate_fn`` for ``Strategy.start``: the validation set every round,
+    checkpoints, and (in :meth:`finish`) the test set for the selected model.
+
+    Parameters
+    ----------
+    val, test : the server's validation and test samples.
     """
 
     def __init__(
         self,
         cfg: OncoFedConfig,
-        test: SiteData,
+        val: list[dict],
+        test: list[dict],
+        input_dims: dict[str, int],
         store: RunStore,
         run_id: str,
         ckpt_dir: Path,
         num_rounds: int,
     ) -> None:
         self.cfg = cfg
-        self.samples = test.split("test")
+        self.val, self.test = val, test
+        self.input_dims = input_dims
         self.store = store
         self.run_id = run_id
         self.ckpt_dir = ckpt_dir
         self.num_rounds = num_rounds
         self.device = resolve_device(cfg.train.device)
-        self.input_dims = test.input_dims
+        self.task = get_task(cfg.model.task)
+        self.primary = self.task.primary
         self.model = self.build()
-        self.primary = primary_metric(cfg.model.task)
-        self.best_score = -1.0  # best value of the primary metric (AUC, C-index, Dice)
+        self.best_score = -math.inf  # best validation value of the primary metric
         self.best_round = -1
-        self.history: list[dict[str, float]] = []
+        self.best_state: Any = None
+        self.last_round = -1
+        self.last_state: Any = None
         self._t0 = time.time()
 
+    # -- what differs between model families
     def build(self) -> Any:
         return build_model(self.cfg.model, self.cfg.data.image_depth, self.input_dims)
 
-    def evaluate(self, arrays: ArrayRecord) -> dict[str, float]:
-        """Metrics of the global model in ``arrays`` on the server test set."""
+    def state_of(self, arrays: ArrayRecord) -> Any:
+        """A self-contained copy of the global model in ``arrays``."""
         load_arrays(self.model, arrays)
-        pred = predict_detailed(self.model, self.samples, self.device, 64)
-        task = self.cfg.model.task
-        metrics = {keys.LOSS: pred.loss, **task_metrics(task, pred)}
-        metrics.update(breakdown(pred, subsets=task == "classification"))
-        return metrics  # segmentation: Dice from task_metrics, AUC of presence
+        return {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
 
-    def state(self) -> Any:
-        return {k: v.cpu() for k, v in self.model.state_dict().items()}
+    def predict(self, state: Any, samples: list[dict]) -> Predictions:
+        self.model.load_state_dict(state)
+        return predict_detailed(self.model, samples, self.device, 64)
 
+    def score(self, pred: Predictions) -> dict[str, float]:
+        metrics = {keys.LOSS: pred.loss, **self.task.metrics(pred)}
+        metrics.update(breakdown(pred, subsets=self.task.by_subset))
+        return metrics
+
+    # -- every round
     def __call__(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
-        """Evaluate the global model of ``server_round``; log, store, checkpoint."""
-        metrics = self.evaluate(arrays)
-        task = self.cfg.model.task
-        metrics[keys.NUM_EXAMPLES] = len(self.samples)
+        """Score the global model of ``server_round`` on the validation set; log,
+        store, checkpoint."""
+        state = self.state_of(arrays)
+        metrics = self.score(self.predict(state, self.val))
+        metrics[keys.NUM_EXAMPLES] = len(self.val)
         metrics[keys.ELAPSED] = time.time() - self._t0
-        self.store.log_global(self.run_id, server_round, metrics)
-        self.history.append({"round": server_round, **metrics})
+        self.store.log_global(self.run_id, server_round, metrics, VAL)
         ckpt = {
             "round": server_round,
-            "state_dict": self.state(),
+            "state_dict": state,
             "metrics": metrics,
+            "selected_by": f"validation {self.primary}",
             "config": self.cfg.to_flat(),
             "input_dims": self.input_dims,
         }
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
         torch.save(ckpt, self.ckpt_dir / LAST)
+        self.last_round, self.last_state = server_round, state
         score = metrics[self.primary]
         if score == score and score > self.best_score:  # NaN never becomes best
             self.best_score, self.best_round = score, server_round
+            self.best_state = state
             torch.save(ckpt, self.ckpt_dir / BEST)
-        if task == "segmentation":
-            log(
-                INFO,
-                "OncoFed | round %d/%d | test Dice liver %.3f (global %.3f)  tumour "
-                "%.3f (global %.3f) | tumour-presence AUC %.3f | n=%d | %.0f s",
-                server_round,
-                self.num_rounds,
-                metrics["dice-liver"],
-                metrics["dice-liver-global"],
-                metrics["dice-tumour"],
-                metrics["dice-tumour-global"],
-                metrics[keys.AUC],
-                len(self.samples),
-                time.time() - self._t0,
-            )
-            return MetricRecord(metrics)
-        if task == "survival":
-            log(
-                INFO,
-                "OncoFed | round %d/%d | test C-index %.3f  Cox loss %.3f | n=%d, "
-                "%d events | %.0f s",
-                server_round,
-                self.num_rounds,
-                metrics[keys.C_INDEX],
-                metrics[keys.LOSS],
-                len(self.samples),
-                int(metrics[keys.N_EVENTS]),
-                time.time() - self._t0,
-            )
-            return MetricRecord(metrics)
         log(
             INFO,
-            "OncoFed | round %d/%d | test AUC %.3f  acc %.3f  F1 %.3f  sens %.3f  "
-            "spec %.3f  Brier %.3f | n=%d | %.0f s",
+            "OncoFed | round %d/%d | validation %s | n=%d | %.0f s",
             server_round,
             self.num_rounds,
-            metrics[keys.AUC],
-            metrics[keys.ACCURACY],
-            metrics[keys.F1],
-            metrics[keys.SENSITIVITY],
-            metrics[keys.SPECIFICITY],
-            metrics[keys.BRIER],
-            len(self.samples),
+            self.task.round_line(metrics),
+            len(self.val),
             time.time() - self._t0,
         )
         return MetricRecord(metrics)
 
+    # -- once, at the end
+    def finish(self) -> Selection | None:
+        """Score the selected and the last round's model on the test set (the only
+        time the test set is read), store both and the selected round, and return
+        the summary; None if no round was evaluated."""
+        if self.last_state is None:
+            return None
+        by_validation = self.best_round >= 0
+        if not by_validation:
+            log(
+                WARNING,
+                "OncoFed | no round had a defined validation %s (one-class or empty "
+                "validation set?): the last round's model is taken",
+                self.task.label,
+            )
+            self.best_round, self.best_state = self.last_round, self.last_state
+            shutil.copyfile(self.ckpt_dir / LAST, self.ckpt_dir / BEST)
+        self.store.select_round(self.run_id, self.best_round)
+        scored: dict[int, tuple[dict[str, float], Predictions]] = {}
+        for rnd, state in (
+            (self.best_round, self.best_state),
+            (self.last_round, self.last_state),
+        ):
+            if rnd in scored:
+                continue
+            pred = self.predict(state, self.test)
+            metrics = {**self.score(pred), keys.NUM_EXAMPLES: len(self.test)}
+            self.store.log_global(self.run_id, rnd, metrics, TEST)
+            scored[rnd] = (metrics, pred)
+        best_metrics, best_pred = scored[self.best_round]
+        return Selection(
+            label=self.task.label,
+            round=self.best_round,
+            by_validation=by_validation,
+            validation=self.best_score,
+            test=best_metrics[self.primary],
+            test_interval=self.task.primary_interval(
+                best_pred, seed=self.cfg.data.seed
+            ),
+            last_round=self.last_round,
+            last_test=scored[self.last_round][0][self.primary],
+        )
+
 
 class XgbEvaluator(ServerEvaluator):
-    """The same server-side evaluation for the XGBoost baseline; the checkpoint's
+    """The same evaluation for the XGBoost baseline; the checkpoint's
     ``state_dict`` is the global ensemble as XGBoost JSON bytes."""
 
     def build(self) -> Any:
-        self.ensemble = b""
         return None
 
-    def evaluate(self, arrays: ArrayRecord) -> dict[str, float]:
-        self.ensemble = arrays_to_bytes(arrays)
-        y, p = xgb.predict(self.ensemble, self.samples)
-        return {keys.LOSS: float("nan"), **binary_metrics(y, p)}
+    def state_of(self, arrays: ArrayRecord) -> Any:
+        return arrays_to_bytes(arrays)
 
-    def state(self) -> Any:
-        return self.ensemble
+    def predict(self, state: Any, samples: list[dict]) -> Predictions:
+        y, p = xgb.predict(state, samples)
+        return Predictions(y, p, float("nan"), None, [], ())
+
+    def score(self, pred: Predictions) -> dict[str, float]:
+        return {keys.LOSS: float("nan"), **binary_metrics(pred.labels, pred.probs)}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 import sqlite3
 import subprocess
 
@@ -152,7 +153,7 @@ def test_ablate_federated_and_leave_one_site_out_federated(
     )  # fmt: skip
     said = done.stdout + done.stderr
     assert done.returncode == 0, said[-4000:]
-    assert "round 2/2 | test AUC" in said  # Flower's rounds shown as progress
+    assert "round 2/2 | validation AUC" in said  # Flower's rounds as progress
     rows = _rows(out)
     assert [x["regime"] for x in rows] == (
         ["local"] * SMALL_SITES + ["federated"] + ["leave-one-site-out"] * SMALL_SITES
@@ -178,5 +179,27 @@ def test_ablate_federated_and_leave_one_site_out_federated(
         assert x["site"] not in trained
         assert len(trained) == SMALL_SITES - 1
     md = (out / "ablation.md").read_text()
-    assert "federated beats" in md
+    _verdicts_match_intervals(md, "federated")
     assert "trains by a Flower federation on the other sites" in md
+
+
+VERDICT = re.compile(
+    r"\*\*[^*]*?(?P<verdict>beats|is beaten by|shows no detectable difference from)"
+    r"[^*]*\*\*.*?difference [+-]\d\.\d+ \[(?P<lo>[+-]\d\.\d+), "
+    r"(?P<hi>[+-]\d\.\d+)\]"
+)
+
+
+def _verdicts_match_intervals(md: str, word: str) -> None:
+    """Every finding that compares two models says "beats" only when the paired
+    interval lies above 0, "is beaten by" only below, and "no detectable
+    difference" when it includes 0."""
+    found = [m for m in VERDICT.finditer(md) if word in m.group(0)]
+    assert found, md
+    for m in found:
+        lo, hi = float(m["lo"]), float(m["hi"])
+        expected = (
+            "beats" if lo > 0 else "is beaten by" if hi < 0
+            else "shows no detectable difference from"
+        )  # fmt: skip
+        assert m["verdict"] == expected, m.group(0)

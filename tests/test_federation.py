@@ -68,13 +68,31 @@ def _check_run_store_dir(run_dir, sites: int) -> None:
     assert (run_dir / "checkpoints" / "best.pt").is_file()
     assert (run_dir / "checkpoints" / "last.pt").is_file()
     with sqlite3.connect(stores[0]) as db:
-        rounds = {
+        task = json.loads((run_dir / "config.json").read_text())["task"]
+        primary = {"survival": "c-index", "segmentation": "dice-tumour-global"}.get(
+            task, "auc"
+        )
+        val = dict(
+            db.execute(
+                "SELECT round, value FROM global_metrics WHERE metric = ? "
+                "AND split = 'val'",
+                (primary,),
+            ).fetchall()
+        )
+        assert set(val) == set(range(ROUNDS + 1))  # round 0 = initial model
+        # the selected round is the best validation round, and the test set was
+        # scored for that model and the last one only
+        selected = db.execute("SELECT selected_round FROM runs").fetchone()[0]
+        defined = {r: v for r, v in val.items() if v is not None}
+        if defined:
+            assert val[selected] == max(defined.values())
+        tested = {
             r
             for (r,) in db.execute(
-                "SELECT DISTINCT round FROM global_metrics WHERE metric = 'auc'"
+                "SELECT DISTINCT round FROM global_metrics WHERE split = 'test'"
             )
         }
-        assert rounds == set(range(ROUNDS + 1))  # round 0 = initial model
+        assert tested == {selected, ROUNDS}
         for phase in ("train", "evaluate"):
             per_round = db.execute(
                 "SELECT round, COUNT(DISTINCT site) FROM site_metrics "
@@ -89,6 +107,14 @@ def _check_run_store_dir(run_dir, sites: int) -> None:
         assert n_train > 10 * sites  # samples, not batches
         status = db.execute("SELECT status FROM runs").fetchone()[0]
         assert status == "finished"
+
+
+def _summary(log: str, run_root) -> str:
+    """The run's last two OncoFed lines: the selection summary, then the run
+    directory (what a user reads when the run ends)."""
+    ours = [line for line in log.splitlines() if "OncoFed | " in line]
+    assert f"OncoFed | run directory: {run_root}" in ours[-1], ours[-3:]
+    return ours[-2]
 
 
 def _superlink(processes, *, simulation: bool) -> int:
@@ -136,10 +162,10 @@ def test_simulation_run_fills_the_run_store(
     assert "OncoFed | round 2/2" in log, (
         log[-4000:] + processes.log("superlink")[-4000:]
     )
-    assert (
-        f"OncoFed | run directory: {run_root}" in log.strip().splitlines()[-1]
-        or "OncoFed | run directory" in log
-    )
+    summary = _summary(log, run_root)
+    label = "global tumour Dice" if "segmentation" in extra else "AUC"
+    assert f"test {label} of that model" in summary, summary
+    assert f"last round ({ROUNDS}) test {label}" in summary, summary
     _check_run_store(run_root, SMALL_SITES)
     expected = {
         "fedavg": "FedAvg",
@@ -153,17 +179,18 @@ def test_simulation_run_fills_the_run_store(
             names = {
                 m
                 for (m,) in db.execute(
-                    "SELECT DISTINCT metric FROM global_metrics WHERE round = 2"
+                    "SELECT DISTINCT metric FROM global_metrics WHERE round = 2 "
+                    "AND split = 'val'"
                 )
             }
         assert {"dice-liver", "dice-liver-global", "dice-tumour-global"} <= names
-        assert "OncoFed | round 2/2 | test Dice liver" in log
+        assert "OncoFed | round 2/2 | validation Dice liver" in log
     if "transformer" in extra:  # per-sample modality weights reach the run store
         with sqlite3.connect(next(run_root.glob("*/run.sqlite"))) as db:
             w = dict(
                 db.execute(
                     "SELECT metric, value FROM global_metrics WHERE round = 2 "
-                    "AND metric LIKE 'weight@%'"
+                    "AND split = 'val' AND metric LIKE 'weight@%'"
                 ).fetchall()
             )
         assert set(w) == {"weight@ct", "weight@clinical"}
@@ -271,14 +298,16 @@ def test_brca_survival_federation_on_flambys_regions(processes, oncofed_home, tm
         "num-supernodes=6",
         app=ROOT / "simulations" / "tcga_brca_sites",
     )
-    assert "OncoFed | round 2/2 | test C-index" in log, log[-4000:]
+    assert "OncoFed | round 2/2 | validation C-index" in log, log[-4000:]
+    assert "test C-index of that model" in _summary(log, run_root)
     with sqlite3.connect(next(run_root.glob("*/run.sqlite"))) as db:
         regions = db.execute(
             "SELECT COUNT(DISTINCT site) FROM site_metrics WHERE phase='evaluate' "
             "AND metric='c-index' AND round=2"
         ).fetchone()[0]
         c = db.execute(
-            "SELECT value FROM global_metrics WHERE metric='c-index' AND round=2"
+            "SELECT value FROM global_metrics WHERE metric='c-index' AND round=2 "
+            "AND split='test'"
         ).fetchone()[0]
     assert regions == 6
     assert c > 0.6  # 222 test cases, 32 events

@@ -208,7 +208,8 @@ def test_cirrmri_layout_keeps_published_split(tmp_path):
     assert report["cases_kept"] == 12
     assert {s.split("-")[0] for s in report["sites"]} == {"t1w", "t2w"}
     for s in report["sites"].values():
-        assert (s["train"], s["test"]) == (4, 2)
+        # the published "valid" folder is the validation split
+        assert (s["train"], s["val"], s["test"]) == (3, 1, 2)
     assert any("cirrhotic" in n for n in report["notes"])
 
 

@@ -58,4 +58,11 @@ def test_unet_learns_the_liver(small_dataset):
         "segmentation", predict_detailed(model, data.split("test"), "cpu", 8)
     )
     assert after["dice-liver"] > max(0.6, before["dice-liver"] + 0.2), (before, after)
-    assert 0 <= after["dice-tumour-global"] <= 1
+    # the global tumour Dice is that of the summed voxel counts: the reference
+    # label maps score 1, an all-background prediction 0
+    from common.models.segmentation import dice_counts, dice_metrics
+
+    truth = torch.stack([s["mask"][0] for s in data.split("test")]).long()
+    assert dice_metrics(dice_counts(truth, truth))["dice-tumour-global"] == 1.0
+    empty = torch.zeros_like(truth)
+    assert dice_metrics(dice_counts(empty, truth))["dice-tumour-global"] == 0.0

@@ -13,19 +13,26 @@ def test_run_store_long_format(tmp_path):
     store = RunStore(tmp_path / "run.sqlite")
     store.start_run("r1", "demo", {"num-server-rounds": 2})
     store.log_global("r1", 1, {"auc": 0.8, "accuracy": 0.7})
+    store.log_global("r1", 1, {"auc": 0.6}, split="test")
+    store.select_round("r1", 1)
     store.log_site(
         "r1", 1, "site-00", "17", "evaluate", {"auc": float("nan"), "num-examples": 9}
     )
     store.finish_run("r1")
     with sqlite3.connect(tmp_path / "run.sqlite") as db:
+        # validation (the default) and test rows of one round are kept apart
         assert db.execute(
-            "SELECT value FROM global_metrics WHERE metric='auc'"
-        ).fetchone() == (0.8,)
+            "SELECT split, value FROM global_metrics WHERE metric='auc' ORDER BY split"
+        ).fetchall() == [("test", 0.6), ("val", 0.8)]
+        assert db.execute("SELECT selected_round FROM runs").fetchone() == (1,)
         # undefined metric is stored as NULL, not as a number
         assert db.execute(
             "SELECT value FROM site_metrics WHERE metric='auc' AND site='site-00'"
         ).fetchone() == (None,)
         assert db.execute("SELECT status FROM runs").fetchone() == ("finished",)
+    assert store.selected_round("r1") == 1
+    with pytest.raises(ValueError, match="split"):
+        store.log_global("r1", 2, {"auc": 0.5}, split="train")
     frame = store.site_frame("r1")
     assert set(frame.columns) >= {"run_id", "round", "site", "phase", "metric", "value"}
 
@@ -59,7 +66,12 @@ def test_breakdown_per_modality_subset_and_weights():
     out = breakdown(Predictions(y, p, 0.5, w, subsets, ("ct", "clinical")))
     assert out["n@ct+clinical"] == 12 and out["n@clinical"] == 6
     assert "n@ct" not in out  # fewer than 5 cases: no metric for that subset
-    assert 0 <= out["auc@ct+clinical"] <= 1
+    assert out["auc@ct+clinical"] == pytest.approx(
+        binary_metrics(y[:12], p[:12])["auc"]
+    )
+    assert out["auc@clinical"] == pytest.approx(
+        binary_metrics(y[12:18], p[12:18])["auc"]
+    )
     assert out["weight@ct"] == pytest.approx(0.7)
     assert out["weight@clinical"] == pytest.approx(0.3)
     none = breakdown(Predictions(y, p, 0.5, None, subsets, ("ct", "clinical")))

@@ -46,11 +46,18 @@ def test_brca_natural_split_reproduces_flamby_counts(tmp_path):
     manifests = _manifests(out)
     sites = sorted(manifests)
     assert len(sites) == 6
+    # FLamby's train part is ours split into train and validation (about 15 %
+    # of each region's cases, per label); its test part is kept as it is
+    split = {s: manifests[s].split for s in sites}
     counts = [
-        ((manifests[s].split == "train").sum(), (manifests[s].split == "test").sum())
+        ((split[s] == "train").sum() + (split[s] == "val").sum(),
+         (split[s] == "test").sum())
         for s in sites
-    ]
+    ]  # fmt: skip
     assert counts == FLAMBY_COUNTS
+    for s in sites:
+        n_val, n_all = (split[s] == "val").sum(), len(split[s])
+        assert 0 < n_val and abs(n_val - 0.15 * n_all) <= 2, (s, n_val, n_all)
     # FLamby's region order: Northeast, South, West, Midwest, Europe, Canada
     assert [s.split("-", 2)[2] for s in sites] == [
         "northeast",
@@ -601,3 +608,55 @@ def test_any_cohort_site_map_and_unused_cbioportal_tables(tmp_path):
     assert any("site map" in n for n in report["notes"])
     roles = {s["role"] for s in report["sources"]}
     assert roles == {"gdc-clinical"} | {"cbioportal-other"}
+
+
+@pytest.mark.parametrize(
+    "dataset,root", [("tcga_coad_read", COAD.parent), ("tcga_brca_flamby", BRCA)]
+)
+def test_mice_fills_numeric_gaps_of_a_real_prepared_dataset(tmp_path, dataset, root):
+    """imputation='mice' on a schema dataset (real GDC / FLamby files): it used to
+    assume the synthetic HCC layout and crash with an IndexError. Blank a numeric
+    column for some training patients: MICE gives them per-patient estimates (the
+    reference fill gives 0), the indicator still says "missing", and every other
+    feature is left as encoded."""
+    from common.config import from_run_config
+    from common.data.schema import load_schema
+    from common.data.site import load_site
+    from common.datasets import PreparedDataset
+
+    out = tmp_path / dataset
+    prepare(dataset, root, out, PrepareOptions(), False)
+    ds = PreparedDataset.open(out)
+    site = max(ds.sites, key=lambda s: len(_manifests(out)[s]))
+    site_dir = out / site
+    schema = load_schema(site_dir)
+    column = next(
+        c.name
+        for c in schema.clinical
+        if c.kind == "numeric" and c.name not in schema.label_columns
+    )
+    value, indicator = schema.numeric_slots()[0]
+    clin = pd.read_csv(
+        site_dir / "clinical.tsv", sep="\t", dtype=str, keep_default_na=False
+    )
+    train = set(_manifests(out)[site].query("split == 'train'").case_id)
+    blank = [c for c in clin.case_id if c in train][::3]
+    clin.loc[clin.case_id.isin(blank), column] = ""
+    clin.to_csv(site_dir / "clinical.tsv", sep="\t", index=False)
+
+    def load(imputation):
+        cfg = from_run_config(
+            {"dataset": dataset, "data-root": str(out), "imputation": imputation}
+        )
+        data = load_site(site_dir, cfg.data)
+        return {s["case_id"]: s["clinical"] for s in data.split("train")}
+
+    ref, mice = load("reference"), load("mice")
+    assert blank and set(blank) <= set(mice)
+    assert all(float(ref[c][value]) == 0.0 for c in blank)
+    estimates = {round(float(mice[c][value]), 4) for c in blank}
+    assert len(estimates) > 1, estimates
+    assert all(float(mice[c][indicator]) == 1.0 for c in blank)
+    for c in mice:  # only the blanked values moved
+        moved = (mice[c] != ref[c]).nonzero().flatten().tolist()
+        assert moved == ([value] if c in blank else []), (c, moved)

@@ -20,7 +20,7 @@ from typing import Any
 
 from common.ablation.plan import AblationOptions, Scenario
 from common.config import sweep_label
-from common.datasets import DATASET_JSON, SERVER_TEST, PreparedDataset
+from common.datasets import DATASET_JSON, SERVER_FOLDERS, PreparedDataset
 from common.errors import ConfigError
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -159,7 +159,7 @@ def leave_one_out_view(ds: PreparedDataset, held_out: int, root: Path) -> Path:
     meta = json.loads((ds.root / DATASET_JSON).read_text())
     keep = [s for i, s in enumerate(ds.sites) if i != held_out]
     meta.update(sites=keep, left_out=ds.sites[held_out])
-    for name in [*keep, SERVER_TEST]:
+    for name in [*keep, *SERVER_FOLDERS.values()]:
         link = root / name
         if not link.exists() and (ds.root / name).exists():
             link.symlink_to((ds.root / name).resolve(), target_is_directory=True)

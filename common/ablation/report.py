@@ -5,6 +5,11 @@
 Intervals: percentile bootstrap over the test cases (``bootstrap`` resamples). Every
 model scored on the same test set uses the *same* resamples, so differences between
 two models are paired: "fusion minus best single modality" gets its own interval.
+
+Which arm is "best" (single modality, fusion, site) is decided by validation AUC
+(``Result.val_auc``); the test set only gives the chosen models' figures. A finding
+says "beats" only when the paired interval lies above 0, "is beaten by" when it lies
+below, and "no detectable difference" otherwise.
 """
 
 from __future__ import annotations
@@ -131,7 +136,7 @@ def write_csv(path: Path, scored: list[Scored]) -> None:
     ]
     for m in METRICS:
         cols += [m, f"{m}_ci_low", f"{m}_ci_high"]
-    cols += ["one_class_at_0.5", "wall_s", "error"]
+    cols += ["val_auc", "one_class_at_0.5", "wall_s", "error"]
     tmp = path.with_suffix(".csv.part")
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
@@ -152,7 +157,7 @@ def write_csv(path: Path, scored: list[Scored]) -> None:
             ]
             for m in METRICS:
                 row += [_round(s.point[m]), _round(s.low[m]), _round(s.high[m])]
-            row += [int(one_class(r)), round(r.wall_s, 1)]
+            row += [_round(r.val_auc), int(one_class(r)), round(r.wall_s, 1)]
             row += [r.error.splitlines()[0] if r.error else ""]
             w.writerow(row)
     os.replace(tmp, path)
@@ -171,8 +176,18 @@ def _by(scored: list[Scored], regime: str) -> dict[str, list[Scored]]:
 
 
 def _best(items: list[Scored]) -> Scored | None:
-    ok = [s for s in items if s.point[keys.AUC] == s.point[keys.AUC]]
-    return max(ok, key=lambda s: s.point[keys.AUC]) if ok else None
+    """The item with the best *validation* AUC (never chosen on the test set)."""
+    ok = [s for s in items if s.result.val_auc == s.result.val_auc]
+    return max(ok, key=lambda s: s.result.val_auc) if ok else None
+
+
+def verdict(lo: float, hi: float, win: str, loss: str, tie: str) -> str:
+    """``win`` if the paired interval lies above 0, ``loss`` below, else ``tie``."""
+    if lo > 0:
+        return win
+    if hi < 0:
+        return loss
+    return tie
 
 
 def _label(s: Scored) -> str:
@@ -186,9 +201,12 @@ def _fusion_line(scorer: Scorer, rows: list[Scored], where: str) -> list[str]:
     if not (single and fused):
         return []
     d, lo, hi = scorer.difference(fused.result, single.result)
-    verdict = "beats" if d > 0 else "does not beat"
+    said = verdict(
+        lo, hi, "beats", "is beaten by", "shows no detectable difference from"
+    )
     return [
-        f"**{where}: the best fusion {verdict} the best single modality.** "
+        f"**{where}: the best fusion (by validation AUC) {said} the best single "
+        "modality.** "
         f"{_label(fused)} AUC {fused.point['auc']:.3f} vs {_label(single)} "
         f"{single.point['auc']:.3f}: difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}]."
     ]
@@ -204,8 +222,13 @@ def _federated_line(
         return []
     beaten = sum(fed.point["auc"] > s.point["auc"] for s in local)
     d, lo, hi = scorer.difference(fed.result, top.result)
+    said = verdict(
+        lo, hi, "beats", "is beaten by", "shows no detectable difference from"
+    )
     return [
-        f"**{what}: federated beats {beaten} of {len(local)} local-only models.** "
+        f"**{what}: federated {said} the best local-only model (by validation "
+        f"AUC); its test AUC is higher than {beaten} of {len(local)} local-only "
+        "models'.** "
         f"Federated {_label(fed)} AUC {fed.point['auc']:.3f}; best local-only: "
         f"{top.result.arm.name} at {top.result.site} {top.point['auc']:.3f}; "
         f"difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}]."
@@ -236,7 +259,8 @@ def _main_table(ab: Ablation, scorer: Scorer, metric: str) -> list[str]:
     scored = [scorer(r) for r in ab.results]
     local, pooled, fed = (_by(scored, g) for g in ("local", "pooled", "federated"))
     out = [
-        "| model | local-only: best site | local-only: mean of sites | pooled "
+        "| model | local-only: site with the best validation AUC | local-only: "
+        "mean of sites | pooled "
         "| federated |",
         "|---|---|---:|---|---|",
     ]

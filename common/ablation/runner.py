@@ -1,4 +1,10 @@
-"""Train every arm in every regime and score it on one test set.
+"""Train every arm in every regime, choose on the validation set, report on the
+test set.
+
+Every model is scored on the server's validation set (``val_auc``) and on the
+test set. Every "best" (best single modality, best fusion, best site, the arms that
+get leave-one-site-out) is chosen by validation AUC; the test set only reports the
+chosen models' figures.
 
 * local-only and pooled models train in this process with the same loop the sites
   run (:func:`common.training.train_local`), for ``rounds x local-epochs`` epochs:
@@ -41,7 +47,7 @@ from common.ablation.plan import (
 )
 from common.config import OncoFedConfig, from_run_config
 from common.data.site import SiteData, load_site
-from common.datasets import SERVER_TEST, PreparedDataset, open_dataset
+from common.datasets import SERVER_TEST, SERVER_VAL, PreparedDataset, open_dataset
 from common.errors import ConfigError
 from common.keys import present_key
 
@@ -67,6 +73,7 @@ class Result:
     probs: np.ndarray
     wall_s: float
     error: str = ""
+    val_auc: float = float("nan")  # on the server validation set: chooses "best"
 
 
 @dataclass
@@ -87,14 +94,15 @@ def train_and_score(
     cfg: OncoFedConfig,
     train: Sequence[dict],
     test: Sequence[dict],
+    val: Sequence[dict],
     epochs: int,
     seed: int,
     input_dims: dict[str, int],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Train a fresh model on ``train`` for ``epochs`` and predict ``test``."""
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Train a fresh model on ``train`` for ``epochs``; its labels and
+    probabilities on ``test`` and its AUC on ``val``."""
     from common.models import build_model
     from common.training import (
-        predict_detailed,
         resolve_device,
         seed_everything,
         train_local,
@@ -104,27 +112,44 @@ def train_and_score(
     seed_everything(seed)
     model = build_model(cfg.model, cfg.data.image_depth, input_dims)
     train_local(model, train, cfg.train, device, seed, epochs=epochs)
+    return _scores(model, test, val, device)
+
+
+def _scores(
+    model: Any, test: Sequence[dict], val: Sequence[dict], device: Any
+) -> tuple[np.ndarray, np.ndarray, float]:
+    from common.metrics import binary_metrics
+    from common.training import predict_detailed
+
     pred = predict_detailed(model, test, device, 64)
-    return pred.labels, pred.probs
+    on_val = predict_detailed(model, val, device, 64)
+    return pred.labels, pred.probs, binary_metrics(on_val.labels, on_val.probs)["auc"]
 
 
-def score_checkpoint(path: Path, test: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+def score_checkpoint(
+    path: Path, test: Sequence[dict], val: Sequence[dict]
+) -> tuple[np.ndarray, np.ndarray, float]:
     from common.models import load_checkpoint
-    from common.training import predict_detailed, resolve_device
+    from common.training import resolve_device
 
     model, cfg, _ = load_checkpoint(path)
-    pred = predict_detailed(model, test, resolve_device(cfg.train.device), 64)
-    return pred.labels, pred.probs
+    return _scores(model, test, val, resolve_device(cfg.train.device))
 
 
-def _test_set(
-    ds: PreparedDataset, cfg: OncoFedConfig, sites: list[SiteData]
+def _held_out_set(
+    ds: PreparedDataset, cfg: OncoFedConfig, sites: list[SiteData], split: str
 ) -> TestSet:
-    server = load_site(ds.server_test_dir, cfg.data, splits=("test",))
-    if server.split("test"):
-        return TestSet(SERVER_TEST, server.split("test"))
+    """The server's validation (``split='val'``) or test set; the union of the
+    sites' splits where the server folder is empty."""
+    folder, name = (
+        (ds.server_val_dir, SERVER_VAL) if split == "val" else
+        (ds.server_test_dir, SERVER_TEST)
+    )  # fmt: skip
+    server = load_site(folder, cfg.data, splits=(split,))
+    if server.split(split):
+        return TestSet(name, server.split(split))
     return TestSet(
-        "every site's test split", [s for d in sites for s in d.split("test")]
+        f"every site's {split} split", [s for d in sites for s in d.split(split)]
     )
 
 
@@ -142,6 +167,7 @@ class FedEntry:
     overrides: dict[str, Any]
     result: Result
     test: list[dict]
+    val: list[dict]
 
 
 @dataclass(frozen=True)
@@ -220,7 +246,8 @@ class Ablation:
         self.sites = [
             load_site(self.ds.site_dir(i), cfg.data) for i in range(len(self.ds.sites))
         ]
-        self.test = _test_set(self.ds, cfg, self.sites)
+        self.val = _held_out_set(self.ds, cfg, self.sites, "val")
+        self.test = _held_out_set(self.ds, cfg, self.sites, "test")
         mods = _present(cfg.model.modality_list, self.sites)
         skipped = [m for m in cfg.model.modality_list if m not in mods]
         if skipped:
@@ -246,7 +273,8 @@ class Ablation:
             f"{len(self.arms)} arms x regimes {', '.join(opts.regimes)}"
             f"{'' if opts.loso == 'none' else f' + leave-one-site-out ({opts.loso})'}; "
             f"{_epochs(opts)} epochs ({opts.rounds} rounds x {opts.local_epochs}); "
-            f"{pooled_n} training cases; test set: {self.test.name} "
+            f"{pooled_n} training cases; validation set (chooses): {self.val.name} "
+            f"(n={len(self.val.samples)}); test set (reports): {self.test.name} "
             f"(n={len(self.test.samples)}); {self.total} models to train"
         )
         everyone = tuple(range(n_sites))
@@ -282,23 +310,24 @@ class Ablation:
             try:
                 if len({s["label"] for s in train}) < 2:
                     raise ValueError("fewer than two classes among the training cases")
-                labels, probs = train_and_score(
-                    arm_config(self.base, job.arm), train, test, _epochs(self.opts),
-                    job.seed, self.sites[0].input_dims,
+                labels, probs, val_auc = train_and_score(
+                    arm_config(self.base, job.arm), train, test, self.val.samples,
+                    _epochs(self.opts), job.seed, self.sites[0].input_dims,
                 )  # fmt: skip
                 error = ""
             except (RuntimeError, ValueError) as err:
                 labels, probs, error = np.zeros(0), np.zeros(0), str(err)
+                val_auc = float("nan")
             how = POOLED if job.regime == LOSO else job.regime
             self._done(
                 Result(job.arm, job.regime, how, job.site, len(train), test_name,
-                       labels, probs, time.time() - t, error)
+                       labels, probs, time.time() - t, error, val_auc)
             )  # fmt: skip
 
     def _held_out(self, k: int) -> tuple[list[dict], str]:
-        """Every case of site ``k`` (its train and test splits), and its name."""
+        """Every case of site ``k`` (all its splits), and its name."""
         held = self.sites[k]
-        cases = held.split("train") + held.split("test")
+        cases = held.split("train") + held.split("val") + held.split("test")
         return cases, f"{held.name} (all {len(cases)} cases, held out)"
 
     # -- federated ----------------------------------------------------------------
@@ -310,6 +339,7 @@ class Ablation:
                 arm.overrides(),
                 Result(arm, FEDERATED, FEDERATED, "all", n, self.test.name, *_EMPTY),
                 self.test.samples,
+                self.val.samples,
             )
             for arm in self.arms
         ]
@@ -326,7 +356,7 @@ class Ablation:
             r = replace(e.result, wall_s=time.time() - last)
             last = time.time()
             if isinstance(outcome, Path):
-                r.labels, r.probs = score_checkpoint(outcome, e.test)
+                r.labels, r.probs, r.val_auc = score_checkpoint(outcome, e.test, e.val)
             else:
                 r.error = outcome
             self._done(r)
@@ -352,11 +382,10 @@ class Ablation:
     def _loso_arms(self) -> list[Arm]:
         if self.opts.loso_arms == "all":
             return list(self.arms)
-        from common.metrics import binary_metrics
 
         def best(candidates: list[Arm]) -> list[Arm]:
             scored = [
-                (binary_metrics(r.labels, r.probs)["auc"], r.arm)
+                (r.val_auc, r.arm)
                 for r in self.results
                 if r.arm in candidates
                 and r.regime in (POOLED, FEDERATED)
@@ -372,7 +401,8 @@ class Ablation:
         chosen = best(singles) + (best(fusions) if fusions else [])
         self.echo(
             "Leave-one-site-out for the best single-modality and the best fusion "
-            f"arm (by pooled/federated test AUC): {', '.join(a.name for a in chosen)}"
+            "arm (by pooled/federated validation AUC): "
+            f"{', '.join(a.name for a in chosen)}"
         )
         return chosen
 
@@ -406,6 +436,7 @@ class Ablation:
                 {**arm.overrides(), "data-root": view},
                 Result(arm, LOSO, FEDERATED, site, train_n, name, *_EMPTY),
                 test,
+                self.val.samples,
             )
             for arm in arms
             for site, view, test, name, train_n in folds

@@ -65,6 +65,23 @@ class Schema:
             return hcc.NUM_FEATURES
         return sum(c.width for c in self.clinical if c.name not in self.label_columns)
 
+    def numeric_slots(self) -> list[tuple[int, int]]:
+        """(value index, missing-indicator index) of every numeric clinical column
+        in the encoded vector: what MICE may impute. The HCC encoding puts all
+        values first and all indicators after them; a schema column puts its
+        indicator right after its value (numeric) or its one-hot (categorical)."""
+        if self.uses_hcc_encoding:
+            n = len(hcc.COLUMNS)
+            return [(i, n + i) for i in range(n)]
+        slots, pos = [], 0
+        for col in self.clinical:
+            if col.name in self.label_columns:
+                continue
+            if col.kind != "categorical":
+                slots.append((pos, pos + 1))
+            pos += col.width
+        return slots
+
     @property
     def genomics_dim(self) -> int:
         return len(self.genomics)

@@ -104,7 +104,7 @@ def _read_clinical(site_dir: Path, name: str = CLINICAL_TSV) -> dict[str, dict]:
 def load_site(
     site_dir: str | Path,
     cfg: DataConfig,
-    splits: tuple[str, ...] = ("train", "test"),
+    splits: tuple[str, ...] = ("train", "val", "test"),
     site_name: str | None = None,
     masks: bool = False,
 ) -> SiteData:
@@ -217,7 +217,7 @@ def load_site(
             reject(str(site_dir / MANIFEST), "case has no modality at all")
             continue
         out.splits[split].append(sample)
-    if cfg.imputation == "mice" and mice_fill(out.splits, cfg.seed):
+    if cfg.imputation == "mice" and mice_fill(out.splits, cfg.seed, schema):
         log.info(
             "Site %s: clinical gaps filled by MICE fitted on its train split", name
         )

@@ -7,6 +7,7 @@ code reads, whatever the source::
     ROOT/site-XX/manifest.csv      one row per case: case_id, split, label,
                                    ct_path, mask_path, has_clinical
     ROOT/site-XX/clinical.tsv      one row per patient (empty cell = missing)
+    ROOT/server-val/...            the server's validation set (model selection)
     ROOT/server-test/...           the server's held-out test set, same files
 
 The synthetic generator is one more entry of this registry, not a special path.
@@ -24,6 +25,10 @@ from common.errors import DataError
 from common.registry import Registry
 
 SERVER_TEST = "server-test"
+SERVER_VAL = "server-val"
+# the server's held-out folders by manifest split: validation chooses models,
+# test scores the chosen ones
+SERVER_FOLDERS = {"val": SERVER_VAL, "test": SERVER_TEST}
 DATASET_JSON = "dataset.json"
 
 
@@ -79,6 +84,22 @@ class PreparedDataset:
     @property
     def server_test_dir(self) -> Path:
         return self.root / SERVER_TEST
+
+    @property
+    def server_val_dir(self) -> Path:
+        """The server's validation folder; a folder prepared before validation
+        splits existed has none (``DataError`` with the command that makes it)."""
+        path = self.root / SERVER_VAL
+        if not (path / "manifest.csv").is_file():
+            raise DataError(
+                self.root,
+                SERVER_VAL,
+                "no server validation folder: this dataset was prepared before "
+                "OncoFed chose models on a validation split",
+                "prepare it again with 'oncofed prepare' (or delete the cached "
+                "synthetic folder so that it is generated again)",
+            )
+        return path
 
 
 def open_dataset(cfg: DataConfig) -> PreparedDataset:

@@ -7,10 +7,11 @@ converted image files under ``out`` (through :class:`Staging`) and returns one
 does the rest, the same for every dataset:
 
 * re-partition if asked (seeded Dirichlet label skew or quantity skew),
-* a seeded, label-stratified train/test split inside each site,
+* a seeded, label-stratified train/validation/test split inside each site (a
+  published test split is kept; validation is then carved from its training part),
 * one folder per site with ``manifest.csv`` and ``clinical.tsv`` (plus ``genomics.tsv``
-  when the dataset has genomics), a ``server-test`` folder (the union of the sites'
-  test splits), ``dataset.json``,
+  when the dataset has genomics), a ``server-val`` and a ``server-test`` folder (the
+  unions of the sites' validation and test splits), ``dataset.json``,
 * ``report.json`` and ``report.md``: cases per site x modality x label, missingness
   per clinical column, every quarantined file or patient with its reason.
 
@@ -32,10 +33,11 @@ import numpy as np
 import pandas as pd
 
 from common.data.schema import SCHEMA_JSON, ColumnSpec, Schema
-from common.datasets import DATASET_JSON, SERVER_TEST
+from common.datasets import DATASET_JSON, SERVER_FOLDERS
 from common.errors import DataError
 from common.keys import CASE_ID, LABEL
 from common.quarantine import Quarantined
+from common.seeds import stable_int
 
 MANIFEST = "manifest.csv"
 CLINICAL_TSV = "clinical.tsv"
@@ -115,6 +117,9 @@ class PrepareOptions:
     alpha: float = 0.5
     seed: int = 2024
     test_fraction: float = 0.2
+    # share of each site's cases held out for validation (model selection, early
+    # stopping, tuning), carved from what is not test
+    val_fraction: float = 0.15
     site_map: str | None = None  # CSV mapping tissue-source sites to regions
     min_site_cases: int = 20  # natural sites smaller than this are grouped
     label_column: str | None = None  # imaging datasets: clinical column = label
@@ -222,33 +227,50 @@ def pool_small_sites(cases: list[Case], min_cases: int) -> str | None:
     )
 
 
-def assign_splits(cases: list[Case], test_fraction: float, seed: int) -> None:
-    """Label-stratified train/test split inside each site, seeded; a case whose
-    reader already set ``split`` (a published split) keeps it."""
+def assign_splits(
+    cases: list[Case], test_fraction: float, seed: int, val_fraction: float = 0.0
+) -> None:
+    """Label-stratified train/validation/test split inside each site, seeded.
+
+    A case whose reader already set ``split`` (a published split) keeps it. Then,
+    unless the site already has validation cases, ``val_fraction`` of each label's
+    cases (at least one where the label has 3 or more training cases) move from
+    ``train`` to ``val``. The test draw is the same with or without validation."""
     by_site: dict[str, list[Case]] = {}
     for c in cases:
         by_site.setdefault(c.site, []).append(c)
     for site, members in sorted(by_site.items()):
         todo = [c for c in members if c.split is None]
-        rng = np.random.default_rng([seed, _stable_int(site)])
-        for label in sorted({c.label for c in todo}, key=str):
-            group = sorted(
-                (c for c in todo if c.label == label), key=lambda c: c.case_id
-            )
+        rng = np.random.default_rng([seed, stable_int(site)])
+        for group in _by_label(todo):
             order = rng.permutation(len(group))
             n_test = int(round(len(group) * test_fraction))
             if len(group) >= 2:
                 n_test = max(1, n_test)
             for rank, i in enumerate(order):
                 group[i].split = "test" if rank < n_test else "train"
+        if val_fraction <= 0 or any(c.split == "val" for c in members):
+            continue
+        rng = np.random.default_rng([seed, stable_int(site), 1])
+        labels = {c.label: 0 for c in members}
+        for c in members:
+            labels[c.label] += 1
+        for group in _by_label([c for c in members if c.split == "train"]):
+            n_val = int(round(labels[group[0].label] * val_fraction))
+            if len(group) >= 3:
+                n_val = min(max(1, n_val), len(group) - 1)
+            else:
+                n_val = 0
+            for i in rng.permutation(len(group))[:n_val]:
+                group[i].split = "val"
 
 
-def _stable_int(text: str) -> int:
-    """The whole name as one integer: the same in every process (unlike
-    ``hash()``), and distinct for names that share a prefix ("hospital-north",
-    "hospital-south"). Names of up to 8 bytes keep the value the earlier
-    8-byte version gave, so their splits are unchanged."""
-    return int.from_bytes(text.encode(), "little")
+def _by_label(cases: list[Case]) -> list[list[Case]]:
+    """Cases grouped by label (groups and members in a fixed order)."""
+    return [
+        sorted((c for c in cases if c.label == label), key=lambda c: c.case_id)
+        for label in sorted({c.label for c in cases}, key=str)
+    ]
 
 
 # ---------------------------------------------------------------- writing
@@ -262,24 +284,24 @@ def write_prepared(
 ) -> dict[str, Any]:
     """Write the prepared layout and the report; return the report dict."""
     cases = partition(result.cases, opts)
-    assign_splits(cases, opts.test_fraction, opts.seed)
+    assign_splits(cases, opts.test_fraction, opts.seed, opts.val_fraction)
     if result.after_split is not None:
         result.after_split(cases)
     sites = sorted({c.site for c in cases})
-    for d in [*sites, SERVER_TEST]:
+    for d in [*sites, *SERVER_FOLDERS.values()]:
         if (out / d).exists():
             shutil.rmtree(out / d)
     columns = result.clinical_columns or sorted(
         {k for c in cases if c.clinical for k in c.clinical}
     )
-    test_rows: list[dict] = []
+    held_out: dict[str, list[dict]] = {split: [] for split in SERVER_FOLDERS}
     for site in sites:
         members = sorted((c for c in cases if c.site == site), key=lambda c: c.case_id)
         rows = [_write_case(out / site, c) for c in members]
         _write_tables(out / site, members, rows, columns)
         for c, row in zip(members, rows, strict=True):
-            if c.split == "test":
-                test_rows.append(
+            if c.split in held_out:
+                held_out[c.split].append(
                     {
                         **row,
                         **{
@@ -288,8 +310,13 @@ def write_prepared(
                         },
                     }
                 )
-    test_cases = [c for c in cases if c.split == "test"]
-    _write_tables(out / SERVER_TEST, test_cases, test_rows, columns)
+    for split, folder in SERVER_FOLDERS.items():
+        _write_tables(
+            out / folder,
+            [c for c in cases if c.split == split],
+            held_out[split],
+            columns,
+        )
     schema = Schema(
         dataset=dataset,
         clinical=tuple(
@@ -302,7 +329,7 @@ def write_prepared(
         genomics_scale=tuple(result.genomics_schema.get("scale", ())),
         label_columns=tuple(result.label_columns),
     )
-    for d in [*sites, SERVER_TEST]:
+    for d in [*sites, *SERVER_FOLDERS.values()]:
         (out / d / SCHEMA_JSON).write_text(schema.to_json())
     staging = out / "_staging"
     if staging.exists():
@@ -414,6 +441,7 @@ def build_report(
         sites[site] = {
             "cases": len(members),
             "train": sum(c.split == "train" for c in members),
+            "val": sum(c.split == "val" for c in members),
             "test": sum(c.split == "test" for c in members),
             "labels": dict(Counter(str(c.label) for c in members)),
             "modality_by_label": {
@@ -466,7 +494,9 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         f"Partition: {report['partition']['partition']}; seed "
         f"{report['partition']['seed']}; test fraction "
-        f"{report['partition']['test_fraction']}.",
+        f"{report['partition']['test_fraction']}; validation fraction "
+        f"{report['partition'].get('val_fraction', 0)}. Validation cases choose "
+        "models; test cases only score the chosen ones.",
         "",
         f"Cases kept: **{report['cases_kept']}**. Patients quarantined: "
         f"**{report['cases_quarantined']}**; quarantined entries in all: "
@@ -474,14 +504,14 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         "## Cases per site",
         "",
-        "| site | cases | train | test | labels | modality x label |",
-        "|---|---:|---:|---:|---|---|",
+        "| site | cases | train | val | test | labels | modality x label |",
+        "|---|---:|---:|---:|---:|---|---|",
     ]
     for site, s in report["sites"].items():
         labels = ", ".join(f"{k}: {v}" for k, v in sorted(s["labels"].items()))
         mods = ", ".join(f"{k} {v}" for k, v in s["modality_by_label"].items())
         lines.append(
-            f"| {site} | {s['cases']} | {s['train']} | {s['test']} "
+            f"| {site} | {s['cases']} | {s['train']} | {s.get('val', 0)} | {s['test']} "
             f"| {labels} | {mods} |"
         )
     cols = sorted(

@@ -248,7 +248,7 @@ def load_checkpoint(path: str | Path) -> tuple[MultimodalNet, Any, dict]:
     config (:class:`common.config.OncoFedConfig`) and the raw checkpoint."""
     from common.config import from_run_config
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
     cfg = from_run_config(ckpt["config"])
     model = build_model(cfg.model, cfg.data.image_depth, ckpt.get("input_dims"))
     model.load_state_dict(ckpt["state_dict"])

@@ -8,7 +8,8 @@ A mask is binary (0 background, 1 cirrhotic liver).
 Every case is cirrhotic and masks carry no tumour, so the binary label is fixed at 1
 (the dataset serves segmentation and self-supervised pretraining; its report says
 so); ``--label-column`` can take it from a table instead. The published split is
-kept (``valid`` joins ``train``). Sites: sequence (T1W / T2W) x voxel-spacing group.
+kept (``valid`` is the validation split). Sites: sequence (T1W / T2W) x
+voxel-spacing group.
 """
 
 from __future__ import annotations
@@ -49,7 +50,9 @@ def _split(path: Path) -> str | None:
     parts = {p.lower() for p in path.parts}
     if "test" in parts:
         return "test"
-    if parts & {"train", "valid", "val", "training", "validation"}:
+    if parts & {"valid", "val", "validation"}:
+        return "val"  # the published validation split chooses models
+    if parts & {"train", "training"}:
         return "train"
     return None
 

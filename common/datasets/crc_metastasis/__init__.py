@@ -30,7 +30,7 @@ from typing import Any
 import pandas as pd
 
 from common.data.schema import SCHEMA_JSON, Schema
-from common.datasets import DATASET_JSON, DATASETS, SERVER_TEST
+from common.datasets import DATASET_JSON, DATASETS, SERVER_FOLDERS
 from common.datasets.prepare import (
     MANIFEST,
     REPORT_JSON,
@@ -147,13 +147,12 @@ class CrcMetastasis(PreparableDataset):
 def merge_prepared(out: Path, parts: list[tuple[str, Path]]) -> dict[str, Any]:
     """Copy the sites of several prepared folders into ``out`` as ``<part>-<site>``
     with one shared schema (the TCGA clinical schema; the metastasis label columns
-    excluded), and a server-test folder that is the union of theirs."""
+    excluded), and server-val / server-test folders that are the unions of theirs."""
     out.mkdir(parents=True, exist_ok=True)
     schema = Schema(
         dataset=NAME, clinical=tuple(tc.SCHEMA), label_columns=("stage", "m_stage")
     )
-    sites, manifests, clinicals = [], [], []
-    (out / SERVER_TEST).mkdir(exist_ok=True)
+    sites = []
     for prefix, src in parts:
         meta = json.loads((src / DATASET_JSON).read_text())
         for site in meta["sites"]:
@@ -161,41 +160,45 @@ def merge_prepared(out: Path, parts: list[tuple[str, Path]]) -> dict[str, Any]:
             shutil.copytree(src / site, out / name, dirs_exist_ok=True)
             (out / name / SCHEMA_JSON).write_text(schema.to_json())
             sites.append(name)
-        test = src / SERVER_TEST
-        m = pd.read_csv(test / MANIFEST, dtype=str, keep_default_na=False)
-        for col in ("ct_path", "mask_path", "histo_path"):
-            if col in m.columns:
-                m[col] = [_rebase(v, prefix) for v in m[col]]
-        if any(v and not v.startswith("../") for v in m["ct_path"]):
-            # files inside the part's server-test folder: copy them along
-            for child in test.iterdir():
-                if child.is_dir():
-                    shutil.copytree(
-                        child,
-                        out / SERVER_TEST / prefix / child.name,
-                        dirs_exist_ok=True,
-                    )
-        manifests.append(m)
-        if (test / "clinical.tsv").is_file():
-            clinicals.append(pd.read_csv(test / "clinical.tsv", sep="\t", dtype=str))
-    pd.concat(manifests).to_csv(out / SERVER_TEST / MANIFEST, index=False)
-    pd.concat(clinicals).to_csv(
-        out / SERVER_TEST / "clinical.tsv", sep="\t", index=False
-    )
-    (out / SERVER_TEST / SCHEMA_JSON).write_text(schema.to_json())
+    for folder in SERVER_FOLDERS.values():
+        _merge_held_out(out / folder, [(p, src / folder) for p, src in parts])
+        (out / folder / SCHEMA_JSON).write_text(schema.to_json())
     meta = {"name": NAME, "sites": sites, "parts": [p for p, _ in parts]}
     (out / DATASET_JSON).write_text(json.dumps(meta, indent=2))
     return {"sites": sites}
 
 
+def _merge_held_out(dst: Path, parts: list[tuple[str, Path]]) -> None:
+    """One server folder (``server-val`` or ``server-test``) from the parts' own."""
+    dst.mkdir(parents=True, exist_ok=True)
+    manifests, clinicals = [], []
+    for prefix, held in parts:
+        m = pd.read_csv(held / MANIFEST, dtype=str, keep_default_na=False)
+        for col in ("ct_path", "mask_path", "histo_path"):
+            if col in m.columns:
+                m[col] = [_rebase(v, prefix) for v in m[col]]
+        if any(v and not v.startswith("../") for v in m["ct_path"]):
+            # files inside the part's own server folder: copy them along
+            for child in held.iterdir():
+                if child.is_dir():
+                    shutil.copytree(
+                        child, dst / prefix / child.name, dirs_exist_ok=True
+                    )
+        manifests.append(m)
+        if (held / "clinical.tsv").is_file():
+            clinicals.append(pd.read_csv(held / "clinical.tsv", sep="\t", dtype=str))
+    pd.concat(manifests).to_csv(dst / MANIFEST, index=False)
+    pd.concat(clinicals).to_csv(dst / "clinical.tsv", sep="\t", index=False)
+
+
 def _rebase(value: str, prefix: str) -> str:
-    """A server-test path of part ``prefix`` as seen from the merged server-test."""
+    """A server-folder path of part ``prefix`` as seen from the merged folder."""
     if not value:
         return ""
     if value.startswith("../"):  # prepared layout: ../<site>/<file>
         site, rest = value[3:].split("/", 1)
         return f"../{prefix}-{site}/{rest}"
-    return f"{prefix}/{value}"  # a file inside the part's server-test folder
+    return f"{prefix}/{value}"  # a file inside the part's own server folder
 
 
 @DATASETS.register(NAME)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from common.config import DataConfig
-from common.datasets import DATASET_JSON, DATASETS, SERVER_TEST
+from common.datasets import DATASET_JSON, DATASETS, SERVER_FOLDERS
 from common.datasets.synthetic.generator import (
     SyntheticSpec,
     site_profiles,
@@ -33,7 +33,10 @@ log = logging.getLogger(__name__)
 
 NAME = "synthetic"
 MULTIMODAL_NAME = "synthetic_multimodal"
-TEST_FRACTION = 0.25
+# shares of each site's cases in its local test and validation splits
+SITE_SPLITS = (0.25, 0.15)
+# seed streams of the server's held-out sets (site cases use stream 1)
+SERVER_STREAMS = {"test": 2, "val": 3}
 
 
 def spec_from_config(cfg: DataConfig) -> SyntheticSpec:
@@ -50,27 +53,31 @@ def spec_hash(spec: SyntheticSpec) -> str:
 
 
 def generate(spec: SyntheticSpec, out: Path) -> Path:
-    """Write every site and the server test set of ``spec`` into ``out``."""
+    """Write every site and the server's validation and test sets of ``spec``
+    into ``out``."""
     profiles = site_profiles(spec)
     for p in profiles:
         rng = np.random.default_rng([spec.seed, p.index, 1])
-        write_cases(out / p.name, p, spec, p.n_cases, rng, TEST_FRACTION, "case-")
-    # server's held-out test set: the same number of fresh cases from every site
-    for p in profiles:
-        rng = np.random.default_rng([spec.seed, p.index, 2])
-        write_cases(
-            out / SERVER_TEST / p.name,
-            p,
-            spec,
-            spec.test_cases_per_site,
-            rng,
-            None,
-            f"test-{p.index:02d}-",
-        )
+        write_cases(out / p.name, p, spec, p.n_cases, rng, SITE_SPLITS, "case-")
+    # server's held-out sets: the same number of fresh cases from every site
+    for split, folder in SERVER_FOLDERS.items():
+        for p in profiles:
+            rng = np.random.default_rng([spec.seed, p.index, SERVER_STREAMS[split]])
+            write_cases(
+                out / folder / p.name,
+                p,
+                spec,
+                spec.test_cases_per_site,
+                rng,
+                split,
+                f"{split}-{p.index:02d}-",
+            )
     if spec.histology:
         for p in profiles:
-            add_histology(out / p.name, out / SERVER_TEST / p.name, p.index, spec.seed)
-    _merge_server_test(out / SERVER_TEST, [p.name for p in profiles])
+            held_out = [out / f / p.name for f in SERVER_FOLDERS.values()]
+            add_histology(out / p.name, held_out, p.index, spec.seed)
+    for folder in SERVER_FOLDERS.values():
+        _merge_server_folder(out / folder, [p.name for p in profiles])
     meta = {
         "name": MULTIMODAL_NAME if spec.histology else NAME,
         "sites": [p.name for p in profiles],
@@ -81,8 +88,9 @@ def generate(spec: SyntheticSpec, out: Path) -> Path:
     return out
 
 
-def _merge_server_test(test_dir: Path, sites: list[str]) -> None:
-    """One manifest and one clinical table for the server's test set."""
+def _merge_server_folder(test_dir: Path, sites: list[str]) -> None:
+    """One manifest and one clinical table for a server folder (validation or
+    test)."""
     import pandas as pd
 
     manifests, clinicals = [], []
@@ -179,7 +187,10 @@ class SyntheticDataset:
             sources=[{"file": str(meta_path), "role": "generated hospitals"}],
             clinical_columns=[c.name for c in COLUMNS],
             clinical_schema=[],  # empty schema = the fixed HCC encoding
-            notes=["the server-test folder is the union of the sites' test splits"],
+            notes=[
+                "the server-val and server-test folders are the unions of the "
+                "sites' validation and test splits"
+            ],
         )
 
 

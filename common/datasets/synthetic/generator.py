@@ -37,7 +37,7 @@ import pandas as pd
 
 from common.keys import CASE_ID, LABEL
 
-GENERATOR_VERSION = 2  # bump when the content for a given spec changes
+GENERATOR_VERSION = 3  # bump when the content for a given spec changes
 OCCULT_FRACTION = 0.35  # positives whose tumours CT cannot show (caps image AUC)
 AFP_RAISED_FRACTION = 0.4  # positives with a raised AFP (caps clinical AUC)
 REFERRAL_SHIFT_SD = 1.0  # size of a site's referral-pathway lab shift, in lab SDs
@@ -77,7 +77,8 @@ class SyntheticSpec:
     num_sites : virtual hospitals (default 7, as LiTS had 7 institutions).
     seed : master seed.
     cases_per_site : base case count; sites get 0.5x-1.6x of it.
-    test_cases_per_site : cases per site profile in the server's held-out test set.
+    test_cases_per_site : cases per site profile in the server's held-out test set
+        and, drawn separately, in its validation set.
     in_plane : voxels per side of an axial slice.
     z_extent_mm : cranio-caudal field of view; slices = z_extent_mm / thickness.
     """
@@ -293,12 +294,14 @@ def write_cases(
     spec: SyntheticSpec,
     n_cases: int,
     rng: np.random.Generator,
-    split_test_fraction: float | None,
+    split_fractions: tuple[float, float] | str,
     id_prefix: str,
 ) -> pd.DataFrame:
     """Write ``n_cases`` cases of ``profile`` under ``out_dir``; return the manifest.
 
-    ``split_test_fraction`` None writes every case as ``test`` (server test set).
+    ``split_fractions`` = (test, validation) shares of a site's cases, drawn per
+    label; a split name instead (``"val"``, ``"test"``) writes every case into that
+    split (the server's validation and test sets).
     """
     (out_dir / "ct").mkdir(parents=True, exist_ok=True)
     (out_dir / "labels").mkdir(exist_ok=True)
@@ -307,12 +310,17 @@ def write_cases(
     # at least two of each class per site, so every site can report an AUC
     labels[:2], labels[2:4] = 1, 0
     rng.shuffle(labels)
-    splits = np.array(["test"] * n_cases, dtype=object)
-    if split_test_fraction is not None:  # stratified: both splits see both classes
+    if isinstance(split_fractions, str):
+        splits = np.array([split_fractions] * n_cases, dtype=object)
+    else:  # stratified: every split sees both classes
+        splits = np.array(["train"] * n_cases, dtype=object)
+        test_share, val_share = split_fractions
         for cls in (0, 1):
             idx = rng.permutation(np.flatnonzero(labels == cls))
-            n_test = max(1, int(round(len(idx) * split_test_fraction)))
-            splits[idx[n_test:]] = "train"
+            n_test = max(1, int(round(len(idx) * test_share)))
+            n_val = max(1, int(round(len(idx) * val_share)))
+            splits[idx[:n_test]] = "test"
+            splits[idx[n_test : n_test + n_val]] = "val"
     for i, label in enumerate(labels):
         case_id = f"{id_prefix}{i:04d}"
         clin, cirrhotic = clinical_record(int(label), rng, profile.referral)

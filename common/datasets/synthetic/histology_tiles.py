@@ -71,18 +71,20 @@ def raw_bag(label: int, stain, rng: np.random.Generator) -> list[np.ndarray]:
     ]
 
 
-def add_histology(site_dir: Path, test_dir: Path | None, index: int, seed: int) -> None:
-    """Render bags for a site's cases (and its server-test cases), fit the site's
-    Macenko normaliser on its training bags, write normalised bags and the
-    ``histo_path`` manifest column."""
+def add_histology(
+    site_dir: Path, held_out: list[Path], index: int, seed: int
+) -> None:
+    """Render bags for a site's cases (and its cases in the server's ``held_out``
+    folders), fit the site's Macenko normaliser on its training bags, write
+    normalised bags and the ``histo_path`` manifest column."""
     stain = site_stain(index, seed)
-    folders = [site_dir] + ([test_dir] if test_dir is not None else [])
+    folders = [site_dir, *held_out]
     bags: dict[Path, dict[str, list[np.ndarray]]] = {}
     frames = {}
-    for f in folders:
+    for k, f in enumerate(folders):
         m = pd.read_csv(f / "manifest.csv", dtype=str, keep_default_na=False)
         frames[f] = m
-        rng = np.random.default_rng([seed, index, 55, len(str(f))])
+        rng = np.random.default_rng([seed, index, 55, k])
         bags[f] = {
             row.case_id: raw_bag(int(row.label), stain, rng) for row in m.itertuples()
         }
