@@ -37,11 +37,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from oncofed.common.ingest.prepare import PrepareOptions, prepare
+from oncofed.common.ml.metrics import survival_metrics
 
-from common.datasets.prepare import PrepareOptions, prepare  # noqa: E402
-from common.metrics import survival_metrics  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 FLAMBY_RESULTS = {"pooled": 0.676, "FedAvg": 0.732, "best strategy": 0.815}
 
@@ -124,10 +123,10 @@ def federated(
 
 def regional_test(checkpoint: Path, prepared: Path) -> dict[str, float]:
     """C-index of the saved global model on each region's test split."""
-    from common.data.site import load_site
-    from common.datasets import PreparedDataset
-    from common.models import load_checkpoint
-    from common.training import predict_detailed
+    from oncofed.common.data.prepared import PreparedDataset
+    from oncofed.common.data.site import load_site
+    from oncofed.common.ml.models import load_checkpoint
+    from oncofed.common.ml.training import predict_detailed
 
     model, cfg, _ = load_checkpoint(checkpoint)
     out = {}

@@ -30,27 +30,26 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from common.ablation.plan import load_scenario  # noqa: E402
-from common.config import from_run_config  # noqa: E402
-from common.data.site import load_site  # noqa: E402
-from common.datasets import open_dataset  # noqa: E402
-from common.metrics import (  # noqa: E402
+from oncofed.common.config import from_run_config
+from oncofed.common.data.site import load_site
+from oncofed.common.experiments.ablation.plan import load_scenario
+from oncofed.common.ingest import ensure_prepared
+from oncofed.common.ml.metrics import (
     binary_metrics,
     bootstrap_indices,
     percentile_interval,
     resampled_metrics,
 )
-from common.models import build_model, load_checkpoint  # noqa: E402
-from common.store import RUN_STORE, RunStore  # noqa: E402
-from common.training import (  # noqa: E402
+from oncofed.common.ml.models import build_model, load_checkpoint
+from oncofed.common.ml.training import (
     predict,
     resolve_device,
     seed_everything,
     train_local,
 )
+from oncofed.common.tracking.store import RUN_STORE, RunStore
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def bootstrap_auc(y, p, n=1000, seed=0) -> tuple[float, float]:
@@ -124,7 +123,7 @@ def main() -> None:
     # site and federated models see the same inputs
     cfg = from_run_config(load_scenario("lits_sites").run_config(overrides))
     epochs = args.rounds * args.local_epochs
-    ds = open_dataset(cfg.data)
+    ds = ensure_prepared(cfg.data)
     sites = [load_site(ds.site_dir(i), cfg.data) for i in range(len(ds.sites))]
     test = load_site(ds.server_test_dir, cfg.data, splits=("test",)).split("test")
     pooled = [s for sd in sites for s in sd.split("train")]

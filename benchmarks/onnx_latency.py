@@ -26,12 +26,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common.config import ModelConfig  # noqa: E402
-from common.data.clinical import NUM_FEATURES  # noqa: E402
-from common.export import ExportWrapper, export_onnx, max_abs_difference  # noqa: E402
-from common.models import build_model  # noqa: E402
+from oncofed.common.config import ModelConfig
+from oncofed.common.data.clinical import NUM_FEATURES
+from oncofed.common.ml.export import ExportWrapper, export_onnx, max_abs_difference
+from oncofed.common.ml.models import build_model
 
 
 def time_it(fn, warmup: int, repeats: int) -> float:

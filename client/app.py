@@ -7,6 +7,7 @@ training samples.
 from __future__ import annotations
 
 import logging
+from typing import cast
 
 from flwr.app import (
     ArrayRecord,
@@ -18,14 +19,14 @@ from flwr.app import (
 )
 from flwr.clientapp import ClientApp
 
-from client.site import site_data
-from common import keys, xgb
-from common.config import OncoFedConfig, from_run_config, sweep_run_config
-from common.metrics import binary_metrics
-from common.models import build_model
-from common.seeds import round_seed
-from common.tasks import get_task
-from common.training import (
+from oncofed.client.site import site_data
+from oncofed.common import keys
+from oncofed.common.config import OncoFedConfig, from_run_config, sweep_run_config
+from oncofed.common.ml import xgb
+from oncofed.common.ml.metrics import binary_metrics
+from oncofed.common.ml.models import build_model
+from oncofed.common.ml.tasks import get_task
+from oncofed.common.ml.training import (
     ProximalTerm,
     predict_detailed,
     resolve_device,
@@ -33,7 +34,7 @@ from common.training import (
     task_metrics,
     train_local,
 )
-from common.weights import (
+from oncofed.common.ml.weights import (
     arrays_to_bytes,
     bytes_to_arrays,
     load_arrays,
@@ -41,6 +42,7 @@ from common.weights import (
     restore_norm,
     to_arrays,
 )
+from oncofed.common.seeds import round_seed
 
 log = logging.getLogger(__name__)
 app = ClientApp()
@@ -61,6 +63,12 @@ def _config(msg: Message, context: Context) -> OncoFedConfig:
     return from_run_config(
         sweep_run_config(dict(context.run_config), _sweep_index(msg))
     )
+
+
+def _server_round(msg: Message) -> int:
+    """The round the server's ``train`` message is for (0 if it names none)."""
+    value = msg.content.config_records[keys.CONFIG].get(keys.SERVER_ROUND, 0)
+    return int(cast(int, value))
 
 
 def _norm_state_key(msg: Message) -> str:
@@ -97,8 +105,7 @@ def _reply(msg: Message, site: str, arrays: ArrayRecord | None, metrics: dict):
 def _xgb_train(msg: Message, context: Context, cfg: OncoFedConfig) -> Message:
     """XGBoost baseline: grow this site's trees on top of the global ensemble."""
     data = site_data(dict(context.node_config), cfg.data)
-    config = msg.content[keys.CONFIG]
-    server_round = int(config.get(keys.SERVER_ROUND, 0))
+    server_round = _server_round(msg)
     seed = round_seed(cfg.data.seed, server_round, data.name)
     global_model = arrays_to_bytes(msg.content[keys.ARRAYS])  # type: ignore[arg-type]
     samples = data.split("train")
@@ -127,12 +134,12 @@ def train(msg: Message, context: Context) -> Message:
     if cfg.model.family == "xgboost":
         return _xgb_train(msg, context, cfg)
     data, model, device = _setup(msg, context, cfg)
-    config = msg.content[keys.CONFIG]
-    server_round = int(config.get(keys.SERVER_ROUND, 0))
+    config = msg.content.config_records[keys.CONFIG]
+    server_round = _server_round(msg)
     samples = data.split("train")
     terms = []
     if keys.PROXIMAL_MU in config:  # sent by FedProx
-        terms.append(ProximalTerm(model, float(config[keys.PROXIMAL_MU])))
+        terms.append(ProximalTerm(model, float(cast(float, config[keys.PROXIMAL_MU]))))
     seed = round_seed(cfg.data.seed, server_round, data.name)
     seed_everything(seed)
     result = train_local(model, samples, cfg.train, device, seed, extra_terms=terms)

@@ -5,6 +5,10 @@
 * Simulation: Flower gives every virtual node ``partition-id``; node ``p`` plays
   site ``p`` of the run's dataset.
 
+A site only opens a prepared folder (``oncofed prepare`` / ``generate`` make them,
+the ServerApp makes a scenario's embedded default before round 1); when there is
+none the error names the command that makes it.
+
 Loaded data is cached per process: simulation reuses its workers across rounds.
 """
 
@@ -14,10 +18,10 @@ import logging
 from functools import lru_cache
 from pathlib import Path
 
-from common.config import DataConfig
-from common.data.site import SiteData, load_site
-from common.datasets import open_dataset
-from common.errors import ConfigError
+from oncofed.common.config import DataConfig
+from oncofed.common.data.prepared import open_prepared
+from oncofed.common.data.site import SiteData, load_site
+from oncofed.common.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +33,7 @@ def resolve_site_dir(node_config: dict, cfg: DataConfig) -> Path:
     if DATA_PATH in node_config:
         return Path(str(node_config[DATA_PATH])).expanduser()
     if PARTITION_ID in node_config:
-        return open_dataset(cfg).site_dir(int(node_config[PARTITION_ID]))
+        return open_prepared(cfg).site_dir(int(node_config[PARTITION_ID]))
     raise ConfigError(
         "This SuperNode has neither 'data-path' nor 'partition-id' in its node "
         "config. Fix: start it with --node-config \"data-path='/path/to/site'\"."

@@ -13,9 +13,9 @@ import dataclasses
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from common.errors import ConfigError
-from common.keys import MODALITIES
-from common.registry import look_up_option, suggestion
+from oncofed.common.errors import ConfigError
+from oncofed.common.keys import MODALITIES
+from oncofed.common.registry import look_up_option, suggestion
 
 
 def _key(name: str, doc: str) -> Any:

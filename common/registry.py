@@ -10,7 +10,7 @@ import difflib
 from collections.abc import Callable, Iterable
 from typing import Any, Generic, TypeVar
 
-from common.errors import ConfigError
+from oncofed.common.errors import ConfigError
 
 T = TypeVar("T")
 

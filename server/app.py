@@ -3,7 +3,7 @@ validation after every round, the test set once at the end, and everything saved
 the run directory::
 
     RUN_DIR/<timestamp>-run<id>/config.json     resolved config
-    RUN_DIR/<timestamp>-run<id>/run.sqlite      run store (see common.store)
+    RUN_DIR/<timestamp>-run<id>/run.sqlite      run store (see common.tracking.store)
     RUN_DIR/<timestamp>-run<id>/checkpoints/    best.pt (validation-selected),
                                                 last.pt
 
@@ -23,8 +23,8 @@ from flwr.app import ConfigRecord, Context
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
-from common import keys
-from common.config import (
+from oncofed.common import keys
+from oncofed.common.config import (
     DataConfig,
     OncoFedConfig,
     from_run_config,
@@ -32,16 +32,17 @@ from common.config import (
     sweep_label,
     sweep_run_config,
 )
-from common.data.site import SiteData, load_site
-from common.datasets import open_dataset
-from common.models import build_model
-from common.paths import default_runs_dir
-from common.store import RUN_STORE, RunStore
-from common.tasks import get_task
-from common.training import seed_everything
-from common.weights import bytes_to_arrays, to_arrays
-from server.evaluation import ServerEvaluator, XgbEvaluator
-from server.strategies import STRATEGIES, RecordingStrategy
+from oncofed.common.data.prepared import open_prepared
+from oncofed.common.data.site import SiteData, load_site
+from oncofed.common.ingest import ensure_prepared
+from oncofed.common.ml.models import build_model
+from oncofed.common.ml.tasks import get_task
+from oncofed.common.ml.training import seed_everything
+from oncofed.common.ml.weights import bytes_to_arrays, to_arrays
+from oncofed.common.paths import default_runs_dir
+from oncofed.common.tracking.store import RUN_STORE, RunStore
+from oncofed.server.evaluation import ServerEvaluator, XgbEvaluator
+from oncofed.server.strategies import STRATEGIES, RecordingStrategy
 
 app = ServerApp()
 
@@ -73,7 +74,7 @@ def site_table(
 @lru_cache(maxsize=4)  # sweep entries over the same data share the loaded sets
 def server_set(data: DataConfig, split: str, masks: bool) -> SiteData:
     """The server's validation (``split='val'``) or test set."""
-    dataset = open_dataset(data)
+    dataset = open_prepared(data)
     folder = dataset.server_val_dir if split == "val" else dataset.server_test_dir
     held = load_site(folder, data, splits=(split,), masks=masks)
     if held.quarantined:
@@ -147,7 +148,9 @@ def _federate(
     to_sites = ConfigRecord(
         {} if sweep_index is None else {keys.SWEEP_INDEX: sweep_index}
     )
-    dataset = open_dataset(cfg.data)
+    # the one preparation step at run time: a scenario's embedded synthetic
+    # default is written (once, cached) before round 1, so the sites find it
+    dataset = ensure_prepared(cfg.data)
     masks = get_task(cfg.model.task).needs_masks
     val = server_set(cfg.data, "val", masks)
     test = server_set(cfg.data, "test", masks)
@@ -207,8 +210,7 @@ def _federate(
     if evaluated:
         log(
             INFO,
-            "OncoFed | per-site evaluation after round %d (local validation "
-            "splits):",
+            "OncoFed | per-site evaluation after round %d (local validation splits):",
             rounds,
         )
         for line in site_table(evaluated, cfg.model.task):

@@ -22,16 +22,18 @@ from typing import Any
 import numpy as np
 import torch
 from flwr.app import ArrayRecord, MetricRecord
+from flwr.app.typing import MetricRecordValues
 from flwr.common.logger import log
 
-from common import keys, xgb
-from common.config import OncoFedConfig
-from common.metrics import binary_metrics
-from common.models import build_model
-from common.store import TEST, VAL, RunStore
-from common.tasks import get_task
-from common.training import Predictions, predict_detailed, resolve_device
-from common.weights import arrays_to_bytes, load_arrays
+from oncofed.common import keys
+from oncofed.common.config import OncoFedConfig
+from oncofed.common.ml import xgb
+from oncofed.common.ml.metrics import binary_metrics
+from oncofed.common.ml.models import build_model
+from oncofed.common.ml.tasks import get_task
+from oncofed.common.ml.training import Predictions, predict_detailed, resolve_device
+from oncofed.common.ml.weights import arrays_to_bytes, load_arrays
+from oncofed.common.tracking.store import TEST, VAL, RunStore
 
 BEST = "best.pt"
 LAST = "last.pt"
@@ -184,7 +186,7 @@ class ServerEvaluator:
             len(self.val),
             time.time() - self._t0,
         )
-        return MetricRecord(metrics)
+        return MetricRecord(dict[str, MetricRecordValues](metrics))
 
     # -- once, at the end
     def finish(self) -> Selection | None:

@@ -16,13 +16,14 @@ import math
 from collections.abc import Iterable
 
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
+from flwr.app.typing import MetricRecordValues
 from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, FedXgbBagging, Strategy
 
-from common import keys
-from common.config import FederationConfig
-from common.registry import Registry
-from common.store import RunStore
+from oncofed.common import keys
+from oncofed.common.config import FederationConfig
+from oncofed.common.registry import Registry
+from oncofed.common.tracking.store import RunStore
 
 log = logging.getLogger(__name__)
 
@@ -37,19 +38,27 @@ def nan_aware_mean(records: list[RecordDict], weighting_key: str) -> MetricRecor
     """
     sums: dict[str, float] = {}
     weights: dict[str, float] = {}
+    total = 0.0
     for rd in records:
         metrics = next(iter(rd.metric_records.values()))
-        w = float(metrics[weighting_key])
+        w = _scalar(metrics[weighting_key])
+        total += w
         for k, v in metrics.items():
             if k == weighting_key or isinstance(v, list) or math.isnan(float(v)):
                 continue
             sums[k] = sums.get(k, 0.0) + w * float(v)
             weights[k] = weights.get(k, 0.0) + w
-    out = {k: sums[k] / weights[k] for k in sums if weights[k] > 0}
-    out[weighting_key] = sum(
-        float(next(iter(rd.metric_records.values()))[weighting_key]) for rd in records
-    )
+    out: dict[str, MetricRecordValues] = {
+        k: sums[k] / weights[k] for k in sums if weights[k] > 0
+    }
+    out[weighting_key] = total
     return MetricRecord(out)
+
+
+def _scalar(value: MetricRecordValues) -> float:
+    if isinstance(value, list):
+        raise TypeError(f"expected a number, got a list of {len(value)}")
+    return float(value)
 
 
 def _common(cfg: FederationConfig) -> dict:
@@ -116,7 +125,11 @@ class RecordingStrategy(Strategy):
                     msg.error.reason,
                 )
                 continue
-            metrics = dict(next(iter(msg.content.metric_records.values())))
+            metrics = {
+                k: _scalar(v)
+                for k, v in next(iter(msg.content.metric_records.values())).items()
+                if not isinstance(v, list)
+            }
             site = _site_of(msg)
             self.store.log_site(
                 self.run_id, rnd, site, str(msg.metadata.src_node_id), phase, metrics

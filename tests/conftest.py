@@ -36,10 +36,10 @@ def oncofed_home(tmp_path_factory) -> Iterator[Path]:
 @pytest.fixture(scope="session")
 def small_dataset(oncofed_home):
     """The synthetic dataset with 3 sites, generated once per session."""
-    from common.config import DataConfig
-    from common.datasets import open_dataset
+    from oncofed.common.config import DataConfig
+    from oncofed.common.ingest import ensure_prepared
 
-    return open_dataset(DataConfig(num_sites=SMALL_SITES))
+    return ensure_prepared(DataConfig(num_sites=SMALL_SITES))
 
 
 @pytest.fixture()

@@ -10,11 +10,15 @@ import subprocess
 import numpy as np
 import pytest
 
-from common.ablation import AblationOptions, load_scenario, plan_arms
-from common.ablation.plan import parse_overrides
-from common.cli import main
-from common.errors import ConfigError
-from common.metrics import (
+from oncofed.common.cli import main
+from oncofed.common.errors import ConfigError
+from oncofed.common.experiments.ablation import (
+    AblationOptions,
+    load_scenario,
+    plan_arms,
+)
+from oncofed.common.experiments.ablation.plan import parse_overrides
+from oncofed.common.ml.metrics import (
     binary_metrics,
     bootstrap_indices,
     percentile_interval,

@@ -20,7 +20,7 @@ def test_help_on_every_command():
 
 
 def test_config_lists_every_key():
-    from common.config import KEYS
+    from oncofed.common.config import KEYS
 
     out = _run("config").stdout
     for key in KEYS:

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from common.config import KEYS, OncoFedConfig, from_run_config
-from common.errors import ConfigError
+from oncofed.common.config import KEYS, OncoFedConfig, from_run_config
+from oncofed.common.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +82,7 @@ def test_unknown_modality_is_refused_at_the_boundary():
 
 
 def test_sweep_entries_resolve_or_are_refused_by_entry():
-    from common.config import parse_sweep, sweep_run_config
+    from oncofed.common.config import parse_sweep, sweep_run_config
 
     base = {"sweep": "fusion=concat modalities=ct; fusion=transformer", "seed": 3}
     cfg = from_run_config(base)

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.config import DataConfig
-from common.data.site import load_site
-from common.errors import DataError
-from common.keys import CLINICAL, CT, LABEL, present_key
+from oncofed.common.config import DataConfig
+from oncofed.common.data.site import load_site
+from oncofed.common.errors import DataError
+from oncofed.common.keys import CLINICAL, CT, LABEL, present_key
 
 CFG = DataConfig(num_sites=3)
 
@@ -112,7 +112,7 @@ def test_gzip_corruption_in_the_middle(site_copy):
 def test_mice_is_fitted_on_the_train_split_only(site_copy):
     """MICE fills gaps from correlated columns; changing test rows cannot change
     how train rows are filled, while changing train rows does."""
-    from common.data.clinical import COLUMNS
+    from oncofed.common.data.clinical import COLUMNS
 
     clin = pd.read_csv(
         site_copy / "clinical.tsv", sep="\t", dtype=str, keep_default_na=False
@@ -235,7 +235,7 @@ def test_building_the_ct_loader_prints_no_gpu_codec_noise(caplog):
     still would)."""
     import warnings
 
-    from common.data.transforms import ct_mask_transforms, ct_transforms
+    from oncofed.common.data.transforms import ct_mask_transforms, ct_transforms
 
     caplog.set_level("WARNING")
     with warnings.catch_warnings(record=True) as caught:

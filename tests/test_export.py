@@ -9,11 +9,11 @@ import sys
 
 import torch
 
-from common.config import OncoFedConfig
-from common.data.site import load_site
-from common.export import export_onnx, max_abs_difference
-from common.models import build_model
-from common.training import make_loader, resolve_device, train_local
+from oncofed.common.config import OncoFedConfig
+from oncofed.common.data.site import load_site
+from oncofed.common.ml.export import export_onnx, max_abs_difference
+from oncofed.common.ml.models import build_model
+from oncofed.common.ml.training import make_loader, resolve_device, train_local
 
 
 def test_trained_ghostnet_model_matches_in_onnx_runtime(small_dataset, tmp_path):
@@ -60,7 +60,7 @@ def test_trained_ghostnet_model_matches_in_onnx_runtime(small_dataset, tmp_path)
         [
             sys.executable,
             "-m",
-            "common.cli",
+            "oncofed.common.cli",
             "export",
             str(run),
             "--out",

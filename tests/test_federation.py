@@ -278,7 +278,7 @@ def test_scenario_apps_run_offline_with_their_defaults(
 def test_brca_survival_federation_on_flambys_regions(processes, oncofed_home, tmp_path):
     """FLamby's TCGA-BRCA, its 6 regions as 6 SuperNodes, Cox head: every region
     reports a C-index and the server evaluates the pooled test set."""
-    from common.datasets.prepare import PrepareOptions, prepare
+    from oncofed.common.ingest.prepare import PrepareOptions, prepare
 
     prepared = tmp_path / "brca"
     prepare(

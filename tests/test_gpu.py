@@ -10,11 +10,16 @@ import numpy as np
 import pytest
 import torch
 
-from common.config import OncoFedConfig
-from common.data.site import load_site
-from common.models import build_model
-from common.models.encoders import INPUT_KIND
-from common.training import predict, resolve_device, seed_everything, train_local
+from oncofed.common.config import OncoFedConfig
+from oncofed.common.data.site import load_site
+from oncofed.common.ml.models import build_model
+from oncofed.common.ml.models.encoders import INPUT_KIND
+from oncofed.common.ml.training import (
+    predict,
+    resolve_device,
+    seed_everything,
+    train_local,
+)
 
 DEVICE = os.environ.get("ONCOFED_TEST_DEVICE", "cuda")
 pytestmark = [

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.config import DataConfig
-from common.data.site import load_site
-from common.datasets.prepare import PrepareOptions, prepare
+from oncofed.common.config import DataConfig
+from oncofed.common.data.site import load_site
+from oncofed.common.ingest.prepare import PrepareOptions, prepare
 from tests.conftest import SHARED_DATA
 
 DCM = SHARED_DATA / "dcmqi_liver_ct3slice_seg"
@@ -264,7 +264,7 @@ def test_tiles_and_svs_become_stain_normalised_bags(tmp_path):
     assert bags["TCGA-AD-A001"].shape[0] >= 10  # tissue tiles of the SVS
     assert bags["TCGA-AD-A001"].dtype == np.uint8
     # Macenko changed the colours: the bag is not the raw tiles
-    from common.data.histology import read_tile
+    from oncofed.common.data.histology import read_tile
 
     raw = read_tile(next((root / "TCGA-AD-6964-01Z-00-DX1").glob("*.jpg")))
     assert not any(
@@ -291,7 +291,7 @@ def test_crc_metastasis_merges_tcga_clinical_and_crlm_ct(crlm_root, tmp_path):
     # one schema for all sites: the TCGA clinical columns, label columns excluded
     schemas = {(out / s / "schema.json").read_text() for s in sites}
     assert len(schemas) == 1
-    from common.data.schema import load_schema
+    from oncofed.common.data.schema import load_schema
 
     schema = load_schema(out / sites[0])
     assert "m_stage" in schema.label_columns

@@ -5,12 +5,12 @@ import dataclasses
 import pytest
 import torch
 
-from common.config import ModelConfig
-from common.data.clinical import NUM_FEATURES
-from common.errors import ConfigError
-from common.models import ENCODERS, FUSIONS, build_model
-from common.models.encoders import INPUT_KIND
-from common.registry import Registry
+from oncofed.common.config import ModelConfig
+from oncofed.common.data.clinical import NUM_FEATURES
+from oncofed.common.errors import ConfigError
+from oncofed.common.ml.models import ENCODERS, FUSIONS, build_model
+from oncofed.common.ml.models.encoders import INPUT_KIND
+from oncofed.common.registry import Registry
 
 IMAGE = [n for n in ENCODERS.names() if INPUT_KIND[n] == "volume"]
 GENES = 10
@@ -183,7 +183,12 @@ def test_contrastive_alignment_loss_trains_the_projections():
 
 
 def test_fedbn_keeps_a_sites_normalisation_layers():
-    from common.weights import norm_arrays, norm_keys, restore_norm, to_arrays
+    from oncofed.common.ml.weights import (
+        norm_arrays,
+        norm_keys,
+        restore_norm,
+        to_arrays,
+    )
 
     model = build_model(ModelConfig(embed_dim=16), 8)
     keys = norm_keys(model)
@@ -195,7 +200,7 @@ def test_fedbn_keeps_a_sites_normalisation_layers():
                 v.add_(1.0)  # the site's own statistics
     mine = norm_arrays(site)
     # the global model arrives; the site puts its own norm layers back
-    from common.weights import load_arrays
+    from oncofed.common.ml.weights import load_arrays
 
     load_arrays(site, to_arrays(model))
     assert restore_norm(site, mine) == len(keys)

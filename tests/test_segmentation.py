@@ -8,11 +8,11 @@ import dataclasses
 import pytest
 import torch
 
-from common.config import DataConfig, ModelConfig
-from common.data.site import load_site
-from common.models import build_model
-from common.models.segmentation import dice_counts, dice_metrics
-from common.training import predict_detailed, task_metrics, train_local
+from oncofed.common.config import DataConfig, ModelConfig
+from oncofed.common.data.site import load_site
+from oncofed.common.ml.models import build_model
+from oncofed.common.ml.models.segmentation import dice_counts, dice_metrics
+from oncofed.common.ml.training import predict_detailed, task_metrics, train_local
 
 
 def test_dice_per_case_and_global():
@@ -47,7 +47,7 @@ def test_unet_learns_the_liver(small_dataset):
     data = load_site(small_dataset.site_dir(0), cfg_data, masks=True)
     cfg = dataclasses.replace(ModelConfig(), task="segmentation", modalities="ct")
     model = build_model(cfg, 8)
-    from common.config import TrainConfig
+    from oncofed.common.config import TrainConfig
 
     train = dataclasses.replace(TrainConfig(), learning_rate=0.01, batch_size=8)
     before = task_metrics(
@@ -60,7 +60,7 @@ def test_unet_learns_the_liver(small_dataset):
     assert after["dice-liver"] > max(0.6, before["dice-liver"] + 0.2), (before, after)
     # the global tumour Dice is that of the summed voxel counts: the reference
     # label maps score 1, an all-background prediction 0
-    from common.models.segmentation import dice_counts, dice_metrics
+    from oncofed.common.ml.models.segmentation import dice_counts, dice_metrics
 
     truth = torch.stack([s["mask"][0] for s in data.split("test")]).long()
     assert dice_metrics(dice_counts(truth, truth))["dice-tumour-global"] == 1.0

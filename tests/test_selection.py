@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from common.cli import main as oncofed
-from common.config import OncoFedConfig, from_run_config
-from common.data.site import load_site
-from common.models import build_model
-from common.store import RunStore
-from common.training import seed_everything, train_local
-from common.weights import to_arrays
-from server.evaluation import BEST, ServerEvaluator
+from oncofed.common.cli import main as oncofed
+from oncofed.common.config import OncoFedConfig, from_run_config
+from oncofed.common.data.site import load_site
+from oncofed.common.ml.models import build_model
+from oncofed.common.ml.training import seed_everything, train_local
+from oncofed.common.ml.weights import to_arrays
+from oncofed.common.tracking.store import RunStore
+from oncofed.server.evaluation import BEST, ServerEvaluator
 from tests.conftest import SMALL_SITES
 
 ROUNDS = 4

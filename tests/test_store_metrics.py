@@ -5,8 +5,8 @@ import sqlite3
 
 import pytest
 
-from common.metrics import binary_metrics
-from common.store import RunStore
+from oncofed.common.ml.metrics import binary_metrics
+from oncofed.common.tracking.store import RunStore
 
 
 def test_run_store_long_format(tmp_path):
@@ -55,8 +55,8 @@ def test_undefined_metrics_are_nan_not_invented():
 def test_breakdown_per_modality_subset_and_weights():
     import numpy as np
 
-    from common.training import Predictions
-    from server.evaluation import breakdown
+    from oncofed.common.ml.training import Predictions
+    from oncofed.server.evaluation import breakdown
 
     rng = np.random.default_rng(0)
     y = np.array([0, 1] * 10, dtype=float)

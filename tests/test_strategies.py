@@ -9,10 +9,10 @@ import pytest
 from flwr.app import Array, ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.supercore.task_identity import TaskIdentity
 
-from common import keys
-from common.config import FederationConfig
-from common.store import RunStore
-from server.strategies import STRATEGIES, RecordingStrategy
+from oncofed.common import keys
+from oncofed.common.config import FederationConfig
+from oncofed.common.tracking.store import RunStore
+from oncofed.server.strategies import STRATEGIES, RecordingStrategy
 
 SITES = [f"site-{i:02d}" for i in range(7)]
 

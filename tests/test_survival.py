@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from common.config import ModelConfig
-from common.metrics import survival_metrics
-from common.models import build_model
-from common.models.multimodal import cox_loss
+from oncofed.common.config import ModelConfig
+from oncofed.common.ml.metrics import survival_metrics
+from oncofed.common.ml.models import build_model
+from oncofed.common.ml.models.multimodal import cox_loss
 
 
 def _partial_likelihood(risk, time, event):

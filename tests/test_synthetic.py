@@ -7,10 +7,10 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 
-from common.config import DataConfig
-from common.datasets import open_dataset
-from common.datasets.synthetic import SyntheticSpec, generate
-from common.datasets.synthetic.generator import CLINICAL_COLUMNS
+from oncofed.common.config import DataConfig
+from oncofed.common.ingest import ensure_prepared
+from oncofed.common.ingest.synthetic import SyntheticSpec, generate
+from oncofed.common.ingest.synthetic.generator import CLINICAL_COLUMNS
 
 
 def _digest(root):
@@ -84,7 +84,7 @@ def test_sites_differ_like_hospitals(small_dataset):
 def test_cache_is_reused_not_regenerated(small_dataset):
     marker = small_dataset.root / "dataset.json"
     before = marker.stat().st_mtime_ns
-    again = open_dataset(DataConfig(num_sites=len(small_dataset.sites)))
+    again = ensure_prepared(DataConfig(num_sites=len(small_dataset.sites)))
     assert again.root == small_dataset.root
     assert marker.stat().st_mtime_ns == before
 
@@ -94,8 +94,8 @@ def test_synthetic_is_one_more_preparable_dataset(small_dataset, tmp_path):
     the natural split keeps sites and splits; Dirichlet re-partitions every case."""
     import pandas as pd
 
-    from common.data.site import load_site
-    from common.datasets.prepare import PrepareOptions, prepare
+    from oncofed.common.data.site import load_site
+    from oncofed.common.ingest.prepare import PrepareOptions, prepare
 
     natural = prepare(
         "synthetic", small_dataset.root, tmp_path / "n", PrepareOptions(), False

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from common.datasets.prepare import PrepareOptions, prepare
-from common.errors import DataError
+from oncofed.common.errors import DataError
+from oncofed.common.ingest.prepare import PrepareOptions, prepare
 from tests.conftest import SHARED_DATA
 
 BRCA = SHARED_DATA / "flamby_tcga_brca"
@@ -306,7 +306,7 @@ def test_partitioners_are_seeded_and_keep_every_case(tmp_path):
 def test_sites_with_a_common_name_prefix_get_their_own_split():
     """Two hospitals with the same case ids and labels must not get the same
     test patients just because their names start alike."""
-    from common.datasets.prepare import Case, assign_splits
+    from oncofed.common.ingest.prepare import Case, assign_splits
 
     cases = [
         Case(case_id=f"p{i:02d}", site=site, label=i % 2)
@@ -334,7 +334,7 @@ def test_unusable_root_stops_with_one_sentence(tmp_path):
         [
             sys.executable,
             "-m",
-            "common.cli",
+            "oncofed.common.cli",
             "prepare",
             "tcga_coad_read",
             "--root",
@@ -368,8 +368,8 @@ def test_truncated_file_is_quarantined_and_rest_goes_on(tmp_path):
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from common.datasets.tcga import clinical as tc  # noqa: E402
-from common.datasets.tcga.barcode import patient_barcode, tss_code  # noqa: E402
+from oncofed.common.ingest.tcga import clinical as tc  # noqa: E402
+from oncofed.common.ingest.tcga.barcode import patient_barcode, tss_code  # noqa: E402
 
 ALNUM = st.sampled_from("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 
@@ -619,10 +619,10 @@ def test_mice_fills_numeric_gaps_of_a_real_prepared_dataset(tmp_path, dataset, r
     column for some training patients: MICE gives them per-patient estimates (the
     reference fill gives 0), the indicator still says "missing", and every other
     feature is left as encoded."""
-    from common.config import from_run_config
-    from common.data.schema import load_schema
-    from common.data.site import load_site
-    from common.datasets import PreparedDataset
+    from oncofed.common.config import from_run_config
+    from oncofed.common.data.prepared import PreparedDataset
+    from oncofed.common.data.schema import load_schema
+    from oncofed.common.data.site import load_site
 
     out = tmp_path / dataset
     prepare(dataset, root, out, PrepareOptions(), False)

@@ -6,11 +6,11 @@ import dataclasses
 
 import pytest
 
-from common import xgb
-from common.config import DataConfig, ModelConfig, from_run_config
-from common.data.site import load_site
-from common.errors import ConfigError
-from common.metrics import binary_metrics
+from oncofed.common.config import DataConfig, ModelConfig, from_run_config
+from oncofed.common.data.site import load_site
+from oncofed.common.errors import ConfigError
+from oncofed.common.ml import xgb
+from oncofed.common.ml.metrics import binary_metrics
 
 
 def test_bagging_rounds_grow_one_ensemble_that_learns(small_dataset):

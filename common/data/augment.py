@@ -15,7 +15,7 @@ from monai.transforms import (
     ToTensord,
 )
 
-from common.keys import CT
+from oncofed.common.keys import CT
 
 
 def train_augmentation(seed: int) -> Compose:

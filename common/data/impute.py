@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from common.data.schema import Schema
-from common.keys import CLINICAL, present_key
+from oncofed.common.data.schema import Schema
+from oncofed.common.keys import CLINICAL, present_key
 
 
 def _matrix(samples: list[dict], slots: list[tuple[int, int]]) -> np.ndarray:

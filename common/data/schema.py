@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from common.data import clinical as hcc
-from common.data.clinical import ClinicalValueError
+from oncofed.common.data import clinical as hcc
+from oncofed.common.data.clinical import ClinicalValueError
 
 SCHEMA_JSON = "schema.json"
 _MISSING = {"", "na", "nan", "'--", "--", "not reported", "unknown", "none"}

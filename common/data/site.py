@@ -20,14 +20,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from common.config import DataConfig
-from common.data.clinical import ClinicalValueError
-from common.data.histology import bag_tensor, load_bag
-from common.data.impute import mice_fill
-from common.data.schema import Schema, load_schema
-from common.data.transforms import ct_mask_transforms, ct_transforms
-from common.errors import DataError
-from common.keys import (
+from oncofed.common.config import DataConfig
+from oncofed.common.data.clinical import ClinicalValueError
+from oncofed.common.data.histology import bag_tensor, load_bag
+from oncofed.common.data.impute import mice_fill
+from oncofed.common.data.schema import Schema, load_schema
+from oncofed.common.data.transforms import ct_mask_transforms, ct_transforms
+from oncofed.common.errors import DataError
+from oncofed.common.keys import (
     CASE_ID,
     CLINICAL,
     CT,
@@ -41,7 +41,7 @@ from common.keys import (
     TIME,
     present_key,
 )
-from common.quarantine import Quarantined
+from oncofed.common.quarantine import Quarantined
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ class SiteData:
 
     @property
     def input_dims(self) -> dict[str, int]:
-        """Tabular feature sizes for :func:`common.models.build_model`."""
+        """Tabular feature sizes for :func:`common.ml.models.build_model`."""
         return {CLINICAL: self.schema.clinical_dim, GENOMICS: self.schema.genomics_dim}
 
     def split(self, name: str) -> list[dict]:
@@ -101,6 +101,122 @@ def _read_clinical(site_dir: Path, name: str = CLINICAL_TSV) -> dict[str, dict]:
     return {row[CASE_ID]: row for row in frame.to_dict("records")}
 
 
+class _Rejected(Exception):
+    """A case that cannot be used: ``path`` is the file at fault."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(reason)
+        self.path, self.reason = path, reason
+
+
+class _CaseLoader:
+    """Turns one manifest row of a site folder into a sample dict (see the module
+    docstring), or raises :class:`_Rejected` naming the file and the reason."""
+
+    def __init__(self, site_dir: Path, name: str, cfg: DataConfig, masks: bool):
+        self.site_dir, self.name, self.cfg, self.masks = site_dir, name, cfg, masks
+        self.schema = load_schema(site_dir)
+        self.clinical = _read_clinical(site_dir)
+        self.genomics = _read_clinical(site_dir, GENOMICS_TSV)
+        self.ct_pipeline = ct_transforms(cfg)
+        self.joint_pipeline = ct_mask_transforms(cfg)
+        self.roi = cfg.ct_roi == "liver"
+        self.empty_bag = torch.zeros(
+            cfg.bag_size, 3, cfg.tile_size, cfg.tile_size, dtype=torch.uint8
+        )
+        self.empty_ct = torch.zeros(1, cfg.image_size, cfg.image_size, cfg.image_depth)
+
+    def __call__(self, row: dict) -> dict:
+        manifest = str(self.site_dir / MANIFEST)
+        if row[LABEL] not in ("0", "1"):
+            raise _Rejected(manifest, f"label {row[LABEL]!r} is not 0 or 1")
+        sample: dict = {
+            CASE_ID: row[CASE_ID],
+            SITE_KEY: self.name,
+            LABEL: float(row[LABEL]),
+            TIME: _float_or_nan(row.get(TIME, "")),
+            EVENT: _float_or_nan(row.get(EVENT, "")),
+        }
+        self._ct(row, sample)
+        self._tabular(row, sample)
+        self._histology(row, sample)
+        if not any(sample[present_key(m)] for m in MODALITIES):
+            raise _Rejected(manifest, "case has no modality at all")
+        return sample
+
+    def _ct(self, row: dict, sample: dict) -> None:
+        """CT (and, for ct-roi = liver or segmentation, its label map)."""
+        ct_rel = row["ct_path"].strip()
+        mask_rel = row.get("mask_path", "").strip()
+        if self.masks:
+            sample[MASK] = torch.zeros(self.empty_ct.shape, dtype=torch.uint8)
+            sample[present_key(MASK)] = 0.0
+        sample[CT], sample[present_key(CT)] = self.empty_ct, 0.0
+        if not ct_rel:
+            return
+        if self.roi and not mask_rel:
+            raise _Rejected(
+                str(self.site_dir / MANIFEST),
+                "ct-roi = 'liver' needs the case's label map, but its mask_path is "
+                "empty; add the liver mask or set ct-roi = 'none'",
+            )
+        if mask_rel and (self.roi or self.masks):
+            paths = {
+                CT: str(self.site_dir / ct_rel),
+                MASK: str(self.site_dir / mask_rel),
+            }
+            try:
+                loaded = self.joint_pipeline(paths)
+            except Exception as err:  # noqa: BLE001 - any reader failure quarantines
+                raise _Rejected(_culprit(err, paths), _reason(err)) from err
+            sample[CT], sample[present_key(CT)] = loaded[CT].float(), 1.0
+            if self.masks:
+                sample[MASK] = loaded[MASK].round().to(torch.uint8)
+                sample[present_key(MASK)] = 1.0
+            return
+        ct_path = self.site_dir / ct_rel
+        try:
+            sample[CT] = self.ct_pipeline({CT: str(ct_path)})[CT].float()
+        except Exception as err:  # noqa: BLE001 - any reader failure quarantines
+            raise _Rejected(str(ct_path), _reason(err)) from err
+        sample[present_key(CT)] = 1.0
+
+    def _tabular(self, row: dict, sample: dict) -> None:
+        """Clinical and genomic vectors, encoded by the folder's schema."""
+        schema = self.schema
+        record = self.clinical.get(row[CASE_ID]) if row["has_clinical"] == "1" else None
+        sample[CLINICAL] = torch.zeros(schema.clinical_dim)
+        sample[present_key(CLINICAL)] = 0.0
+        if record is not None:
+            try:
+                sample[CLINICAL] = torch.from_numpy(schema.encode_clinical(record))
+            except ClinicalValueError as err:
+                raise _Rejected(str(self.site_dir / CLINICAL_TSV), str(err)) from err
+            sample[present_key(CLINICAL)] = 1.0
+        g = self.genomics.get(row[CASE_ID]) if row.get("has_genomics") == "1" else None
+        sample[GENOMICS] = torch.from_numpy(
+            schema.encode_genomics(g)
+            if g
+            else np.zeros(schema.genomics_dim, np.float32)
+        )
+        sample[present_key(GENOMICS)] = 1.0 if g else 0.0
+
+    def _histology(self, row: dict, sample: dict) -> None:
+        histo_rel = row.get("histo_path", "").strip()
+        sample[HISTOLOGY], sample[present_key(HISTOLOGY)] = self.empty_bag, 0.0
+        if not histo_rel:
+            return
+        try:
+            sample[HISTOLOGY] = bag_tensor(
+                load_bag(self.site_dir / histo_rel),
+                self.cfg.bag_size,
+                self.cfg.tile_size,
+            )
+        except Exception as err:  # noqa: BLE001 - a bad bag quarantines the case
+            raise _Rejected(str(self.site_dir / histo_rel), _reason(err)) from err
+        sample[present_key(HISTOLOGY)] = 1.0
+
+
 def load_site(
     site_dir: str | Path,
     cfg: DataConfig,
@@ -116,108 +232,24 @@ def load_site(
     site_dir = Path(site_dir)
     name = site_name or site_dir.name
     manifest = read_manifest(site_dir)
-    schema = load_schema(site_dir)
-    clinical = _read_clinical(site_dir)
-    genomics = _read_clinical(site_dir, GENOMICS_TSV)
-    ct_pipeline = ct_transforms(cfg)
-    joint_pipeline = ct_mask_transforms(cfg)
-    roi = cfg.ct_roi == "liver"
-    empty_bag = torch.zeros(
-        cfg.bag_size, 3, cfg.tile_size, cfg.tile_size, dtype=torch.uint8
-    )
-    out = SiteData(name=name, splits={s: [] for s in splits}, schema=schema)
+    load_case = _CaseLoader(site_dir, name, cfg, masks)
+    out = SiteData(name=name, splits={s: [] for s in splits}, schema=load_case.schema)
     seen: set[str] = set()
-    empty_ct = torch.zeros(1, cfg.image_size, cfg.image_size, cfg.image_depth)
     for row in manifest.to_dict("records"):
         case_id, split = row[CASE_ID], row["split"]
         if split not in splits:
             continue
-
-        def reject(path: str, reason: str, case_id: str = case_id) -> None:
-            out.quarantined.append(Quarantined(case_id, path, reason))
-            log.warning("Quarantined case %s (%s): %s", case_id, path, reason)
-
-        if case_id in seen:
-            reject(str(site_dir / MANIFEST), "duplicate case_id in manifest")
-            continue
-        seen.add(case_id)
-        if row[LABEL] not in ("0", "1"):
-            reject(str(site_dir / MANIFEST), f"label {row[LABEL]!r} is not 0 or 1")
-            continue
-        sample: dict = {
-            CASE_ID: case_id,
-            SITE_KEY: name,
-            LABEL: float(row[LABEL]),
-            TIME: _float_or_nan(row.get(TIME, "")),
-            EVENT: _float_or_nan(row.get(EVENT, "")),
-        }
-        ct_rel = row["ct_path"].strip()
-        mask_rel = row.get("mask_path", "").strip()
-        if masks:
-            sample[MASK] = torch.zeros(empty_ct.shape, dtype=torch.uint8)
-            sample[present_key(MASK)] = 0.0
-        if ct_rel and roi and not mask_rel:
-            reject(
-                str(site_dir / MANIFEST),
-                "ct-roi = 'liver' needs the case's label map, but its mask_path is "
-                "empty; add the liver mask or set ct-roi = 'none'",
-            )
-            continue
-        if ct_rel and mask_rel and (roi or masks):
-            paths = {CT: str(site_dir / ct_rel), MASK: str(site_dir / mask_rel)}
-            try:
-                loaded = joint_pipeline(paths)
-            except Exception as err:  # noqa: BLE001 - any reader failure quarantines
-                reject(_culprit(err, paths), _reason(err))
-                continue
-            sample[CT], sample[present_key(CT)] = loaded[CT].float(), 1.0
-            if masks:
-                sample[MASK] = loaded[MASK].round().to(torch.uint8)
-                sample[present_key(MASK)] = 1.0
-        elif ct_rel:
-            ct_path = site_dir / ct_rel
-            try:
-                sample[CT] = ct_pipeline({CT: str(ct_path)})[CT].float()
-            except Exception as err:  # noqa: BLE001 - any reader failure quarantines
-                reject(str(ct_path), _reason(err))
-                continue
-            sample[present_key(CT)] = 1.0
-        else:
-            sample[CT], sample[present_key(CT)] = empty_ct, 0.0
-        record = clinical.get(case_id) if row["has_clinical"] == "1" else None
-        if record is not None:
-            try:
-                sample[CLINICAL] = torch.from_numpy(schema.encode_clinical(record))
-            except ClinicalValueError as err:
-                reject(str(site_dir / CLINICAL_TSV), str(err))
-                continue
-            sample[present_key(CLINICAL)] = 1.0
-        else:
-            sample[CLINICAL] = torch.zeros(schema.clinical_dim)
-            sample[present_key(CLINICAL)] = 0.0
-        g = genomics.get(case_id) if row.get("has_genomics") == "1" else None
-        sample[GENOMICS] = torch.from_numpy(
-            schema.encode_genomics(g)
-            if g
-            else np.zeros(schema.genomics_dim, np.float32)
-        )
-        sample[present_key(GENOMICS)] = 1.0 if g else 0.0
-        histo_rel = row.get("histo_path", "").strip()
-        sample[HISTOLOGY], sample[present_key(HISTOLOGY)] = empty_bag, 0.0
-        if histo_rel:
-            try:
-                sample[HISTOLOGY] = bag_tensor(
-                    load_bag(site_dir / histo_rel), cfg.bag_size, cfg.tile_size
+        try:
+            if case_id in seen:
+                raise _Rejected(
+                    str(site_dir / MANIFEST), "duplicate case_id in manifest"
                 )
-                sample[present_key(HISTOLOGY)] = 1.0
-            except Exception as err:  # noqa: BLE001 - a bad bag quarantines the case
-                reject(str(site_dir / histo_rel), _reason(err))
-                continue
-        if not any(sample[present_key(m)] for m in MODALITIES):
-            reject(str(site_dir / MANIFEST), "case has no modality at all")
-            continue
-        out.splits[split].append(sample)
-    if cfg.imputation == "mice" and mice_fill(out.splits, cfg.seed, schema):
+            seen.add(case_id)
+            out.splits[split].append(load_case(row))
+        except _Rejected as bad:
+            out.quarantined.append(Quarantined(case_id, bad.path, bad.reason))
+            log.warning("Quarantined case %s (%s): %s", case_id, bad.path, bad.reason)
+    if cfg.imputation == "mice" and mice_fill(out.splits, cfg.seed, out.schema):
         log.info(
             "Site %s: clinical gaps filled by MICE fitted on its train split", name
         )

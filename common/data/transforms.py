@@ -18,8 +18,8 @@ from monai.transforms import (
     ScaleIntensityRanged,
 )
 
-from common.config import DataConfig
-from common.keys import CT, MASK
+from oncofed.common.config import DataConfig
+from oncofed.common.keys import CT, MASK
 
 NVIMGCODEC_LOGGER = "monai.data.nvimgcodec_pydicom_plugin"
 

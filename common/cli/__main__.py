@@ -1,0 +1,5 @@
+"""``python -m oncofed.common.cli``: the same as the ``oncofed`` command."""
+
+from oncofed.common.cli import main
+
+raise SystemExit(main())

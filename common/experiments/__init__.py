@@ -1,0 +1,1 @@
+"""Experiments built from the same steps as a run: ``oncofed ablate``."""

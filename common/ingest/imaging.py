@@ -1,0 +1,355 @@
+"""Readers shared by the imaging datasets (LiTS17, CirrMRI600+, HCC-TACE-Seg, CRLM).
+
+* NIfTI image/mask pairs are checked (3-D, same shape, label values allowed) and
+  copied unchanged under a pseudonymous name.
+* DICOM series and DICOM-SEGs go through :mod:`common.ingest.dicom` (HU, orientation,
+  alignment, de-identification) and are written as NIfTI.
+* A clinical spreadsheet (CSV, TSV or XLSX) is joined to the images through the
+  column whose values match the patients' IDs; identifying columns (names, dates,
+  record numbers...) are dropped on ingest and the ID replaced by the pseudonym.
+* Sites, where the institution is not recorded, come from a documented proxy: the
+  scanner (manufacturer + model) for DICOM, the voxel-spacing group for NIfTI.
+
+Label: tumour present in the mask (LiTS label 2) when the dataset has tumour masks,
+else the dataset's fixed label, else ``--label-column`` of the clinical table.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from oncofed.common.errors import DataError
+from oncofed.common.ingest import dicom
+from oncofed.common.ingest.prepare import Case, PrepareOptions, Staging
+from oncofed.common.ingest.tcga.reader import slug
+from oncofed.common.paths import pseudonym_salt
+from oncofed.common.quarantine import Quarantined
+
+PHI_COLUMN = re.compile(
+    r"name|birth|dob|date|mrn|record|address|phone|accession|ssn|e-?mail|zip|postal",
+    re.I,
+)
+TABLE_SUFFIXES = {".csv", ".tsv", ".xlsx", ".xls"}
+NIFTI = re.compile(r"\.nii(\.gz)?$", re.I)
+
+
+def nifti_stem(path: Path) -> str:
+    return NIFTI.sub("", path.name)
+
+
+def spacing_site(zooms: tuple[float, ...]) -> str:
+    """Site proxy from voxel spacing: slice-thickness and pixel-size groups."""
+    z = zooms[2] if len(zooms) > 2 else 0.0
+    thick = "thin" if z <= 1.5 else "medium" if z <= 3.0 else "thick"
+    pixel = "fine" if min(zooms[:2]) < 0.7 else "coarse"
+    return f"{thick}-slices-{pixel}-pixels"
+
+
+@dataclass
+class ImageCase:
+    """An image (and mask) found for one patient before the label is decided."""
+
+    raw_id: str  # as in the source (never written out)
+    case_id: str  # pseudonym
+    site: str
+    files: dict[str, Path]
+    tumour: bool | None  # None: no tumour information in the mask
+    fields: dict[str, Any]
+
+
+def check_nifti_pair(
+    image: Path, mask: Path | None, allowed: set[int]
+) -> tuple[tuple[float, ...], bool | None]:
+    """Spacing of ``image`` and whether ``mask`` shows tumour; ``ValueError`` with
+    the reason if the pair is unusable."""
+    import nibabel as nib
+
+    img: Any = nib.load(image)
+    if len(img.shape) != 3:
+        raise ValueError(f"image shape {tuple(img.shape)} is not 3-D")
+    np.asarray(img.dataobj)  # the whole array: a truncated file fails here
+    zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
+    if mask is None:
+        return zooms, None
+    m: Any = nib.load(mask)
+    if tuple(m.shape) != tuple(img.shape):
+        raise ValueError(f"mask shape {tuple(m.shape)} differs from image {img.shape}")
+    values = set(np.unique(np.asarray(m.dataobj)).astype(int).tolist())
+    if not values <= allowed:
+        raise ValueError(
+            f"mask labels {sorted(values - allowed)} not among {sorted(allowed)}"
+        )
+    return zooms, 2 in values if 2 in allowed else None
+
+
+def copy_nifti(src: Path, staging: Staging, case_id: str, kind: str) -> Path:
+    suffix = ".nii.gz" if src.name.lower().endswith(".gz") else ".nii"
+    dst = staging.path(case_id, f"{case_id}-{kind}{suffix}")
+    shutil.copyfile(src, dst)
+    return dst
+
+
+def read_nifti_pairs(
+    pairs: list[tuple[str, Path, Path | None]],
+    staging: Staging,
+    allowed: set[int],
+    progress: Callable[[str], None],
+    site_of: Callable[[str, tuple[float, ...]], str] | None = None,
+) -> tuple[list[ImageCase], list[Quarantined]]:
+    """Check and copy (raw_id, image, mask) triples."""
+    salt = pseudonym_salt()
+    found, quarantined = [], []
+    for raw_id, image, mask in pairs:
+        progress(image.name)
+        case_id = dicom.pseudonym(raw_id, salt)
+        try:
+            zooms, tumour = check_nifti_pair(image, mask, allowed)
+        except Exception as err:  # noqa: BLE001 - any reader failure quarantines
+            bad = image if "mask" not in str(err) else mask
+            quarantined.append(
+                Quarantined(case_id, str(bad), dicom._short(err), "NIfTI")
+            )
+            continue
+        files = {"ct_path": copy_nifti(image, staging, case_id, "image")}
+        if mask is not None:
+            files["mask_path"] = copy_nifti(mask, staging, case_id, "mask")
+        site = site_of(raw_id, zooms) if site_of else spacing_site(zooms)
+        found.append(
+            ImageCase(raw_id, case_id, slug(site), files, tumour, {"spacing": zooms})
+        )
+    return found, quarantined
+
+
+def read_dicom_images(
+    root: Path, staging: Staging, progress: Callable[[str], None]
+) -> tuple[list[ImageCase], list[Quarantined], list[str]]:
+    """Every CT/MR series under ``root`` with its DICOM-SEG (if any), as NIfTI.
+
+    One series per patient: the one a segmentation references, else the one with
+    the most slices (the others are named in the notes, not used).
+    """
+    salt = pseudonym_salt()
+    paths = sorted(p for p in root.rglob("*") if p.is_file())
+    sc = dicom.scan(paths)
+    quarantined = list(sc.quarantined)
+    notes: list[str] = []
+    seg_for_series = {ref: seg for seg, ref in sc.seg_refs.items()}
+    by_patient: dict[str, list[str]] = {}
+    for uid, raw in sc.patient_of_series.items():
+        by_patient.setdefault(raw, []).append(uid)
+    found = []
+    for raw, uids in sorted(by_patient.items()):
+        uids.sort(key=lambda u: (u not in seg_for_series, -len(sc.series[u])))
+        uid = uids[0]
+        case_id = dicom.pseudonym(raw, salt)
+        if len(uids) > 1:
+            notes.append(f"{case_id}: {len(uids) - 1} other series not used")
+        progress(case_id)
+        try:
+            series = dicom.load_series(sc.series[uid], case_id)
+        except Exception as err:  # noqa: BLE001
+            quarantined.append(
+                Quarantined(
+                    case_id, str(sc.series[uid][0].parent), dicom._short(err), "series"
+                )
+            )
+            continue
+        quarantined += series.quarantined
+        vol = series.volume
+        arr = np.asarray(vol.array)  # type: ignore[attr-defined]
+        files = {"ct_path": staging.path(case_id, f"{case_id}-image.nii.gz")}
+        dicom.write_nifti(vol, arr.astype(np.int16), files["ct_path"])
+        tumour = None
+        if uid in seg_for_series:
+            try:
+                labels, ignored = dicom.seg_to_labels(seg_for_series[uid], series)
+            except Exception as err:  # noqa: BLE001
+                quarantined.append(
+                    Quarantined(
+                        case_id, str(seg_for_series[uid]), dicom._short(err), "SEG"
+                    )
+                )
+            else:
+                files["mask_path"] = staging.path(case_id, f"{case_id}-mask.nii.gz")
+                dicom.write_nifti(vol, labels, files["mask_path"])
+                tumour = bool((labels == 2).any())
+                if ignored:
+                    notes.append(f"{case_id}: segments ignored: {', '.join(ignored)}")
+        f = series.fields
+        site = (
+            f"{f.get('Manufacturer', 'unknown')} {f.get('ManufacturerModelName', '')}"
+        )
+        found.append(ImageCase(raw, case_id, slug(site), files, tumour, dict(f)))
+    return found, quarantined, notes
+
+
+def read_clinical_tables(
+    root: Path, raw_ids: set[str]
+) -> tuple[
+    dict[str, dict[str, Any] | None], list[dict[str, str]], list[Quarantined], list[str]
+]:
+    """Rows of the spreadsheets under ``root`` whose ID column matches ``raw_ids``.
+
+    Returns raw_id -> row (identifying columns dropped), the sources used, what was
+    quarantined and notes.
+    """
+    rows: dict[str, dict[str, Any] | None] = {}
+    sources, quarantined, notes = [], [], []
+    for path in sorted(
+        p for p in root.rglob("*") if p.suffix.lower() in TABLE_SUFFIXES
+    ):
+        try:
+            frame = read_table(path)
+        except Exception as err:  # noqa: BLE001
+            quarantined.append(Quarantined("", str(path), dicom._short(err), "table"))
+            continue
+        id_col = _id_column(frame, raw_ids)
+        if id_col is None:
+            continue
+        sources.append({"file": str(path), "role": "clinical-table"})
+        dropped = [
+            c for c in frame.columns if c != id_col and PHI_COLUMN.search(str(c))
+        ]
+        if dropped:
+            names = ", ".join(map(str, dropped))
+            notes.append(f"{path.name}: identifying columns dropped: {names}")
+        keep = [c for c in frame.columns if c != id_col and c not in dropped]
+        numeric = [c for c in keep if _mostly_numeric(frame[c])]
+        for rec in frame.to_dict("records"):
+            raw = str(rec[id_col]).strip()
+            if raw in rows:
+                quarantined.append(
+                    Quarantined(
+                        dicom.pseudonym(raw, pseudonym_salt()),
+                        str(path),
+                        "patient listed twice in the clinical table",
+                        str(id_col),
+                    )
+                )
+                continue
+            row = {str(c): _value(rec[c]) for c in keep}
+            wrong = [c for c in numeric if isinstance(row[str(c)], str)]
+            if wrong:
+                c = wrong[0]
+                quarantined.append(
+                    Quarantined(
+                        dicom.pseudonym(raw, pseudonym_salt()),
+                        str(path),
+                        f"{row[str(c)]!r} is not a number (the column is numeric)",
+                        str(c),
+                    )
+                )
+                rows[raw] = None  # known patient, unusable record
+                continue
+            rows[raw] = row
+    return rows, sources, quarantined, notes
+
+
+def _mostly_numeric(column: pd.Series) -> bool:
+    """At least 80 % of the present cells parse as numbers."""
+    present = [x for x in map(_value, column) if x is not None]
+    if not present:
+        return False
+    return sum(isinstance(x, float) for x in present) / len(present) >= 0.8
+
+
+def read_table(path: Path) -> pd.DataFrame:
+    if path.suffix.lower() in (".xlsx", ".xls"):
+        return pd.read_excel(path, dtype=object)
+    sep = "\t" if path.suffix.lower() == ".tsv" else None
+    return pd.read_csv(path, sep=sep, engine="python", dtype=object)
+
+
+def _id_column(frame: pd.DataFrame, raw_ids: set[str]) -> Any:
+    best, best_n = None, 0
+    for c in frame.columns:
+        n = len(set(frame[c].astype(str).str.strip()) & raw_ids)
+        if n > best_n:
+            best, best_n = c, n
+    return best
+
+
+def _value(v: Any) -> Any:
+    if v is None or (isinstance(v, float) and np.isnan(v)):
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        text = str(v).strip()
+        return text or None
+
+
+def build_cases(
+    images: list[ImageCase],
+    clinical: dict[str, dict[str, Any] | None],
+    opts: PrepareOptions,
+    fixed_label: int | None,
+) -> tuple[list[Case], list[Quarantined]]:
+    """Decide each case's label (mask, fixed, or ``--label-column``)."""
+    cases, quarantined = [], []
+    for im in images:
+        if im.raw_id in clinical and clinical[im.raw_id] is None:
+            continue  # its clinical record was quarantined (reason recorded there)
+        row = clinical.get(im.raw_id)
+        label: int | None
+        if opts.label_column:
+            value = (row or {}).get(opts.label_column)
+            label = _binary(value)
+            if label is None:
+                quarantined.append(
+                    Quarantined(
+                        im.case_id,
+                        "clinical table",
+                        f"label column value {value!r} is not 0/1",
+                        opts.label_column,
+                    )
+                )
+                continue
+        elif im.tumour is not None:
+            label = int(im.tumour)
+        elif fixed_label is not None:
+            label = fixed_label
+        else:
+            quarantined.append(
+                Quarantined(
+                    im.case_id,
+                    str(im.files["ct_path"].name),
+                    "no tumour mask and no --label-column to decide the label",
+                    "label",
+                )
+            )
+            continue
+        cases.append(
+            Case(
+                case_id=im.case_id,
+                site=im.site,
+                label=label,
+                clinical=row,
+                files=im.files,
+            )
+        )
+    return cases, quarantined
+
+
+def _binary(value: Any) -> int | None:
+    if value is None:
+        return None
+    text = str(value).strip().lower()
+    if text in ("1", "1.0", "yes", "true", "dead", "deceased", "positive"):
+        return 1
+    if text in ("0", "0.0", "no", "false", "alive", "living", "negative"):
+        return 0
+    return None
+
+
+def require_found(root: Path, n: int, what: str, fix: str) -> None:
+    if n == 0:
+        raise DataError(root, "--root", f"no {what} found", fix)

@@ -1,0 +1,478 @@
+"""Read a TCGA download folder (any mix of GDC / cBioPortal / genomic files).
+
+Files are recognised by their content, not their names. Sites are tissue-source
+sites (barcode characters 6-7); with a mapping table (``--site-map``, columns
+``TSS Code`` and ``Region`` as FLamby's ``centers.csv``) they are grouped into
+regions; sites with fewer than ``min_site_cases`` patients are pooled into
+``site-small`` either way. Every patient seen in any file ends up either in a site
+or quarantined with a reason.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from oncofed.common.data import histology as histo
+from oncofed.common.errors import DataError
+from oncofed.common.ingest.prepare import (
+    Case,
+    PreparableDataset,
+    PrepareOptions,
+    ReadResult,
+    Staging,
+    pool_small_sites,
+)
+from oncofed.common.ingest.synthetic.tcga_export import (
+    TCGA_EXPORT_VERSION,
+    write_tcga_export,
+)
+from oncofed.common.ingest.tcga import clinical as tc
+from oncofed.common.ingest.tcga import genomics as tg
+from oncofed.common.ingest.tcga.barcode import (
+    looks_like_barcode,
+    patient_barcode,
+    tss_code,
+)
+from oncofed.common.quarantine import Quarantined
+
+TEXT_SUFFIXES = {".tsv", ".txt", ".csv", ".tab", ""}
+GENOMICS_TOP_K = 256
+
+# label rule: clinical row -> 0/1, or a reason why it cannot be decided
+LabelRule = Callable[[tc.PatientRecord], "int | str"]
+# the clinical columns each rule reads (excluded from that label's features)
+LABEL_COLUMNS = {
+    "label_metastatic": ["stage", "m_stage"],
+    "label_advanced": ["stage", "t_stage", "n_stage", "m_stage"],
+}
+
+
+def label_metastatic(rec: tc.PatientRecord) -> int | str:
+    """1 = distant metastasis at diagnosis (M1 or stage IV), 0 = M0 and stage < IV."""
+    m, stage = rec.clinical.get("m_stage"), rec.clinical.get("stage")
+    if m == "M1" or stage == "IV":
+        return 1
+    if m == "M0":
+        return 0
+    return "metastasis status unknown (M stage and AJCC stage missing or MX)"
+
+
+def label_advanced(rec: tc.PatientRecord) -> int | str:
+    """1 = AJCC stage III-IV, 0 = stage I-II."""
+    stage = rec.clinical.get("stage")
+    if stage in ("III", "IV"):
+        return 1
+    if stage in ("0", "I", "II"):
+        return 0
+    return "AJCC stage missing"
+
+
+def _first_lines(path: Path, n: int = 8) -> list[str]:
+    if path.name.endswith(".gz"):
+        import gzip
+
+        with gzip.open(path, "rt", encoding="utf-8", errors="replace") as gz:
+            return list(itertools.islice(gz, n))
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        return list(itertools.islice(fh, n))
+
+
+def _sep(line: str) -> str:
+    return "\t" if line.count("\t") >= line.count(",") else ","
+
+
+def classify(path: Path) -> tuple[str, str] | None:
+    """(role, separator) of a file by its content, or None if not ours."""
+    if tc.is_gdc_json(path):
+        return "gdc-json", ""
+    stem_suffix = Path(path.name.removesuffix(".gz")).suffix.lower()
+    if stem_suffix not in TEXT_SUFFIXES:
+        return None
+    try:
+        lines = _first_lines(path)
+    except (OSError, UnicodeError):
+        return None
+    if not lines:
+        return None
+    cb = tc.is_cbioportal_clinical(lines)
+    if cb:
+        return f"cbioportal-{cb}", "\t"
+    body = [ln for ln in lines if not ln.startswith("#")]
+    if not body:
+        return None
+    sep = _sep(body[0])
+    header = next(csv.reader([body[0]], delimiter=sep))
+    if tc.is_gdc_clinical(header) or tc.is_biotab_clinical(header):
+        return "gdc-clinical", sep
+    if set(header) & {"cases.submitter_id", "case_submitter_id", tc.BIOTAB_ID}:
+        return "gdc-other", sep  # follow_up.tsv, exposure.tsv, ...
+    first_cells = [
+        next(csv.reader([ln], delimiter=sep))[0] for ln in body[1:] if ln.strip()
+    ]
+    kind = tg.sniff_genomics(header, first_cells)
+    if kind:
+        return f"genomics-{kind}", sep
+    return None
+
+
+def load_site_map(path: str | None) -> dict[str, str]:
+    """TSS code -> region name from a CSV with ``TSS Code`` and ``Region`` columns."""
+    if not path:
+        return {}
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(p, "--site-map", "file not found", "give a CSV mapping file")
+    frame = pd.read_csv(p, dtype=str, keep_default_na=False)
+    missing = [c for c in ("TSS Code", "Region") if c not in frame.columns]
+    if missing:
+        raise DataError(
+            p,
+            ", ".join(missing),
+            "column(s) absent",
+            "the mapping needs columns 'TSS Code' and 'Region' "
+            "(as FLamby's centers.csv)",
+        )
+    return {
+        r["TSS Code"].strip().upper(): r["Region"].strip()
+        for r in frame.to_dict("records")
+    }
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "unknown"
+
+
+def _histology_patient(path: Path) -> str | None:
+    """Patient barcode of a tile or slide: from its name or a parent folder's."""
+    for part in (path.name, *(p.name for p in path.parents)):
+        if looks_like_barcode(part) and (b := patient_barcode(part)):
+            return b
+    return None
+
+
+@dataclass
+class _Scan:
+    """Everything read from a TCGA download, before cases are built."""
+
+    sources: list[dict[str, str]] = field(default_factory=list)
+    unrecognised: list[str] = field(default_factory=list)
+    quarantined: list[Quarantined] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    patients: dict[str, tc.PatientRecord] = field(default_factory=dict)
+    cbio_patients: dict[str, tc.PatientRecord] = field(default_factory=dict)
+    sample_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tables: list[tg.GenomicTable] = field(default_factory=list)
+    histology: dict[str, list[Path]] = field(default_factory=dict)
+    follow_ups: dict[str, float] = field(default_factory=dict)
+
+
+def read_tcga(
+    root: Path,
+    opts: PrepareOptions,
+    label_rule: LabelRule,
+    projects: tuple[str, ...] = (),
+    progress: Callable[[str], None] | None = None,
+    staging: Staging | None = None,
+) -> ReadResult:
+    """Recognise every file under ``root`` and build one case per patient."""
+    scan = _Scan()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        if progress:
+            progress(path.name)
+        _scan_file(scan, path)
+    if not scan.sources:
+        raise DataError(
+            root,
+            "--root",
+            "no TCGA clinical or genomic file recognised here",
+            "point --root at the folder holding the GDC / cBioPortal download",
+        )
+    _merge_sources(scan)
+    if projects:
+        _keep_projects(scan, projects)
+    _quarantine_unlabelled(scan)
+    cases = _build_cases(scan, opts, label_rule)
+    result = ReadResult(
+        cases=cases,
+        quarantined=scan.quarantined,
+        sources=scan.sources,
+        unrecognised=scan.unrecognised,
+        clinical_columns=list(tc.COLUMNS),
+        label_columns=LABEL_COLUMNS.get(label_rule.__name__, []),
+        clinical_schema=list(tc.SCHEMA),
+        notes=scan.notes,
+    )
+
+    def after_split(cs: list[Case]) -> None:
+        if scan.tables:
+            _attach_genomics(cs, scan.tables, result)
+        if scan.histology and staging is not None:
+            result.quarantined += _attach_histology(
+                cs, scan.histology, staging, result.notes
+            )
+
+    result.after_split = after_split
+    return result
+
+
+def _scan_file(scan: _Scan, path: Path) -> None:
+    """Recognise one file by its content and read it into ``scan``; a file that
+    cannot be read is quarantined with the reason."""
+    if path.suffix.lower() in histo.TILE_SUFFIXES | histo.SLIDE_SUFFIXES:
+        b = _histology_patient(path)
+        if b is None:
+            scan.unrecognised.append(str(path))
+        else:
+            scan.histology.setdefault(b, []).append(path)
+        return
+    role = classify(path)
+    if role is None:
+        scan.unrecognised.append(str(path))
+        return
+    kind, sep = role
+    scan.sources.append({"file": str(path), "role": kind})
+    try:
+        _read_by_kind(scan, path, kind, sep)
+    except Exception as err:  # noqa: BLE001 - a bad file is quarantined, not fatal
+        scan.quarantined.append(Quarantined("", str(path), f"unreadable: {err}", kind))
+
+
+def _read_by_kind(scan: _Scan, path: Path, kind: str, sep: str) -> None:
+    if kind in ("gdc-clinical", "gdc-json"):
+        read = tc.read_gdc_clinical if kind == "gdc-clinical" else tc.read_gdc_json
+        recs, q = read(path)
+        scan.quarantined += q
+        tc.merge_records(scan.patients, recs)
+    elif kind == "gdc-other":
+        scan.follow_ups.update(tc.read_follow_ups(path))
+    elif kind == "cbioportal-patient":
+        recs, q = tc.read_cbioportal_patients(path)
+        scan.quarantined += q
+        tc.merge_records(scan.cbio_patients, recs)
+    elif kind == "cbioportal-sample":
+        for b, info in tc.read_cbioportal_samples(path).items():
+            scan.sample_info.setdefault(b, {}).update(info)
+        if tc.has_cbioportal_clinical_fields(path):  # older data_clinical.txt
+            recs, q = tc.read_cbioportal_patients(path, False)
+            scan.quarantined += q
+            tc.merge_records(scan.cbio_patients, recs)
+    elif kind == "cbioportal-other":
+        pass  # timeline / gene-panel tables: recognised, not used
+    elif kind == "genomics-segments":
+        scan.tables.append(tg.read_segments(path, sep))
+    else:
+        scan.tables.append(tg.read_matrix(path, kind.removeprefix("genomics-"), sep))
+
+
+def _merge_sources(scan: _Scan) -> None:
+    """GDC records first, cBioPortal fills their gaps; GDC follow-ups extend a
+    living patient's time; sample-level fields fill clinical gaps."""
+    patients = scan.patients
+    tc.merge_records(patients, scan.cbio_patients)
+    for b, days in scan.follow_ups.items():  # GDC follow_up.tsv: the longest one
+        rec = patients.get(b)
+        if rec and rec.vital_status != "dead" and (rec.time or 0) < days:
+            rec.time = days
+    for b, info in scan.sample_info.items():
+        if b in patients:
+            for k, v in info.items():
+                if patients[b].clinical.get(k) is None:
+                    patients[b].clinical[k] = v
+    for t in scan.tables:
+        scan.quarantined += t.quarantined
+        scan.notes += t.notes
+
+
+def _keep_projects(scan: _Scan, projects: tuple[str, ...]) -> None:
+    keep = {p.upper() for p in projects}
+    for b in list(scan.patients):
+        proj = scan.patients[b].clinical.get("project")
+        if proj and proj.upper() not in keep:
+            scan.quarantined.append(
+                Quarantined(
+                    b,
+                    "; ".join(scan.patients[b].sources),
+                    f"project {proj} is not one of {', '.join(sorted(keep))}",
+                    "project_id",
+                )
+            )
+            del scan.patients[b]
+
+
+def _quarantine_unlabelled(scan: _Scan) -> None:
+    """Histology-only and genomics-only patients have no clinical record, so no
+    label: each is quarantined with the file that named it."""
+    if scan.histology:
+        n_images = sum(map(len, scan.histology.values()))
+        scan.sources.append({"file": f"{n_images} image files", "role": "histology"})
+    for b in sorted(set(scan.histology) - set(scan.patients)):
+        scan.quarantined.append(
+            Quarantined(
+                b,
+                str(scan.histology[b][0]),
+                "histology but no clinical record (no label)",
+                "barcode",
+            )
+        )
+    genomic_ids = set().union(*(set(t.features.index) for t in scan.tables))
+    genomic_files = ", ".join(
+        str(s["file"]) for s in scan.sources if "genomics" in s["role"]
+    )
+    for b in sorted(genomic_ids - set(scan.patients)):
+        scan.quarantined.append(
+            Quarantined(
+                b,
+                genomic_files,
+                "genomic data but no clinical record (no label)",
+                "barcode",
+            )
+        )
+
+
+def _build_cases(
+    scan: _Scan, opts: PrepareOptions, label_rule: LabelRule
+) -> list[Case]:
+    """One case per labelled patient at its tissue-source site (or the site
+    map's region); small sites pooled."""
+    site_map = load_site_map(opts.site_map)
+    cases: list[Case] = []
+    for b, rec in sorted(scan.patients.items()):
+        label = label_rule(rec)
+        if isinstance(label, str):
+            scan.quarantined.append(
+                Quarantined(b, "; ".join(rec.sources), label, "label")
+            )
+            continue
+        tss = tss_code(b)
+        site = site_map.get(tss, "unmapped") if site_map else f"tss-{tss}"
+        cases.append(
+            Case(
+                case_id=b,
+                site=slug(site),
+                label=label,
+                clinical={k: rec.clinical.get(k) for k in tc.COLUMNS},
+                time=rec.time,
+                event=rec.event,
+            )
+        )
+    if site_map and any(c.site == "unmapped" for c in cases):
+        scan.notes.append(
+            f"{sum(c.site == 'unmapped' for c in cases)} patient(s) from tissue-source "
+            "sites missing in the site map are in site 'unmapped'"
+        )
+    if note := pool_small_sites(cases, opts.min_site_cases):
+        scan.notes.append(note)
+    return cases
+
+
+def _attach_histology(
+    cases: list[Case],
+    images: dict[str, list[Path]],
+    staging: Staging,
+    notes: list[str],
+) -> list[Quarantined]:
+    """Per-patient bags, Macenko-normalised with one normaliser per site fitted on
+    that site's training tiles only."""
+    quarantined: list[Quarantined] = []
+    raw: dict[str, list] = {}
+    for c in cases:
+        tiles = []
+        for p in sorted(images.get(c.case_id, [])):
+            try:
+                if p.suffix.lower() in histo.SLIDE_SUFFIXES:
+                    tiles += list(histo.tile_slide(p))
+                else:
+                    tiles.append(histo.read_tile(p))
+            except Exception as err:  # noqa: BLE001 - a bad image is quarantined
+                quarantined.append(
+                    Quarantined(c.case_id, str(p), f"unreadable image: {err}", "image")
+                )
+        if tiles:
+            raw[c.case_id] = tiles
+    for site in sorted({c.site for c in cases}):
+        members = [c for c in cases if c.site == site and c.case_id in raw]
+        if not members:
+            continue
+        train_tiles = [t for c in members if c.split == "train" for t in raw[c.case_id]]
+        if not train_tiles:
+            notes.append(
+                f"{site}: no training tiles to fit a stain normaliser on; its bags "
+                "are left unnormalised"
+            )
+        norm = histo.StainNormaliser.fit(site, train_tiles) if train_tiles else None
+        for c in members:
+            bag, dropped = [], 0
+            for t in raw[c.case_id]:
+                try:
+                    bag.append(norm(t) if norm else t)
+                except Exception:  # noqa: BLE001 - torchstain fails on stainless tiles
+                    dropped += 1
+            if dropped:
+                notes.append(
+                    f"{c.case_id}: {dropped} tile(s) without usable stain dropped"
+                )
+            if bag:
+                path = staging.path(c.case_id, f"{c.case_id}-bag.npz")
+                histo.save_bag(bag, path)
+                c.files["histo_path"] = path
+    return quarantined
+
+
+def _attach_genomics(
+    cases: list[Case], tables: list[tg.GenomicTable], result: ReadResult
+) -> None:
+    site_of = {c.case_id: c.site for c in cases}
+    train = {c.case_id for c in cases if c.split == "train"}
+    joined = tg.select_features(tables, site_of, train, GENOMICS_TOP_K)
+    joined = joined[joined.index.isin(list(site_of))].dropna(axis=1, how="all")
+    centre, scale = tg.reference_stats(joined, site_of, train)
+    result.genomics_schema = {
+        "features": list(joined.columns),
+        "center": centre,
+        "scale": scale,
+    }
+    for c in cases:
+        if c.case_id in joined.index:
+            row = joined.loc[c.case_id]
+            c.genomics = {
+                k: (None if pd.isna(v) else round(float(v), 5)) for k, v in row.items()
+            }
+
+
+class TcgaDataset(PreparableDataset):
+    """A TCGA dataset entry: the shared readers with a project filter and a label
+    rule; offline default: a synthetic GDC export of ``synthetic_project``."""
+
+    def __init__(
+        self,
+        name: str,
+        projects: tuple[str, ...],
+        label_rule: LabelRule,
+        synthetic_project: str,
+    ) -> None:
+        self.name = name
+        self.projects = projects
+        self.label_rule = label_rule
+        self.synthetic_project = synthetic_project
+        self.synthetic_version = TCGA_EXPORT_VERSION
+
+    def read(
+        self,
+        root: Path,
+        staging: Staging,
+        opts: PrepareOptions,
+        progress: Callable[[str], None],
+    ) -> ReadResult:
+        return read_tcga(root, opts, self.label_rule, self.projects, progress, staging)
+
+    def synthetic_source(self, out: Path, cfg: Any) -> None:
+        """Offline default: a synthetic GDC export (``common.ingest.synthetic``)."""
+        write_tcga_export(out, self.synthetic_project, cfg.num_sites, seed=cfg.seed)

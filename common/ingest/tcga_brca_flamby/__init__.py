@@ -1,0 +1,158 @@
+"""``tcga_brca_flamby``: FLamby's Fed-TCGA-BRCA, our reference survival benchmark.
+
+Source: a folder with FLamby's ``brca.csv`` (pid, 39 one-hot clinical features,
+``E`` event, ``T`` days), ``train_test_split.csv`` (pid, fold, fold2 =
+``train_k``/``test_k``) and ``centers.csv`` (TSS code -> region), recognised by
+their columns. Sites are FLamby's 6 regions in FLamby's order (k = 0..5), named
+after the region that ``centers.csv`` gives their patients' TSS codes; the
+train/test split is FLamby's, unchanged. Patients in ``brca.csv`` that the split
+file does not list are quarantined with that reason.
+Binary label = ``E`` (event observed); survival ``time`` = ``T``, ``event`` = ``E``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from oncofed.common.data.schema import ColumnSpec
+from oncofed.common.errors import DataError
+from oncofed.common.ingest import DATASETS
+from oncofed.common.ingest.prepare import (
+    Case,
+    PreparableDataset,
+    PrepareOptions,
+    ReadResult,
+    Staging,
+)
+from oncofed.common.ingest.tcga.barcode import patient_barcode, tss_code
+from oncofed.common.ingest.tcga.reader import slug
+from oncofed.common.quarantine import Quarantined
+
+NAME = "tcga_brca_flamby"
+
+
+def _find(root: Path, columns: set[str]) -> Path | None:
+    for p in sorted(root.rglob("*.csv")):
+        try:
+            header = set(pd.read_csv(p, nrows=0).columns)
+        except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError):
+            continue
+        if columns <= header:
+            return p
+    return None
+
+
+class TcgaBrcaFlamby(PreparableDataset):
+    name = NAME
+
+    def read(
+        self,
+        root: Path,
+        staging: Staging,
+        opts: PrepareOptions,
+        progress: Callable[[str], None],
+    ) -> ReadResult:
+        table = _find(root, {"pid", "E", "T"})
+        split_file = _find(root, {"pid", "fold", "fold2"})
+        centers = _find(root, {"TSS Code", "Region"})
+        for path, what in ((table, "brca.csv"), (split_file, "train_test_split.csv")):
+            if path is None:
+                raise DataError(
+                    root,
+                    "--root",
+                    f"no FLamby {what} found (recognised by its columns)",
+                    "point --root at FLamby's fed_tcga_brca folder",
+                )
+        assert table is not None and split_file is not None
+        progress(table.name)
+        frame = pd.read_csv(table, dtype={"pid": str})
+        split = pd.read_csv(split_file, dtype=str).set_index("pid")
+        progress(split_file.name)
+        regions = {}
+        if centers is not None:
+            c = pd.read_csv(centers, dtype=str, keep_default_na=False)
+            regions = dict(zip(c["TSS Code"].str.upper(), c["Region"], strict=True))
+            progress(centers.name)
+        features = [c for c in frame.columns if c not in ("pid", "E", "T")]
+        cases: list[Case] = []
+        quarantined: list[Quarantined] = []
+        site_regions: dict[int, Counter[str]] = {}
+        for row in frame.to_dict("records"):
+            pid = str(row["pid"])
+            barcode = patient_barcode(pid)
+            if barcode is None:
+                quarantined.append(
+                    Quarantined("", str(table), f"{pid!r} is not a TCGA barcode", "pid")
+                )
+                continue
+            if barcode not in split.index:
+                quarantined.append(
+                    Quarantined(
+                        barcode,
+                        str(table),
+                        "not listed in FLamby's train_test_split.csv",
+                        "pid",
+                    )
+                )
+                continue
+            fold2 = str(split.loc[barcode, "fold2"])
+            part, _, k = fold2.partition("_")
+            if part not in ("train", "test") or not k.isdigit():
+                quarantined.append(
+                    Quarantined(barcode, str(split_file), f"fold2 {fold2!r}", "fold2")
+                )
+                continue
+            site_regions.setdefault(int(k), Counter())[
+                regions.get(tss_code(barcode), "unknown")
+            ] += 1
+            event = int(row["E"])
+            cases.append(
+                Case(
+                    case_id=barcode,
+                    site=k,  # renamed below once regions are known
+                    label=event,
+                    clinical={f: row[f] for f in features},
+                    time=float(row["T"]),
+                    event=event,
+                    split=part,
+                )
+            )
+        names = {
+            k: f"region-{k}-{slug(counts.most_common(1)[0][0])}"
+            for k, counts in site_regions.items()
+        }
+        for c in cases:
+            c.site = names[int(c.site)]
+        return ReadResult(
+            cases=cases,
+            quarantined=quarantined,
+            sources=[
+                {"file": str(p), "role": r}
+                for p, r in (
+                    (table, "flamby-table"),
+                    (split_file, "flamby-split"),
+                    (centers, "flamby-centers"),
+                )
+                if p is not None
+            ],
+            clinical_columns=features,
+            clinical_schema=[
+                ColumnSpec(f, "numeric", 58.0, 13.0)
+                if f.startswith("age")
+                else ColumnSpec(f, "numeric", 0.0, 1.0)
+                for f in features
+            ],
+            site_info={
+                names[k]: {"flamby_center": k, "regions": dict(v)}
+                for k, v in site_regions.items()
+            },
+        )
+
+
+@DATASETS.register(NAME)
+def _create() -> TcgaBrcaFlamby:
+    return TcgaBrcaFlamby()

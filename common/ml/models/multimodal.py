@@ -1,0 +1,255 @@
+"""The multimodal network: one encoder per modality, a learned stand-in embedding
+for each absent modality, and a fusion head."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from oncofed.common.config import ModelConfig
+from oncofed.common.data.clinical import NUM_FEATURES
+from oncofed.common.errors import ConfigError
+from oncofed.common.keys import (
+    CLINICAL,
+    CT,
+    EVENT,
+    GENOMICS,
+    HISTOLOGY,
+    TIME,
+    present_key,
+)
+from oncofed.common.ml.models.encoders import ENCODERS, load_pretrained
+from oncofed.common.ml.models.fusion import FUSIONS
+
+
+class MultimodalNet(nn.Module):
+    """Binary classifier over a batch of sample dicts.
+
+    ``forward(batch) -> logits (B,)``; ``batch[m]`` is modality ``m``'s input and
+    ``batch[m + '_present']`` its (B,) presence flags.
+    """
+
+    def __init__(
+        self,
+        encoders: dict[str, nn.Module],
+        fusion: nn.Module,
+        embed_dim: int,
+        modality_dropout: float = 0.0,
+        aux_weight: float = 0.0,
+        contrastive_weight: float = 0.0,
+        task: str = "classification",
+    ) -> None:
+        super().__init__()
+        self.contrastive_weight = contrastive_weight
+        self.task = task
+        self.modality_dropout = modality_dropout
+        self.aux_weight = aux_weight
+        self.modalities = tuple(encoders)
+        self.encoders = nn.ModuleDict(encoders)
+        self.fusion = fusion
+        self.missing = nn.ParameterDict(
+            {m: nn.Parameter(torch.zeros(embed_dim)) for m in self.modalities}
+        )
+        # one linear head per modality, used only for the auxiliary training loss
+        self.aux_heads = nn.ModuleDict(
+            {m: nn.Linear(embed_dim, 1) for m in self.modalities}
+        )
+        # CLIP-style projections, used only for the contrastive alignment loss
+        self.proj = nn.ModuleDict(
+            {m: nn.Linear(embed_dim, embed_dim) for m in self.modalities}
+            if contrastive_weight > 0
+            else {}
+        )
+        self.log_temperature = nn.Parameter(torch.tensor(2.3))  # 1 / 0.1
+
+    def embed(
+        self, batch: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        embeddings, present = {}, {}
+        for m in self.modalities:
+            flag = batch[present_key(m)].float()
+            if self.training and self.modality_dropout > 0 and len(self.modalities) > 1:
+                # drop a present modality now and then so that no branch can lean on
+                # the others, and the learned stand-in embedding gets trained
+                keep = torch.rand_like(flag) >= self.modality_dropout
+                flag = flag * keep
+            z = self.encoders[m].forward_features(batch[m])  # type: ignore[operator]
+            embeddings[m] = torch.where(flag[:, None] > 0, z, self.missing[m])
+            present[m] = flag
+        return embeddings, present
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.fusion(*self.embed(batch))
+
+    def training_loss(
+        self, batch: dict[str, torch.Tensor], labels: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fused BCE loss plus ``aux_weight`` x each modality's own BCE loss.
+
+        The auxiliary heads give every encoder a gradient of its own: without them
+        the branch that fits fastest (clinical) starves the slower one (CT).
+        Returns (loss, fused logits (B,)).
+        """
+        embeddings, present = self.embed(batch)
+        logits = self.fusion(embeddings, present)
+        if self.task == "survival":
+            time, event = batch[TIME].float(), batch[EVENT].float()
+            loss = cox_loss(logits, time, event)
+            if self.aux_weight > 0 and len(self.modalities) > 1:
+                for m in self.modalities:
+                    aux = self.aux_heads[m](embeddings[m]).squeeze(1)
+                    keep = present[m] > 0
+                    if int(keep.sum()) >= 2:
+                        loss = loss + self.aux_weight * cox_loss(
+                            aux[keep], time[keep], event[keep]
+                        )
+        else:
+            loss = F.binary_cross_entropy_with_logits(logits, labels)
+        if self.task != "survival" and self.aux_weight > 0 and len(self.modalities) > 1:
+            for m in self.modalities:
+                aux = self.aux_heads[m](embeddings[m]).squeeze(1)
+                per_case = F.binary_cross_entropy_with_logits(
+                    aux, labels, reduction="none"
+                )
+                w = present[m]
+                loss = loss + self.aux_weight * (per_case * w).sum() / w.sum().clamp(
+                    min=1.0
+                )
+        if self.contrastive_weight > 0:
+            loss = loss + self.contrastive_weight * self.alignment_loss(
+                embeddings, present
+            )
+        return loss, logits
+
+    def alignment_loss(
+        self, embeddings: dict[str, torch.Tensor], present: dict[str, torch.Tensor]
+    ) -> torch.Tensor:
+        """Symmetric InfoNCE (as CLIP) between every pair of modalities, over the
+        cases of the batch that have both: a case's two embeddings should match
+        each other better than any other case's."""
+        total, pairs = torch.zeros((), device=self.log_temperature.device), 0
+        mods = list(self.modalities)
+        for i, a in enumerate(mods):
+            for b in mods[i + 1 :]:
+                both = (present[a] > 0) & (present[b] > 0)
+                if int(both.sum()) < 2:
+                    continue
+                za = F.normalize(self.proj[a](embeddings[a][both]), dim=1)
+                zb = F.normalize(self.proj[b](embeddings[b][both]), dim=1)
+                sim = za @ zb.T * self.log_temperature.exp().clamp(max=100)
+                target = torch.arange(len(za), device=sim.device)
+                total = (
+                    total
+                    + (F.cross_entropy(sim, target) + F.cross_entropy(sim.T, target))
+                    / 2
+                )
+                pairs += 1
+        return total / max(pairs, 1)
+
+    def modality_weights(self) -> torch.Tensor | None:
+        """Per-sample modality weights of the last forward pass (B, M), for fusion
+        heads that have them (transformer, late fusion), else None."""
+        return getattr(self.fusion, "last_weights", None)
+
+
+def cox_loss(
+    risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor
+) -> torch.Tensor:
+    """Negative Cox partial log-likelihood (Breslow handling of ties), mean over
+    events; cases with an unknown time are left out. Written here: none of our
+    libraries has a torch Cox loss (lifelines fits Cox models, not networks).
+
+    For each event i: risk_i - log sum_{j: t_j >= t_i} exp(risk_j).
+    """
+    ok = torch.isfinite(time) & torch.isfinite(event)
+    risk, time, event = risk[ok], time[ok], event[ok]
+    if event.sum() == 0:
+        return risk.sum() * 0.0  # no event in the batch: no information, no NaN
+    order = torch.argsort(time, descending=True)
+    r, e = risk[order], event[order]
+    # running log-sum-exp over the risk set (everyone with a time >= t_i)
+    log_risk_set = torch.logcumsumexp(r, dim=0)
+    # Breslow ties: a tied group shares the risk set of its first (longest) member
+    t = time[order]
+    last_of_tie = torch.searchsorted(-t, -t, right=True) - 1
+    log_risk_set = log_risk_set[last_of_tie]
+    return -((r - log_risk_set) * e).sum() / e.sum()
+
+
+def build_model(
+    cfg: ModelConfig,
+    image_depth: int = 16,
+    input_dims: dict[str, int] | None = None,
+) -> MultimodalNet:
+    """Create the network named by ``cfg`` (weights random unless ``pretrained``).
+
+    ``input_dims``: feature sizes of the tabular modalities (``clinical``,
+    ``genomics``) from the data's schema (:func:`common.data.schema.load_schema`);
+    default: the HCC clinical encoding and no genomics.
+    """
+    if cfg.task == "segmentation":
+        from oncofed.common.ml.models.segmentation import SegmentationNet
+
+        return SegmentationNet()  # type: ignore[return-value]
+    # modality names are validated with the config (common.config)
+    dims = {CLINICAL: NUM_FEATURES, GENOMICS: 0, **(input_dims or {})}
+    encoders: dict[str, nn.Module] = {}
+    if CT in cfg.modality_list:
+        encoders[CT] = ENCODERS.create(
+            cfg.image_encoder, embed_dim=cfg.embed_dim, in_slices=image_depth
+        )
+    if CLINICAL in cfg.modality_list:
+        encoders[CLINICAL] = ENCODERS.create(
+            cfg.clinical_encoder, embed_dim=cfg.embed_dim, in_features=dims[CLINICAL]
+        )
+    if GENOMICS in cfg.modality_list:
+        if dims[GENOMICS] <= 0:
+            raise ConfigError(
+                "Run-config key 'modalities' names 'genomics' but this dataset has no "
+                "genomic features. Fix: drop 'genomics' from modalities or prepare "
+                "the dataset with its genomic files."
+            )
+        encoders[GENOMICS] = ENCODERS.create(
+            cfg.genomics_encoder, embed_dim=cfg.embed_dim, in_features=dims[GENOMICS]
+        )
+    if HISTOLOGY in cfg.modality_list:
+        encoders[HISTOLOGY] = ENCODERS.create(
+            cfg.histology_encoder, embed_dim=cfg.embed_dim
+        )
+    for modality, path in cfg.pretrained_files.items():
+        if modality not in encoders:
+            raise ConfigError(
+                f"Run-config key 'pretrained' gives weights for {modality!r}, which "
+                f"is not among modalities {cfg.modalities!r}. Fix: drop it or add "
+                "the modality."
+            )
+        load_pretrained(encoders[modality], path)
+    fusion = FUSIONS.create(
+        cfg.fusion, modalities=tuple(encoders), embed_dim=cfg.embed_dim
+    )
+    return MultimodalNet(
+        encoders,
+        fusion,
+        cfg.embed_dim,
+        cfg.modality_dropout,
+        cfg.aux_loss_weight,
+        cfg.contrastive_weight,
+        cfg.task,
+    )
+
+
+def load_checkpoint(path: str | Path) -> tuple[MultimodalNet, Any, dict]:
+    """A global model saved by the server (``checkpoints/best.pt`` / ``last.pt``):
+    the network rebuilt from the checkpoint's own config, in eval mode, with that
+    config (:class:`common.config.OncoFedConfig`) and the raw checkpoint."""
+    from oncofed.common.config import from_run_config
+
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    cfg = from_run_config(ckpt["config"])
+    model = build_model(cfg.model, cfg.data.image_depth, ckpt.get("input_dims"))
+    model.load_state_dict(ckpt["state_dict"])
+    return model.eval(), cfg, ckpt

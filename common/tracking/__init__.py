@@ -1,0 +1,1 @@
+"""What a run leaves behind: the SQLite run store (and, later, exporters)."""
