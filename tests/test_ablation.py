@@ -207,3 +207,70 @@ def _verdicts_match_intervals(md: str, word: str) -> None:
             else "shows no detectable difference from"
         )  # fmt: skip
         assert m["verdict"] == expected, m.group(0)
+
+
+def _finding(question: str, diff: float, lo: float, hi: float):
+    from oncofed.common.experiments.ablation.results import Finding
+
+    return Finding(question, "fusion", "a (pooled)", "b (pooled)", 0.8, 0.7,
+                   diff, lo, hi)  # fmt: skip
+
+
+def test_a_finding_wins_only_when_every_seed_interval_lies_above_zero():
+    from oncofed.common.experiments.ablation.summary import findings_table, verdicts
+
+    per_seed = {
+        1: [_finding("Q1", 0.10, 0.02, 0.18), _finding("Q2", 0.05, -0.01, 0.11)],
+        2: [_finding("Q1", 0.08, 0.01, 0.15), _finding("Q2", 0.06, 0.01, 0.12)],
+        3: [_finding("Q1", 0.09, 0.03, 0.16), _finding("Q2", -0.02, -0.08, 0.04)],
+    }
+    said = verdicts(per_seed)
+    assert said[0] == "**Q1**: a win in every seed."
+    assert said[1].startswith("**Q2**: a win in 1 of 3 seeds only")
+    table = findings_table(per_seed)
+    assert table[2].endswith("| 0.090 ± 0.010 | 3 of 3 |"), table[2]
+    assert table[3].endswith("| 1 of 3 |"), table[3]
+    null = {s: [_finding("Q", 0.01, -0.05, 0.07)] for s in (1, 2, 3)}
+    assert verdicts(null) == [
+        "**Q**: no detectable difference in any seed (every interval includes 0)."
+    ]
+
+
+def test_control_datasets_say_what_they_were_built_to_show():
+    from oncofed.common.experiments.ablation.results import about_data
+
+    assert "can* win" in about_data("synthetic")
+    assert "nothing to add" in about_data("synthetic_shared_signal")
+    assert "sites do not differ" in about_data("synthetic_iid_sites")
+    assert about_data("tcga_lihc") == ""  # real data: nothing to declare
+
+
+@pytest.mark.slow
+def test_ablate_over_seeds_writes_each_seed_and_a_summary(small_dataset, tmp_path):
+    """--seeds: one ablation per seed in its own folder, then one CSV with a seed
+    column and a Markdown summary with mean ± sd and per-seed differences."""
+    out = tmp_path / "abl"
+    rc = main(
+        [
+            "ablate", "--out", str(out), "--rounds", "1", "--local-epochs", "1",
+            "--regimes", "pooled", "--fusions", "concat", "--loso", "none",
+            "--bootstrap", "100", "--seeds", "2024,2025", *SMALL,
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    for seed in (2024, 2025):
+        assert (out / f"seed-{seed}" / "ablation.md").is_file()
+        assert (out / f"seed-{seed}" / "findings.json").is_file()
+    rows = _rows(out)
+    assert {r["seed"] for r in rows} == {"2024", "2025"}
+    assert len(rows) == 2 * 3  # ct, clinical, concat per seed
+    per_seed = {
+        s: {r["arm"]: float(r["auc"]) for r in rows if r["seed"] == s}
+        for s in ("2024", "2025")
+    }
+    assert per_seed["2024"] != per_seed["2025"]  # another seed, another model
+    md = (out / "ablation.md").read_text()
+    assert "# Ablation over 2 seeds" in md and "can* win" in md
+    assert "| seed 2024 | seed 2025 |" in md
+    mean = np.mean([per_seed[s]["ct only"] for s in per_seed])
+    assert f"| ct only | - | {mean:.3f} ± " in md

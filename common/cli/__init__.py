@@ -41,4 +41,3 @@ def main(argv: list[str] | None = None) -> int:
     except OncoFedError as err:
         print(f"oncofed: {err}", file=sys.stderr)
         return 2
-

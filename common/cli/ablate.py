@@ -72,6 +72,13 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="override a run-config key of the scenario, e.g. --set "
         "learning-rate=0.003 (repeatable)",
     )
+    p.add_argument(
+        "--seeds",
+        help="comma-separated run-config seeds, e.g. 2024,2025,2026: one ablation "
+        "per seed (OUT/seed-<s>/), then OUT/ablation.md with mean ± sd over seeds "
+        "and, per finding, in how many seeds it wins (default: the scenario's one "
+        "seed)",
+    )
     p.set_defaults(func=run)
 
 
@@ -94,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
         connection=args.connection or "",
         overrides=parse_overrides(args.set or []),
         command=shlex.join(["oncofed", *sys.argv[1:]]),
+        seeds=_seeds(args.seeds),
     )
     try:
         report = run_ablation(opts)
@@ -106,3 +114,19 @@ def run(args: argparse.Namespace) -> int:
     print(f"\n{report.read_text().split('## AUC')[0].strip()}\n")
     print(f"report: {report}\ntable:  {report.with_suffix('.csv')}")
     return 0
+
+
+def _seeds(text: str | None) -> tuple[int, ...]:
+    from oncofed.common.errors import ConfigError
+
+    if not text:
+        return ()
+    try:
+        seeds = tuple(int(t) for t in text.split(",") if t.strip())
+    except ValueError:
+        raise ConfigError(
+            f"--seeds {text!r}: expected comma-separated integers, e.g. 2024,2025,2026"
+        ) from None
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {text!r}: a seed is listed twice")
+    return seeds

@@ -1,8 +1,9 @@
 """Federated training for the ablation: ``flwr run`` on the scenario app.
 
 The federation is Flower's own (simulation runtime by default, or any SuperLink a
-Flower connection names); this module only starts ``flwr run``, follows its log and
-finds each model's last-round checkpoint in the run directory. All the federated
+Flower connection names); this module only starts ``flwr run``, echoes its round
+lines as progress, and learns from each model's run store when it is over and where
+its last-round checkpoint is. All the federated
 models of an ablation train in one Flower run, as entries of run-config ``sweep``.
 """
 
@@ -26,11 +27,19 @@ from oncofed.common.experiments.ablation.plan import AblationOptions, Scenario
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _toml_value(v: Any) -> str:
+def _toml_value(key: str, v: Any) -> str:
+    """A run-config value as ``flwr run --run-config`` takes it. A string becomes a
+    TOML literal string; one holding a single quote cannot be one and is refused
+    with the key named (never silently changed)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
-        return "'" + v.replace("'", "") + "'"
+        if "'" in v:
+            raise ConfigError(
+                f"run-config {key}={v!r}: a value passed to flwr run must not hold "
+                "a single quote"
+            )
+        return f"'{v}'"
     return str(v)
 
 
@@ -49,8 +58,6 @@ def flwr_executable() -> str:
 Entry = dict[str, Any]  # run-config overrides of one model (one sweep entry)
 EntryDone = Callable[[int, "Path | str"], None]  # (index, checkpoint or error)
 
-SWEEP_LINE = re.compile(r"OncoFed \| sweep entry (\d+)/(\d+)")
-
 
 def _sweep_value(entries: list[Entry]) -> str:
     """Run-config ``sweep``: ``"k=v k=v; k=v ..."`` (values must not hold spaces)."""
@@ -63,15 +70,26 @@ def _sweep_value(entries: list[Entry]) -> str:
     return "; ".join(" ".join(f"{k}={v}" for k, v in e.items()) for e in entries)
 
 
-def _entry_outcome(run_root: Path, k: int, log_path: Path) -> Path | str:
-    """The last-round checkpoint of sweep entry ``k`` if the run store says that
-    entry finished, else why not."""
+def _entry_status(run_root: Path, k: int) -> str | None:
+    """Sweep entry ``k``'s status in its run store (``running``, ``finished``,
+    ``failed``), None before the ServerApp has started it."""
     from oncofed.common.tracking.store import RUN_STORE, RunStore
 
     for run_dir in sorted(run_root.glob(f"*-{sweep_label(k)}")):
+        if (run_dir / RUN_STORE).is_file():
+            runs = RunStore(run_dir / RUN_STORE).runs()
+            if not runs.empty:
+                return str(runs["status"].iloc[-1])
+    return None
+
+
+def _entry_outcome(run_root: Path, k: int, log_path: Path) -> Path | str:
+    """The last-round checkpoint of sweep entry ``k`` if the run store says that
+    entry finished, else why not."""
+    if _entry_status(run_root, k) == "finished":
+        (run_dir,) = sorted(run_root.glob(f"*-{sweep_label(k)}"))[-1:]
         ckpt = run_dir / "checkpoints" / "last.pt"
-        runs = RunStore(run_dir / RUN_STORE).runs()
-        if ckpt.exists() and not runs.empty and runs["status"].iloc[-1] == "finished":
+        if ckpt.exists():
             return ckpt
     tail = ANSI.sub("", log_path.read_text(errors="replace"))[-1500:]
     return f"the federated run did not finish model {k + 1} (log {log_path}):\n{tail}"
@@ -100,7 +118,7 @@ def run_federation(
         "sweep": _sweep_value(entries),
         "run-dir": str(run_root.resolve()),
     }
-    rc = " ".join(f"{k}={_toml_value(v)}" for k, v in keys.items())
+    rc = " ".join(f"{k}={_toml_value(k, v)}" for k, v in keys.items())
     cmd = [flwr_executable(), "run", str(scenario.app_dir)]
     cmd += [connection] if connection else []
     cmd += ["--stream", "--run-config", rc]
@@ -137,10 +155,12 @@ def run_federation(
                 plain = ANSI.sub("", line).strip()
                 if plain.startswith("Successfully started run"):
                     run_id = plain.split()[-1]
-                started = SWEEP_LINE.search(plain)
-                if started:  # entry k starting means entry k-1 is over
-                    report_up_to(int(started.group(1)) - 1)
-                if "OncoFed | round" in plain:
+                # an entry is over when its run store says so (finished or failed)
+                while reported < len(entries) and _entry_status(
+                    run_root, reported
+                ) in ("finished", "failed"):
+                    report_up_to(reported + 1)
+                if "OncoFed | round" in plain:  # progress for the user, not data
                     echo("        " + plain.split("OncoFed | ", 1)[1])
         except KeyboardInterrupt:
             # the run lives in the SuperLink, not in flwr run: stop it there too

@@ -141,6 +141,8 @@ class AblationOptions:
     connection: str = ""  # Flower connection for federated runs ('' = default)
     overrides: dict[str, Any] = field(default_factory=dict)
     command: str = ""  # the command line, for the report
+    # several seeds: one ablation per run-config seed, then a summary across them
+    seeds: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         bad = [r for r in self.regimes if r not in REGIMES]

@@ -15,27 +15,30 @@ below, and "no detectable difference" otherwise.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import os
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from oncofed.common import keys
+from oncofed.common.experiments.ablation.results import (
+    AblationRun,
+    Finding,
+    Result,
+    about_data,
+)
 from oncofed.common.ml.metrics import (
     binary_metrics,
     bootstrap_indices,
     percentile_interval,
     resampled_metrics,
 )
-
-if TYPE_CHECKING:
-    from oncofed.common.experiments.ablation.runner import Ablation, Result
 
 METRICS = (keys.AUC, keys.F1, keys.ACCURACY)
 REGIMES = ("local", "pooled", "federated")
@@ -47,6 +50,7 @@ ENCODER_KEY = {
     "histology": "histology_encoder",
 }
 CSV_NAME, MD_NAME, PNG_NAME = "ablation.csv", "ablation.md", "ablation.png"
+FINDINGS_JSON = "findings.json"
 
 
 @dataclass
@@ -181,81 +185,86 @@ def _best(items: list[Scored]) -> Scored | None:
     return max(ok, key=lambda s: s.result.val_auc) if ok else None
 
 
-def verdict(lo: float, hi: float, win: str, loss: str, tie: str) -> str:
-    """``win`` if the paired interval lies above 0, ``loss`` below, else ``tie``."""
-    if lo > 0:
-        return win
-    if hi < 0:
-        return loss
-    return tie
-
-
 def _label(s: Scored) -> str:
     return f"{s.result.arm.name} ({s.result.regime})"
 
 
-def _fusion_line(scorer: Scorer, rows: list[Scored], where: str) -> list[str]:
+def _fusion_finding(scorer: Scorer, rows: list[Scored], where: str) -> list[Finding]:
     """Best fusion arm vs best single-modality arm among ``rows``, paired."""
     single = _best([s for s in rows if not s.result.arm.is_fusion])
     fused = _best([s for s in rows if s.result.arm.is_fusion])
     if not (single and fused):
         return []
     d, lo, hi = scorer.difference(fused.result, single.result)
-    said = verdict(
-        lo, hi, "beats", "is beaten by", "shows no detectable difference from"
-    )
     return [
-        f"**{where}: the best fusion (by validation AUC) {said} the best single "
-        "modality.** "
-        f"{_label(fused)} AUC {fused.point['auc']:.3f} vs {_label(single)} "
-        f"{single.point['auc']:.3f}: difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}]."
+        Finding(
+            question=f"{where}: best fusion vs best single modality",
+            kind="fusion",
+            a=_label(fused),
+            b=_label(single),
+            a_auc=fused.point["auc"],
+            b_auc=single.point["auc"],
+            difference=d,
+            low=lo,
+            high=hi,
+        )
     ]
 
 
-def _federated_line(
+def _federated_finding(
     scorer: Scorer, fed: Scored, local: list[Scored], what: str
-) -> list[str]:
-    """A federated model vs each local-only model, paired against the best one."""
+) -> list[Finding]:
+    """A federated model vs the best local-only model (by validation AUC), paired;
+    ``note`` counts the local-only models whose test AUC it exceeds."""
     local = [s for s in local if s.point["auc"] == s.point["auc"]]
     top = _best(local)
     if fed.result.error or top is None:
         return []
     beaten = sum(fed.point["auc"] > s.point["auc"] for s in local)
     d, lo, hi = scorer.difference(fed.result, top.result)
-    said = verdict(
-        lo, hi, "beats", "is beaten by", "shows no detectable difference from"
-    )
     return [
-        f"**{what}: federated {said} the best local-only model (by validation "
-        f"AUC); its test AUC is higher than {beaten} of {len(local)} local-only "
-        "models'.** "
-        f"Federated {_label(fed)} AUC {fed.point['auc']:.3f}; best local-only: "
-        f"{top.result.arm.name} at {top.result.site} {top.point['auc']:.3f}; "
-        f"difference {d:+.3f} [{lo:+.3f}, {hi:+.3f}]."
+        Finding(
+            question=f"{what}: federated vs best local-only model",
+            kind="federation",
+            a=_label(fed),
+            b=f"{top.result.arm.name} at {top.result.site}",
+            a_auc=fed.point["auc"],
+            b_auc=top.point["auc"],
+            difference=d,
+            low=lo,
+            high=hi,
+            note=f"its test AUC is higher than {beaten} of {len(local)} local-only "
+            "models'",
+        )
     ]
 
 
-def findings(ab: Ablation, scorer: Scorer) -> list[str]:
+def finding_data(ab: AblationRun, scorer: Scorer) -> list[Finding]:
     """The two questions the seeds ask, answered with paired intervals: first
     across regimes, then within each regime and each arm."""
     scored = [scorer(r) for r in ab.results if not r.error]
     main = [s for s in scored if s.result.regime in ("pooled", "federated")]
     by_regime = {g: [s for s in scored if s.result.regime == g] for g in REGIMES}
-    lines = _fusion_line(scorer, main, "Any regime")
+    out = _fusion_finding(scorer, main, "Any regime")
     fed_best = _best(by_regime["federated"])
     if fed_best:
-        lines += _federated_line(
+        out += _federated_finding(
             scorer, fed_best, by_regime["local"], "Best federated model, any arm"
         )
     for regime in ("pooled", "federated"):
-        lines += _fusion_line(scorer, by_regime[regime], regime.capitalize())
+        out += _fusion_finding(scorer, by_regime[regime], regime.capitalize())
     local = _by(scored, "local")
     for arm, items in _by(scored, "federated").items():
-        lines += _federated_line(scorer, items[0], local.get(arm, []), arm)
-    return lines
+        out += _federated_finding(scorer, items[0], local.get(arm, []), arm)
+    return out
 
 
-def _main_table(ab: Ablation, scorer: Scorer, metric: str) -> list[str]:
+def findings(ab: AblationRun, scorer: Scorer) -> list[str]:
+    """The findings as Markdown sentences."""
+    return [f.sentence() for f in finding_data(ab, scorer)]
+
+
+def _main_table(ab: AblationRun, scorer: Scorer, metric: str) -> list[str]:
     scored = [scorer(r) for r in ab.results]
     local, pooled, fed = (_by(scored, g) for g in ("local", "pooled", "federated"))
     out = [
@@ -279,7 +288,7 @@ def _main_table(ab: Ablation, scorer: Scorer, metric: str) -> list[str]:
     return out
 
 
-def _local_table(ab: Ablation, scorer: Scorer) -> list[str]:
+def _local_table(ab: AblationRun, scorer: Scorer) -> list[str]:
     local = _by([scorer(r) for r in ab.results], "local")
     if not local:
         return []
@@ -309,7 +318,7 @@ def _local_table(ab: Ablation, scorer: Scorer) -> list[str]:
     return out
 
 
-def _loso_table(ab: Ablation, scorer: Scorer) -> list[str]:
+def _loso_table(ab: AblationRun, scorer: Scorer) -> list[str]:
     loso = [scorer(r) for r in ab.results if r.regime == "leave-one-site-out"]
     if not loso:
         return []
@@ -338,7 +347,7 @@ def _loso_table(ab: Ablation, scorer: Scorer) -> list[str]:
     return out
 
 
-def write_markdown(ab: Ablation, scorer: Scorer, path: Path, final: bool) -> None:
+def write_markdown(ab: AblationRun, scorer: Scorer, path: Path, final: bool) -> None:
     opts = ab.opts
     test = ab.test.samples
     pos = int(sum(s["label"] for s in test))
@@ -382,6 +391,11 @@ def write_markdown(ab: Ablation, scorer: Scorer, path: Path, final: bool) -> Non
         "",
         "## Findings",
         "",
+        *(
+            [f"- {about_data(ab.cfg.data.dataset)}", ""]
+            if about_data(ab.cfg.data.dataset)
+            else []
+        ),
         *[f"- {x}" for x in findings(ab, scorer)],
         "",
         f"## AUC [95 % CI] on the {ab.test.name} set",
@@ -431,7 +445,7 @@ def write_markdown(ab: Ablation, scorer: Scorer, path: Path, final: bool) -> Non
     os.replace(tmp, path)
 
 
-def write_chart(ab: Ablation, scorer: Scorer, path: Path) -> None:
+def write_chart(ab: AblationRun, scorer: Scorer, path: Path) -> None:
     """AUC with 95 % intervals: one row per arm, one marker per regime (local-only:
     the mean of the sites, with the range of the sites as the bar)."""
     import matplotlib
@@ -482,12 +496,15 @@ def write_chart(ab: Ablation, scorer: Scorer, path: Path) -> None:
     plt.close(fig)
 
 
-def write_report(ab: Ablation, scorer: Scorer, final: bool) -> Path:
-    """Write the CSV and the Markdown (and, when ``final``, the chart); the
-    ``scorer`` caches every model's resampled metrics between rewrites."""
+def write_report(ab: AblationRun, scorer: Scorer, final: bool) -> Path:
+    """Write the CSV and the Markdown (and, when ``final``, the chart and
+    ``findings.json``); the ``scorer`` caches every model's resampled metrics
+    between rewrites."""
     out = ab.opts.out
     write_csv(out / CSV_NAME, [scorer(r) for r in ab.results])
     write_markdown(ab, scorer, out / MD_NAME, final)
     if final:
         write_chart(ab, scorer, out / PNG_NAME)
+        data = [asdict(f) for f in finding_data(ab, scorer)]
+        (out / FINDINGS_JSON).write_text(json.dumps(data, indent=2))
     return out / MD_NAME

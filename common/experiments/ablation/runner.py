@@ -37,7 +37,6 @@ from oncofed.common.data.site import SiteData, load_site
 from oncofed.common.errors import ConfigError
 from oncofed.common.experiments.ablation.federation import (
     leave_one_out_view,
-    restore_node_count,
     run_federation,
 )
 from oncofed.common.experiments.ablation.plan import (
@@ -49,6 +48,7 @@ from oncofed.common.experiments.ablation.plan import (
     load_scenario,
     plan_arms,
 )
+from oncofed.common.experiments.ablation.results import Result, TestSet
 from oncofed.common.ingest import ensure_prepared
 from oncofed.common.keys import present_key
 
@@ -58,29 +58,6 @@ LOSO = "leave-one-site-out"
 
 def _say(line: str) -> None:
     print(line, flush=True)  # progress must show even when stdout is a file
-
-
-@dataclass
-class Result:
-    """One trained model scored on one test set."""
-
-    arm: Arm
-    regime: str  # local | pooled | federated | leave-one-site-out
-    trained_as: str  # how the model trained (loso: pooled or federated)
-    site: str  # local: the training site; loso: the held-out site; else "all"
-    train_n: int
-    test_set: str
-    labels: np.ndarray
-    probs: np.ndarray
-    wall_s: float
-    error: str = ""
-    val_auc: float = float("nan")  # on the server validation set: chooses "best"
-
-
-@dataclass
-class TestSet:
-    name: str
-    samples: list[dict]
 
 
 def _epochs(opts: AblationOptions) -> int:
@@ -446,19 +423,3 @@ class Ablation:
 
 
 _EMPTY = (np.zeros(0), np.zeros(0), 0.0)
-
-
-def run_ablation(opts: AblationOptions, echo: Echo = _say) -> Path:
-    """Run the whole ablation; write ``ablation.csv``/``.md``/``.png`` into
-    ``opts.out`` (rewritten after every model, so an interrupted run keeps what it
-    finished). Returns the Markdown report's path."""
-    from oncofed.common.experiments.ablation.report import Scorer, write_report
-
-    opts.out.mkdir(parents=True, exist_ok=True)
-    ablation = Ablation(opts, echo)
-    scorer = Scorer(opts.bootstrap)
-    ablation.on_result = lambda a: write_report(a, scorer, final=False)
-    ablation.run()
-    if FEDERATED in opts.regimes or opts.loso == FEDERATED:
-        restore_node_count(opts, len(ablation.sites))
-    return write_report(ablation, scorer, final=True)

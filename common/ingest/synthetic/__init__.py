@@ -39,11 +39,19 @@ SITE_SPLITS = (0.25, 0.15)
 SERVER_STREAMS = {"test": 2, "val": 3}
 
 
+# control scenarios (see generator.py): the same hospitals minus one built-in effect
+CONTROLS = {
+    "synthetic_shared_signal": "shared-signal",
+    "synthetic_iid_sites": "iid-sites",
+}
+
+
 def spec_from_config(cfg: DataConfig) -> SyntheticSpec:
     return SyntheticSpec(
         num_sites=cfg.num_sites,
         seed=cfg.seed,
         histology=cfg.dataset == MULTIMODAL_NAME,
+        scenario=CONTROLS.get(cfg.dataset, "default"),
     )
 
 
@@ -74,13 +82,20 @@ def generate(spec: SyntheticSpec, out: Path) -> Path:
     for folder in SERVER_FOLDERS.values():
         _merge_server_folder(out / folder, [p.name for p in profiles])
     meta = {
-        "name": MULTIMODAL_NAME if spec.histology else NAME,
+        "name": _name_of(spec),
         "sites": [p.name for p in profiles],
         "spec": spec.to_dict(),
         "profiles": [vars(p) for p in profiles],
     }
     (out / DATASET_JSON).write_text(json.dumps(meta, indent=2))
     return out
+
+
+def _name_of(spec: SyntheticSpec) -> str:
+    if spec.histology:
+        return MULTIMODAL_NAME
+    by_scenario = {v: k for k, v in CONTROLS.items()}
+    return by_scenario.get(spec.scenario, NAME)
 
 
 def _merge_server_folder(test_dir: Path, sites: list[str]) -> None:
@@ -203,3 +218,13 @@ def _create() -> SyntheticDataset:
 def _create_multimodal() -> SyntheticDataset:
     """CT + clinical + H&E bags with per-site stain differences (hcc_multimodal)."""
     return SyntheticDataset(MULTIMODAL_NAME)
+
+
+def _register_control(name: str) -> None:
+    @DATASETS.register(name)
+    def _create() -> SyntheticDataset:
+        return SyntheticDataset(name)
+
+
+for _control in CONTROLS:  # the control scenarios, each a dataset of its own
+    _register_control(_control)

@@ -23,13 +23,24 @@ How the data is built (the calibration is in docs/synthetic-data.md):
   platelets). The shifts differ in lab and sign between sites, so a model trained at
   one site learns associations that do not hold at the others.
 
+Two control scenarios (``SyntheticSpec.scenario``) remove, one at a time, what the
+default was built to contain, so that an experiment can be seen to say "no":
+
+* ``shared-signal``: image and clinical data carry the same signal. One hidden
+  finding per positive decides both whether its tumours show on CT and whether its
+  AFP is raised; the other clinical columns do not depend on the label, and there are
+  no referral pathways. Fusion has nothing to add to the better single modality.
+* ``iid-sites``: every site is the same hospital: one scanner, prevalence, size,
+  missingness, and no referral pathways. Nothing a site learns alone is misleading
+  elsewhere; a federation can only win by having more cases.
+
 Everything derives from ``np.random.default_rng`` seeded by (seed, site), so the same
 spec always writes the same files.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import nibabel as nib
 import numpy as np
@@ -38,6 +49,7 @@ import pandas as pd
 from oncofed.common.keys import CASE_ID, LABEL
 
 GENERATOR_VERSION = 3  # bump when the content for a given spec changes
+SCENARIOS = ("default", "shared-signal", "iid-sites")
 OCCULT_FRACTION = 0.35  # positives whose tumours CT cannot show (caps image AUC)
 AFP_RAISED_FRACTION = 0.4  # positives with a raised AFP (caps clinical AUC)
 REFERRAL_SHIFT_SD = 1.0  # size of a site's referral-pathway lab shift, in lab SDs
@@ -81,6 +93,8 @@ class SyntheticSpec:
         and, drawn separately, in its validation set.
     in_plane : voxels per side of an axial slice.
     z_extent_mm : cranio-caudal field of view; slices = z_extent_mm / thickness.
+    scenario : ``default``, or a control that removes one built-in effect
+        (``shared-signal``, ``iid-sites``; see the module docstring).
     """
 
     num_sites: int = 7
@@ -90,7 +104,14 @@ class SyntheticSpec:
     in_plane: int = 64
     z_extent_mm: float = 60.0
     histology: bool = False  # also H&E bags per case (synthetic_multimodal)
+    scenario: str = "default"
     version: int = GENERATOR_VERSION
+
+    def __post_init__(self) -> None:
+        if self.scenario not in SCENARIOS:
+            raise ValueError(
+                f"scenario {self.scenario!r}: expected one of {', '.join(SCENARIOS)}"
+            )
 
     def to_dict(self) -> dict[str, int | float]:
         return asdict(self)
@@ -112,6 +133,7 @@ class SiteProfile:
     ct_missing: float  # probability that a case has no CT
     clinical_missing: float  # probability that a case has no clinical record
     referral: tuple[tuple[str, float], ...] = ()  # (lab, shift in SDs) for positives
+    shared_signal: bool = False  # CT visibility and AFP follow one hidden finding
 
     @property
     def name(self) -> str:
@@ -141,6 +163,21 @@ def site_profiles(spec: SyntheticSpec) -> list[SiteProfile]:
                 referral=referrals[i],
             )
         )
+    if spec.scenario == "iid-sites":  # every site is site 0, minus its pathway
+        same = profiles[0]
+        profiles = [
+            replace(
+                same,
+                index=i,
+                n_cases=spec.cases_per_site,
+                ct_missing=0.0,
+                clinical_missing=0.0,
+                referral=(),
+            )
+            for i in range(spec.num_sites)
+        ]
+    elif spec.scenario == "shared-signal":
+        profiles = [replace(p, referral=(), shared_signal=True) for p in profiles]
     return profiles
 
 
@@ -169,25 +206,33 @@ def clinical_record(
     label: int,
     rng: np.random.Generator,
     referral: tuple[tuple[str, float], ...] = (),
+    shared_finding: bool | None = None,
 ) -> tuple[dict, bool]:
     """One patient's clinical row (no missingness yet) and whether cirrhotic.
 
     ``referral``: the site's pathway shifts, applied to positives only.
+    ``shared_finding`` (shared-signal scenario): AFP is raised exactly when it is
+    True, and no other column depends on the label.
     """
     pos = label == 1
-    cirrhosis = rng.random() < (0.65 if pos else 0.35)
-    hbv = rng.random() < (0.3 if pos else 0.15)
-    hcv = rng.random() < (0.25 if pos else 0.12)
+    risk = pos and shared_finding is None  # risk factors follow the label
+    cirrhosis = rng.random() < (0.65 if risk else 0.35)
+    hbv = rng.random() < (0.3 if risk else 0.15)
+    hcv = rng.random() < (0.25 if risk else 0.12)
     afp_raised = pos and rng.random() < AFP_RAISED_FRACTION
+    if shared_finding is not None:
+        afp_raised = shared_finding
     log_afp = rng.normal(2.3, 0.7) if afp_raised else rng.normal(0.75, 0.4)
     log_afp += 0.25 * (hbv or hcv)  # hepatitis raises AFP a little in anyone
     hep = 1.0 + 0.8 * (hbv or hcv) + 0.6 * cirrhosis
     row = {
-        "age": float(np.clip(rng.normal(62 if pos else 57, 10), 20, 90).round()),
-        "sex": "M" if rng.random() < (0.72 if pos else 0.58) else "F",
+        "age": float(np.clip(rng.normal(62 if risk else 57, 10), 20, 90).round()),
+        "sex": "M" if rng.random() < (0.72 if risk else 0.58) else "F",
         "afp_ng_ml": float(round(10**log_afp, 1)),
         "alt_u_l": float(round(rng.lognormal(np.log(25 * hep), 0.4), 0)),
-        "ast_u_l": float(round(rng.lognormal(np.log(24 * hep * (1 + 0.3 * pos)), 0.4))),
+        "ast_u_l": float(
+            round(rng.lognormal(np.log(24 * hep * (1 + 0.3 * risk)), 0.4))
+        ),
         "albumin_g_dl": float(round(rng.normal(3.4 if cirrhosis else 4.1, 0.45), 1)),
         "bilirubin_mg_dl": float(
             round(rng.lognormal(np.log(1.5 if cirrhosis else 0.7), 0.45), 2)
@@ -218,8 +263,12 @@ def ct_volume(
     profile: SiteProfile,
     spec: SyntheticSpec,
     rng: np.random.Generator,
+    visible: bool | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """An abdominal CT block in HU and its LiTS label map, both (X, Y, Z)."""
+    """An abdominal CT block in HU and its LiTS label map, both (X, Y, Z).
+
+    ``visible`` (shared-signal scenario) decides whether a positive's tumours show;
+    otherwise a share ``OCCULT_FRACTION`` of positives are occult at random."""
     n = spec.in_plane
     nz = max(4, int(round(spec.z_extent_mm / profile.slice_mm)))
     # physical coordinates in a unit box, so anatomy is the same whatever the spacing
@@ -250,6 +299,8 @@ def ct_volume(
     if label == 1:
         inside = np.argwhere(liver)
         occult = rng.random() < OCCULT_FRACTION
+        if visible is not None:
+            occult = not visible
         for _ in range(int(rng.integers(1, 4))):
             centre = inside[rng.integers(len(inside))]
             if occult:  # small, near-isodense: invisible at this resolution
@@ -323,13 +374,16 @@ def write_cases(
             splits[idx[n_test : n_test + n_val]] = "val"
     for i, label in enumerate(labels):
         case_id = f"{id_prefix}{i:04d}"
-        clin, cirrhotic = clinical_record(int(label), rng, profile.referral)
+        finding = None  # shared-signal: one hidden finding shows in CT and AFP
+        if profile.shared_signal:
+            finding = bool(label) and rng.random() >= OCCULT_FRACTION
+        clin, cirrhotic = clinical_record(int(label), rng, profile.referral, finding)
         has_ct = rng.random() >= profile.ct_missing
         has_clin = rng.random() >= profile.clinical_missing
         if not (has_ct or has_clin):
             has_ct = True
         ct_rel = mask_rel = ""
-        vol, seg = ct_volume(int(label), cirrhotic, profile, spec, rng)
+        vol, seg = ct_volume(int(label), cirrhotic, profile, spec, rng, finding)
         if has_ct:
             ct_rel, mask_rel = f"ct/{case_id}.nii.gz", f"labels/{case_id}.nii.gz"
             aff = affine(profile)

@@ -71,9 +71,7 @@ def raw_bag(label: int, stain, rng: np.random.Generator) -> list[np.ndarray]:
     ]
 
 
-def add_histology(
-    site_dir: Path, held_out: list[Path], index: int, seed: int
-) -> None:
+def add_histology(site_dir: Path, held_out: list[Path], index: int, seed: int) -> None:
     """Render bags for a site's cases (and its cases in the server's ``held_out``
     folders), fit the site's Macenko normaliser on its training bags, write
     normalised bags and the ``histo_path`` manifest column."""
