@@ -7,16 +7,17 @@ One invocation:
 2. Pooled baseline: lifelines ``CoxPHFitter`` (ridge penalty ``--penalizer``) on all
    training rows, C-index on each region's test set.
 3. Federated: ``flwr run simulations/tcga_brca_sites`` (6 simulated SuperNodes,
-   FedAvg, Cox head on the clinical MLP), the *last* round's model; C-index on each
-   region's test split (read here, after the run; sites evaluate on validation).
+   FedAvg, Cox head on the clinical MLP), once per seed (``--seeds``, all in one
+   Flower run through the ablation's federation step), the *last* round's model;
+   C-index on each region's test split (read here, after the run; sites evaluate
+   on validation).
 
 Both train on the training split only (validation, 15 % carved from FLamby's
 training part, is left out of both).
 
 FLamby's benchmark metric is the mean over the 6 regional test sets; it is printed
-for both, next to FLamby's published figures for the same split. The simulation
-site count of the local SuperLink is set to 6 for the run and back to 7 (OncoFed's
-default) afterwards.
+for both (federated: mean ± sd over seeds), next to FLamby's published figures for
+the same split.
 
     python benchmarks/brca_survival.py --json /tmp/brca.json
 """
@@ -27,8 +28,6 @@ import argparse
 import json
 import os
 import platform
-import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,11 +36,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from oncofed.common.experiments.ablation.federation import (
+    restore_node_count,
+    run_federation,
+)
+from oncofed.common.experiments.ablation.plan import AblationOptions, load_scenario
 from oncofed.common.ingest.prepare import PrepareOptions, prepare
 from oncofed.common.ml.metrics import survival_metrics
+from oncofed.common.tracking.store import RUN_STORE, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
 
+ALL = "all test cases"
 FLAMBY_RESULTS = {"pooled": 0.676, "FedAvg": 0.732, "best strategy": 0.815}
 
 
@@ -72,53 +78,36 @@ def pooled_cox(prepared: Path, sites: list[str], penalizer: float) -> dict[str, 
 
 
 def federated(
-    prepared: Path, rounds: int, work: Path
-) -> tuple[dict[str, float], float]:
-    bin_dir = Path(sys.executable).parent
-    env = dict(os.environ, PATH=f"{bin_dir}:{os.environ['PATH']}")
-    flwr = str(bin_dir / "flwr")
-    subprocess.run(
-        [flwr, "federation", "simulation-config", "--num-supernodes", "6"],
-        env=env,
-        check=True,
-        capture_output=True,
+    prepared: Path, rounds: int, seeds: list[int], work: Path
+) -> tuple[dict[int, dict[str, float]], float]:
+    """Every seed as an entry of one ``flwr run`` (the ablation's federation step):
+    per seed, the last round's C-index on each region's test split and on all of
+    them together."""
+    scenario = load_scenario("tcga_brca_sites")
+    done: dict[int, Path | str] = {}
+    t = time.time()
+    run_federation(
+        scenario,
+        {"data-root": str(prepared), "num-server-rounds": rounds},
+        [{"seed": s} for s in seeds],
+        6,
+        work / "runs",
+        "",
+        lambda line: None,
+        lambda k, outcome: done.__setitem__(seeds[k], outcome),
     )
-    try:
-        t = time.time()
-        out = subprocess.run(
-            [
-                flwr,
-                "run",
-                str(ROOT / "simulations" / "tcga_brca_sites"),
-                "--stream",
-                "--run-config",
-                f"data-root='{prepared}' run-dir='{work / 'runs'}' "
-                f"num-server-rounds={rounds}",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-        )
-        wall = time.time() - t
-    finally:
-        subprocess.run(
-            [flwr, "federation", "simulation-config", "--num-supernodes", "7"],
-            env=env,
-            capture_output=True,
-        )
-    stores = list((work / "runs").glob("*/run.sqlite"))
-    if not stores or "of that model" not in out.stdout + out.stderr:
-        print(out.stdout[-3000:], out.stderr[-3000:])
-        raise SystemExit("federated run failed (see log above)")
-    with sqlite3.connect(stores[0]) as db:
-        pooled = db.execute(
-            "SELECT value FROM global_metrics WHERE metric='c-index' AND round=? "
-            "AND split='test'",
-            (rounds,),
-        ).fetchone()[0]
-    per_site = regional_test(stores[0].parent / "checkpoints" / "last.pt", prepared)
-    per_site["all test cases"] = pooled
-    return per_site, wall
+    wall = time.time() - t
+    restore_node_count(AblationOptions(), 7)  # OncoFed's default simulation size
+    out = {}
+    for seed, outcome in done.items():
+        if not isinstance(outcome, Path):
+            raise SystemExit(f"federated run for seed {seed} failed: {outcome}")
+        store = RunStore(outcome.parent.parent / RUN_STORE).global_frame()
+        pooled = store.query(
+            "split == 'test' and metric == 'c-index' and round == @rounds"
+        ).value
+        out[seed] = {**regional_test(outcome, prepared), ALL: float(pooled.iloc[0])}
+    return out, wall
 
 
 def regional_test(checkpoint: Path, prepared: Path) -> dict[str, float]:
@@ -144,9 +133,15 @@ def main() -> int:
         "--flamby", default=str(ROOT.parent / "shared/data/flamby_tcga_brca")
     )
     ap.add_argument("--rounds", type=int, default=20)
+    ap.add_argument(
+        "--seeds",
+        default="2024,2025,2026",
+        help="run-config seeds of the federated runs (2024,2025,2026)",
+    )
     ap.add_argument("--penalizer", type=float, default=0.1)
     ap.add_argument("--json")
     args = ap.parse_args()
+    seeds = [int(x) for x in args.seeds.split(",")]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         prepared = work / "prepared"
@@ -155,27 +150,48 @@ def main() -> int:
         )
         sites = sorted(report["sites"])
         cox = pooled_cox(prepared, sites, args.penalizer)
-        fed, wall = federated(prepared, args.rounds, work)
+        fed, wall = federated(prepared, args.rounds, seeds, work)
     rows = []
-    for s in [*sites, "all test cases"]:
-        rows.append({"test set": s, "pooled_coxph": cox[s], "federated": fed.get(s)})
-        f_s = fed.get(s, float("nan"))
-        print(f"{s:<24} pooled CoxPH {cox[s]:.3f}   federated {f_s:.3f}")
+    for s in [*sites, ALL]:
+        values = [fed[seed][s] for seed in seeds]
+        rows.append(
+            {
+                "test set": s,
+                "pooled_coxph": cox[s],
+                "federated_per_seed": values,
+                "federated_mean": float(np.mean(values)),
+                "federated_sd": float(np.std(values, ddof=1)) if len(seeds) > 1 else 0,
+            }
+        )
+        print(
+            f"{s:<24} pooled CoxPH {cox[s]:.3f}   federated "
+            f"{np.mean(values):.3f} ± {rows[-1]['federated_sd']:.3f} "
+            f"({', '.join(f'{v:.3f}' for v in values)})"
+        )
     mean_cox = float(np.nanmean([cox[s] for s in sites]))
-    mean_fed = float(np.nanmean([fed[s] for s in sites]))
+    per_seed = [float(np.nanmean([fed[seed][s] for s in sites])) for seed in seeds]
+    sd = float(np.std(per_seed, ddof=1)) if len(seeds) > 1 else 0.0
     print(
-        f"\nmean over the 6 regional test sets: pooled CoxPH {mean_cox:.3f}, "
-        f"federated {mean_fed:.3f}  (FLamby: pooled {FLAMBY_RESULTS['pooled']}, "
-        f"FedAvg {FLAMBY_RESULTS['FedAvg']}, best {FLAMBY_RESULTS['best strategy']})"
+        f"\nmean over the 6 regional test sets: pooled CoxPH {mean_cox:.3f} "
+        f"(deterministic), federated {np.mean(per_seed):.3f} ± {sd:.3f} over seeds "
+        f"{', '.join(map(str, seeds))} ({', '.join(f'{v:.3f}' for v in per_seed)})  "
+        f"(FLamby: pooled {FLAMBY_RESULTS['pooled']}, FedAvg "
+        f"{FLAMBY_RESULTS['FedAvg']}, best {FLAMBY_RESULTS['best strategy']})"
     )
-    print(f"federated wall time {wall:.0f} s for {args.rounds} rounds")
+    print(f"federated wall time {wall:.0f} s for {len(seeds)} x {args.rounds} rounds")
     result = {
         "command": "python " + " ".join(sys.argv),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
         f"Python {platform.python_version()}",
         "rounds": args.rounds,
+        "seeds": seeds,
         "rows": rows,
-        "mean_regional": {"pooled_coxph": mean_cox, "federated": mean_fed},
+        "mean_regional": {
+            "pooled_coxph": mean_cox,
+            "federated_per_seed": per_seed,
+            "federated_mean": float(np.mean(per_seed)),
+            "federated_sd": sd,
+        },
         "flamby": FLAMBY_RESULTS,
         "federated_wall_s": wall,
     }

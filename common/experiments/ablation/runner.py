@@ -114,7 +114,7 @@ def score_checkpoint(
     return _scores(model, test, val, resolve_device(cfg.train.device))
 
 
-def _held_out_set(
+def held_out_set(
     ds: PreparedDataset, cfg: OncoFedConfig, sites: list[SiteData], split: str
 ) -> TestSet:
     """The server's validation (``split='val'``) or test set; the union of the
@@ -224,8 +224,8 @@ class Ablation:
         self.sites = [
             load_site(self.ds.site_dir(i), cfg.data) for i in range(len(self.ds.sites))
         ]
-        self.val = _held_out_set(self.ds, cfg, self.sites, "val")
-        self.test = _held_out_set(self.ds, cfg, self.sites, "test")
+        self.val = held_out_set(self.ds, cfg, self.sites, "val")
+        self.test = held_out_set(self.ds, cfg, self.sites, "test")
         mods = _present(cfg.model.modality_list, self.sites)
         skipped = [m for m in cfg.model.modality_list if m not in mods]
         if skipped:
