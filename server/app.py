@@ -144,6 +144,7 @@ def _federate(
     run_dir: Path,
     sweep_index: int | None,
 ) -> None:
+    """Prepare (the embedded default only), evaluate, federate, report."""
     # the sites apply the same sweep entry to their own copy of the run config
     to_sites = ConfigRecord(
         {} if sweep_index is None else {keys.SWEEP_INDEX: sweep_index}
@@ -151,31 +152,11 @@ def _federate(
     # the one preparation step at run time: a scenario's embedded synthetic
     # default is written (once, cached) before round 1, so the sites find it
     dataset = ensure_prepared(cfg.data)
-    masks = get_task(cfg.model.task).needs_masks
-    val = server_set(cfg.data, "val", masks)
-    test = server_set(cfg.data, "test", masks)
-    rounds = cfg.federation.num_server_rounds
-    xgboost = cfg.model.family == "xgboost"
-    evaluator = (XgbEvaluator if xgboost else ServerEvaluator)(
-        cfg,
-        val.split("val"),
-        test.split("test"),
-        test.input_dims,
-        store,
-        run_id,
-        run_dir / "checkpoints",
-        rounds,
-    )
-    if xgboost:
-        initial = bytes_to_arrays(b"")
-    else:
-        seed_everything(cfg.data.seed)  # the same initial model for the same config
-        initial = to_arrays(
-            build_model(cfg.model, cfg.data.image_depth, test.input_dims)
-        )
+    evaluator, input_dims = _evaluator(cfg, store, run_id, run_dir)
     strategy = RecordingStrategy(
         STRATEGIES.create(cfg.federation.strategy, cfg=cfg.federation), store, run_id
     )
+    rounds = cfg.federation.num_server_rounds
     log(
         INFO,
         "OncoFed | strategy: %s (%s), %d rounds",
@@ -183,8 +164,55 @@ def _federate(
         type(strategy.inner).__name__,
         rounds,
     )
+    _warn_if_too_few_nodes(grid, cfg, len(dataset.sites))
+    strategy.start(
+        grid=grid,
+        initial_arrays=_initial_arrays(cfg, input_dims),
+        num_rounds=rounds,
+        timeout=cfg.federation.round_timeout,
+        train_config=to_sites,
+        evaluate_config=to_sites,
+        evaluate_fn=evaluator,
+    )
+    _log_site_table(strategy, cfg)
+    selection = evaluator.finish()  # the only time the test set is read
+    if selection is not None:
+        log(INFO, "OncoFed | %s", selection.line())
+
+
+def _evaluator(
+    cfg: OncoFedConfig, store: RunStore, run_id: str, run_dir: Path
+) -> tuple[ServerEvaluator, dict[str, int]]:
+    """The server-side evaluator over the validation and test sets, and the
+    tabular input sizes the model is built with."""
+    masks = get_task(cfg.model.task).needs_masks
+    val = server_set(cfg.data, "val", masks)
+    test = server_set(cfg.data, "test", masks)
+    kind = XgbEvaluator if cfg.model.family == "xgboost" else ServerEvaluator
+    evaluator = kind(
+        cfg,
+        val.split("val"),
+        test.split("test"),
+        test.input_dims,
+        store,
+        run_id,
+        run_dir / "checkpoints",
+        cfg.federation.num_server_rounds,
+    )
+    return evaluator, test.input_dims
+
+
+def _initial_arrays(cfg: OncoFedConfig, input_dims: dict[str, int]):
+    """The global model of round 0: the same for the same config (seeded)."""
+    if cfg.model.family == "xgboost":
+        return bytes_to_arrays(b"")
+    seed_everything(cfg.data.seed)
+    return to_arrays(build_model(cfg.model, cfg.data.image_depth, input_dims))
+
+
+def _warn_if_too_few_nodes(grid: Grid, cfg: OncoFedConfig, n_sites: int) -> None:
     nodes = len(list(grid.get_node_ids()))
-    if nodes < len(dataset.sites):
+    if nodes < n_sites:
         log(
             WARNING,
             "OncoFed | %d SuperNode(s) connected but dataset '%s' has %d sites: "
@@ -193,30 +221,21 @@ def _federate(
             "does this for the default 7).",
             nodes,
             cfg.data.dataset,
-            len(dataset.sites),
+            n_sites,
             nodes,
-            len(dataset.sites),
+            n_sites,
         )
-    strategy.start(
-        grid=grid,
-        initial_arrays=initial,
-        num_rounds=rounds,
-        timeout=cfg.federation.round_timeout,
-        train_config=to_sites,
-        evaluate_config=to_sites,
-        evaluate_fn=evaluator,
-    )
+
+
+def _log_site_table(strategy: RecordingStrategy, cfg: OncoFedConfig) -> None:
     evaluated = strategy.last_site_metrics.get("evaluate", {})
-    if evaluated:
-        log(
-            INFO,
-            "OncoFed | per-site evaluation after round %d (local validation splits):",
-            rounds,
-        )
-        for line in site_table(evaluated, cfg.model.task):
-            log(INFO, "OncoFed |   %s", line)
-    else:
+    if not evaluated:
         log(INFO, "OncoFed | no per-site evaluation (fraction-evaluate = 0)")
-    selection = evaluator.finish()  # the only time the test set is read
-    if selection is not None:
-        log(INFO, "OncoFed | %s", selection.line())
+        return
+    log(
+        INFO,
+        "OncoFed | per-site evaluation after round %d (local validation splits):",
+        cfg.federation.num_server_rounds,
+    )
+    for line in site_table(evaluated, cfg.model.task):
+        log(INFO, "OncoFed |   %s", line)
