@@ -115,3 +115,26 @@ def test_synthetic_is_one_more_preparable_dataset(small_dataset, tmp_path):
     site = next(iter(skew["sites"]))
     data = load_site(tmp_path / "d" / site, DataConfig(image_size=16, image_depth=4))
     assert not data.quarantined and data.input_dims["clinical"] == 24
+
+
+def test_every_site_has_a_validation_split_recorded_in_the_report(small_dataset):
+    """Validation chooses models: every site has one with both classes, the server
+    has its own validation set beside its test set, and report.json says so."""
+    import json
+
+    import pandas as pd
+
+    report = json.loads((small_dataset.root / "report.json").read_text())
+    for site in small_dataset.sites:
+        m = pd.read_csv(small_dataset.root / site / "manifest.csv", dtype=str)
+        val = m[m.split == "val"]
+        assert set(val.label) == {"0", "1"}, site
+        assert report["sites"][site]["val"] == len(val)
+        assert report["sites"][site]["train"] == int((m.split == "train").sum())
+    for split, folder in (("val", "server-val"), ("test", "server-test")):
+        m = pd.read_csv(small_dataset.root / folder / "manifest.csv", dtype=str)
+        assert set(m.split) == {split}
+        assert report["server"][split]["cases"] == len(m) > 0
+    val_ids = set(pd.read_csv(small_dataset.root / "server-val/manifest.csv").case_id)
+    test_ids = set(pd.read_csv(small_dataset.root / "server-test/manifest.csv").case_id)
+    assert not val_ids & test_ids

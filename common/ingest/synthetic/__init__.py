@@ -81,6 +81,7 @@ def generate(spec: SyntheticSpec, out: Path) -> Path:
             add_histology(out / p.name, held_out, p.index, spec.seed)
     for folder in SERVER_FOLDERS.values():
         _merge_server_folder(out / folder, [p.name for p in profiles])
+    _write_split_report(out, [p.name for p in profiles])
     meta = {
         "name": _name_of(spec),
         "sites": [p.name for p in profiles],
@@ -89,6 +90,28 @@ def generate(spec: SyntheticSpec, out: Path) -> Path:
     }
     (out / DATASET_JSON).write_text(json.dumps(meta, indent=2))
     return out
+
+
+def _write_split_report(out: Path, sites: list[str]) -> None:
+    """``report.json``: cases per site and split (train / val / test) and per
+    label, and the sizes of the server's validation and test sets."""
+    import pandas as pd
+
+    report: dict[str, dict] = {"sites": {}, "server": {}}
+    for site in sites:
+        m = pd.read_csv(out / site / "manifest.csv", dtype=str)
+        report["sites"][site] = {
+            "cases": len(m),
+            **{
+                split: int((m.split == split).sum())
+                for split in ("train", "val", "test")
+            },
+            "labels": {k: int(v) for k, v in m.label.value_counts().items()},
+        }
+    for split, folder in SERVER_FOLDERS.items():
+        m = pd.read_csv(out / folder / "manifest.csv", dtype=str)
+        report["server"][split] = {"folder": folder, "cases": len(m)}
+    (out / "report.json").write_text(json.dumps(report, indent=2))
 
 
 def _name_of(spec: SyntheticSpec) -> str:
