@@ -17,6 +17,8 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from oncofed.common import keys
 from oncofed.common.ml.metrics import (
@@ -27,6 +29,30 @@ from oncofed.common.ml.metrics import (
     survival_metrics,
 )
 from oncofed.common.registry import Registry
+
+
+def cox_loss(
+    risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor
+) -> torch.Tensor:
+    """Negative Cox partial log-likelihood (Breslow handling of ties), mean over
+    events; cases with an unknown time are left out. Written here: none of our
+    libraries has a torch Cox loss (lifelines fits Cox models, not networks).
+
+    For each event i: risk_i - log sum_{j: t_j >= t_i} exp(risk_j).
+    """
+    ok = torch.isfinite(time) & torch.isfinite(event)
+    risk, time, event = risk[ok], time[ok], event[ok]
+    if event.sum() == 0:
+        return risk.sum() * 0.0  # no event in the batch: no information, no NaN
+    order = torch.argsort(time, descending=True)
+    r, e = risk[order], event[order]
+    # running log-sum-exp over the risk set (everyone with a time >= t_i)
+    log_risk_set = torch.logcumsumexp(r, dim=0)
+    # Breslow ties: a tied group shares the risk set of its first (longest) member
+    t = time[order]
+    last_of_tie = torch.searchsorted(-t, -t, right=True) - 1
+    log_risk_set = log_risk_set[last_of_tie]
+    return -((r - log_risk_set) * e).sum() / e.sum()
 
 
 @dataclass(frozen=True)
@@ -41,9 +67,20 @@ class Task:
     columns: tuple[tuple[str, str], ...]
     needs_masks: bool = False  # the samples carry their label maps
     by_subset: bool = False  # metrics per available-modality subset are meaningful
+    augment: bool = True  # MONAI augmentation of the CT is allowed
 
     def metrics(self, pred) -> dict[str, float]:  # type: ignore[no-untyped-def]
         """Every metric of this task on one prediction pass (NaN if undefined)."""
+        raise NotImplementedError
+
+    def loss(
+        self,
+        logits: torch.Tensor,
+        batch: dict[str, torch.Tensor],
+        present: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Training loss of ``logits`` (B,) on ``batch``; with ``present`` (B,)
+        only over the cases flagged 1 (an auxiliary head's modality present)."""
         raise NotImplementedError
 
     def round_line(self, m: dict[str, float]) -> str:
@@ -51,13 +88,29 @@ class Task:
         raise NotImplementedError
 
     def primary_interval(
-        self, pred, n_resamples: int = 1000, seed: int = 0  # type: ignore[no-untyped-def]
+        self,
+        pred,
+        n_resamples: int = 1000,
+        seed: int = 0,  # type: ignore[no-untyped-def]
     ) -> tuple[float, float]:
         """Percentile bootstrap 95 % interval of the primary metric over cases."""
         return math.nan, math.nan
 
 
 class Classification(Task):
+    def loss(
+        self,
+        logits: torch.Tensor,
+        batch: dict[str, torch.Tensor],
+        present: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Binary cross-entropy, mean over the (present) cases."""
+        labels = batch[keys.LABEL].float()
+        if present is None:
+            return F.binary_cross_entropy_with_logits(logits, labels)
+        per_case = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
+        return (per_case * present).sum() / present.sum().clamp(min=1.0)
+
     def metrics(self, pred) -> dict[str, float]:  # type: ignore[no-untyped-def]
         return binary_metrics(pred.labels, pred.probs)
 
@@ -69,7 +122,10 @@ class Classification(Task):
         )
 
     def primary_interval(
-        self, pred, n_resamples: int = 1000, seed: int = 0  # type: ignore[no-untyped-def]
+        self,
+        pred,
+        n_resamples: int = 1000,
+        seed: int = 0,  # type: ignore[no-untyped-def]
     ) -> tuple[float, float]:
         if len(pred.labels) == 0:
             return math.nan, math.nan
@@ -80,6 +136,22 @@ class Classification(Task):
 
 
 class Survival(Task):
+    def loss(
+        self,
+        logits: torch.Tensor,
+        batch: dict[str, torch.Tensor],
+        present: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Cox partial likelihood over the (present) cases; an auxiliary head with
+        fewer than 2 present cases adds nothing."""
+        time, event = batch[keys.TIME].float(), batch[keys.EVENT].float()
+        if present is None:
+            return cox_loss(logits, time, event)
+        keep = present > 0
+        if int(keep.sum()) < 2:
+            return logits.sum() * 0.0
+        return cox_loss(logits[keep], time[keep], event[keep])
+
     def metrics(self, pred) -> dict[str, float]:  # type: ignore[no-untyped-def]
         return survival_metrics(pred.times, pred.events, pred.logits)
 
@@ -90,7 +162,10 @@ class Survival(Task):
         )
 
     def primary_interval(
-        self, pred, n_resamples: int = 1000, seed: int = 0  # type: ignore[no-untyped-def]
+        self,
+        pred,
+        n_resamples: int = 1000,
+        seed: int = 0,  # type: ignore[no-untyped-def]
     ) -> tuple[float, float]:
         if pred.times is None or len(pred.times) < 2:
             return math.nan, math.nan
@@ -109,7 +184,10 @@ class Survival(Task):
 class Segmentation(Task):
     """Dice per case and global as LiTS reports it; AUC etc. of the
     tumour-presence score against the case label. No interval: Dice counts exist
-    only for cases with a label map, so they do not resample with the cases."""
+    only for cases with a label map, so they do not resample with the cases. The
+    loss is the UNet's own (Dice + cross-entropy on the label maps,
+    :mod:`oncofed.common.ml.models.segmentation`); augmentation is off because it
+    would move the CT without its label map."""
 
     def metrics(self, pred) -> dict[str, float]:  # type: ignore[no-untyped-def]
         from oncofed.common.ml.models.segmentation import DICE_KEYS, dice_metrics
@@ -172,6 +250,7 @@ def _segmentation() -> Task:
             ("AUC", keys.AUC),
         ),
         needs_masks=True,
+        augment=False,
     )
 
 

@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader
 from oncofed.common.config import TrainConfig
 from oncofed.common.data.augment import train_augmentation
 from oncofed.common.keys import CT, EVENT, LABEL, MASK, TIME, present_key
+from oncofed.common.ml.tasks import get_task
 
 LossTerm = Callable[[nn.Module], torch.Tensor]
 
@@ -100,8 +101,8 @@ def train_local(
         model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
     )
     # augmentation moves the CT only: a segmentation label map would not follow
-    segmenting = getattr(model, "task", "") == "segmentation"
-    transform = train_augmentation(seed) if cfg.augment and not segmenting else None
+    task = get_task(getattr(model, "task", "classification"))
+    transform = train_augmentation(seed) if cfg.augment and task.augment else None
     loader = make_loader(samples, cfg.batch_size, True, seed, transform)
     last = float("nan")
     for _ in range(epochs or cfg.local_epochs):
@@ -160,14 +161,14 @@ def predict_detailed(
     mods = tuple(getattr(model, "modalities", ()))
     ys, ps, ws, subsets, total = [], [], [], [], 0.0
     zs, ts, es, counts = [], [], [], []
-    segmenting = getattr(model, "task", "") == "segmentation"
+    task = get_task(getattr(model, "task", "classification"))
     loss_fn = nn.BCEWithLogitsLoss(reduction="sum")
     for batch in make_loader(samples, batch_size, shuffle=False):
         batch = _to(batch, device)
         logits = model(batch)
         total += float(loss_fn(logits, batch[LABEL].float()))
         zs.append(logits.double().cpu().numpy())
-        if segmenting:
+        if task.needs_masks:  # segmentation: Dice counts against the label maps
             from oncofed.common.ml.models.segmentation import dice_counts
 
             keep = batch[present_key(MASK)] > 0
@@ -192,12 +193,9 @@ def predict_detailed(
         return Predictions(np.zeros(0), np.zeros(0), float("nan"), None, [], mods)
     loss = total / max(len(samples), 1)
     logits_all, times, events = map(np.concatenate, (zs, ts, es))
-    if getattr(model, "task", "classification") == "survival":
-        from oncofed.common.ml.models.multimodal import cox_loss
-
-        loss = float(
-            cox_loss(*(torch.from_numpy(a) for a in (logits_all, times, events)))
-        )
+    if task.name == "survival":  # the evaluation loss is the task's own
+        batch_all = {TIME: torch.from_numpy(times), EVENT: torch.from_numpy(events)}
+        loss = float(task.loss(torch.from_numpy(logits_all), batch_all))
     return Predictions(
         np.concatenate(ys),
         np.concatenate(ps),

@@ -16,14 +16,15 @@ from oncofed.common.errors import ConfigError
 from oncofed.common.keys import (
     CLINICAL,
     CT,
-    EVENT,
     GENOMICS,
     HISTOLOGY,
-    TIME,
     present_key,
 )
 from oncofed.common.ml.models.encoders import ENCODERS, load_pretrained
 from oncofed.common.ml.models.fusion import FUSIONS
+from oncofed.common.ml.tasks import cox_loss, get_task
+
+__all__ = ["MultimodalNet", "build_model", "cox_loss", "load_checkpoint"]
 
 
 class MultimodalNet(nn.Module):
@@ -88,7 +89,9 @@ class MultimodalNet(nn.Module):
     def training_loss(
         self, batch: dict[str, torch.Tensor], labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fused BCE loss plus ``aux_weight`` x each modality's own BCE loss.
+        """The task's loss on the fused logits plus ``aux_weight`` x each
+        modality's own loss over the cases that have it (see
+        :class:`oncofed.common.ml.tasks.Task`).
 
         The auxiliary heads give every encoder a gradient of its own: without them
         the branch that fits fastest (clinical) starves the slower one (CT).
@@ -96,29 +99,12 @@ class MultimodalNet(nn.Module):
         """
         embeddings, present = self.embed(batch)
         logits = self.fusion(embeddings, present)
-        if self.task == "survival":
-            time, event = batch[TIME].float(), batch[EVENT].float()
-            loss = cox_loss(logits, time, event)
-            if self.aux_weight > 0 and len(self.modalities) > 1:
-                for m in self.modalities:
-                    aux = self.aux_heads[m](embeddings[m]).squeeze(1)
-                    keep = present[m] > 0
-                    if int(keep.sum()) >= 2:
-                        loss = loss + self.aux_weight * cox_loss(
-                            aux[keep], time[keep], event[keep]
-                        )
-        else:
-            loss = F.binary_cross_entropy_with_logits(logits, labels)
-        if self.task != "survival" and self.aux_weight > 0 and len(self.modalities) > 1:
+        task = get_task(self.task)  # BCE for classification, Cox for survival
+        loss = task.loss(logits, batch)
+        if self.aux_weight > 0 and len(self.modalities) > 1:
             for m in self.modalities:
                 aux = self.aux_heads[m](embeddings[m]).squeeze(1)
-                per_case = F.binary_cross_entropy_with_logits(
-                    aux, labels, reduction="none"
-                )
-                w = present[m]
-                loss = loss + self.aux_weight * (per_case * w).sum() / w.sum().clamp(
-                    min=1.0
-                )
+                loss = loss + self.aux_weight * task.loss(aux, batch, present[m])
         if self.contrastive_weight > 0:
             loss = loss + self.contrastive_weight * self.alignment_loss(
                 embeddings, present
@@ -154,30 +140,6 @@ class MultimodalNet(nn.Module):
         """Per-sample modality weights of the last forward pass (B, M), for fusion
         heads that have them (transformer, late fusion), else None."""
         return getattr(self.fusion, "last_weights", None)
-
-
-def cox_loss(
-    risk: torch.Tensor, time: torch.Tensor, event: torch.Tensor
-) -> torch.Tensor:
-    """Negative Cox partial log-likelihood (Breslow handling of ties), mean over
-    events; cases with an unknown time are left out. Written here: none of our
-    libraries has a torch Cox loss (lifelines fits Cox models, not networks).
-
-    For each event i: risk_i - log sum_{j: t_j >= t_i} exp(risk_j).
-    """
-    ok = torch.isfinite(time) & torch.isfinite(event)
-    risk, time, event = risk[ok], time[ok], event[ok]
-    if event.sum() == 0:
-        return risk.sum() * 0.0  # no event in the batch: no information, no NaN
-    order = torch.argsort(time, descending=True)
-    r, e = risk[order], event[order]
-    # running log-sum-exp over the risk set (everyone with a time >= t_i)
-    log_risk_set = torch.logcumsumexp(r, dim=0)
-    # Breslow ties: a tied group shares the risk set of its first (longest) member
-    t = time[order]
-    last_of_tie = torch.searchsorted(-t, -t, right=True) - 1
-    log_risk_set = log_risk_set[last_of_tie]
-    return -((r - log_risk_set) * e).sum() / e.sum()
 
 
 def build_model(
