@@ -354,7 +354,6 @@ def write_markdown(ab: AblationRun, scorer: Scorer, path: Path, final: bool) -> 
     epochs = opts.rounds * opts.local_epochs
     lines = [
         f"# Ablation: {ab.scenario.name}",
-        "",
         (
             ""
             if final
@@ -366,7 +365,8 @@ def write_markdown(ab: AblationRun, scorer: Scorer, path: Path, final: bool) -> 
         f"{platform.python_version()}, device {ab.cfg.train.device}; "
         f"{datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}; wall time "
         f"{(time.time() - ab.started) / 60:.1f} min",
-        f"- Dataset `{ab.cfg.data.dataset}`, {len(ab.sites)} sites, "
+        f"- Dataset `{ab.cfg.data.dataset}` (run-config seed {ab.cfg.data.seed}), "
+        f"{len(ab.sites)} sites, "
         f"{sum(len(d.split('train')) for d in ab.sites)} training cases; modalities "
         f"{', '.join(ab.cfg.model.modality_list)}; encoders: "
         + ", ".join(
