@@ -17,7 +17,7 @@ from oncofed.common.experiments.ablation.plan import Arm
 # (a finding on our own synthetic data shows the generator, not the world).
 BUILT_TO_SHOW = {
     "synthetic": (
-        "the `synthetic` hospitals were built so that fusion and federation *can* "
+        "The `synthetic` hospitals were built so that fusion and federation *can* "
         "win: given the label, image and clinical findings are drawn independently "
         "(each modality misses different positives), and each site's positives "
         "arrive through a referral pathway that shifts two labs in a site-specific "
@@ -25,14 +25,14 @@ BUILT_TO_SHOW = {
         "elsewhere). See docs/synthetic-data.md."
     ),
     "synthetic_shared_signal": (
-        "control: `synthetic_shared_signal` was built so that fusion has nothing to "
+        "Control: `synthetic_shared_signal` was built so that fusion has nothing to "
         "add: one hidden finding decides both whether a positive's tumours show on "
         "CT and whether its AFP is raised, no other clinical column depends on the "
         "label, and there are no referral pathways. A fusion win here would be an "
         "artefact of the instrument."
     ),
     "synthetic_iid_sites": (
-        "control: `synthetic_iid_sites` was built so that sites do not differ: one "
+        "Control: `synthetic_iid_sites` was built so that sites do not differ: one "
         "scanner, prevalence, size and missingness everywhere and no referral "
         "pathways. A federation can win here only by having more cases than any one "
         "site, not through site differences."
