@@ -117,7 +117,9 @@ def one_seed(seed: int, base: dict) -> dict:
     t = time.time()
     y, p, _ = train_and_score(cfg, pooled_train, test, val, epochs, seed, dims)
     add("pooled", y, p, time.time() - t)
-    fed_wall, strategy_s, y, p = federated(cfg, keys, len(sites), test, val)
+    # the federation reads the same prepared folder as the pooled model
+    fed_keys = {**keys, "data-root": str(ds.root)}
+    fed_wall, strategy_s, y, p = federated(cfg, fed_keys, len(sites), test, val)
     add("federated (FedAvg, last round)", y, p, fed_wall)
     out["strategy_s"] = strategy_s
     test_site = np.array([s["case_id"].split("-")[1] for s in test])  # test-XX-NNNN

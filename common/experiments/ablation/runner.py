@@ -347,11 +347,15 @@ class Ablation:
     def _fl_keys(self) -> dict[str, Any]:
         """Run-config keys of every federated run: no site-side evaluation (the
         ablation scores the global model on the common test set itself), unless
-        --set asks for it, then the user's overrides and the budget."""
+        --set asks for it, then the user's overrides and the budget. ``data-root``
+        is the prepared folder this process trains its own models on, so the
+        federation reads the same data even where the SuperLink runs with another
+        ``ONCOFED_HOME``."""
         o = self.opts
         return {
             "fraction-evaluate": 0.0,
             **o.overrides,
+            "data-root": str(self.ds.root),
             "num-server-rounds": o.rounds,
             "local-epochs": o.local_epochs,
         }
