@@ -70,25 +70,25 @@ def federated(cfg: OncoFedConfig, keys: dict, n_sites: int, test, val):
     """One real Flower federation; its wall time, strategy time and last-round
     model's test scores."""
     done: dict[int, Path | str] = {}
-    root = Path(tempfile.mkdtemp(prefix="oncofed-bench-"))
-    t = time.time()
-    run_federation(
-        load_scenario(SCENARIO),
-        {**keys, "fraction-evaluate": 0.0},
-        [{"seed": cfg.data.seed}],
-        n_sites,
-        root,
-        "",
-        lambda line: None,
-        lambda k, outcome: done.__setitem__(k, outcome),
-    )
-    wall = time.time() - t
-    ckpt = done.get(0)
-    if not isinstance(ckpt, Path):
-        raise SystemExit(f"federated run failed: {ckpt}")
-    y, p, _ = score_checkpoint(ckpt, test, val)
-    store = RunStore(ckpt.parent.parent / RUN_STORE).global_frame()
-    strategy_s = float(store[store.metric == "elapsed-s"].value.max())
+    with tempfile.TemporaryDirectory(prefix="oncofed-bench-") as tmp:
+        t = time.time()
+        run_federation(
+            load_scenario(SCENARIO),
+            {**keys, "fraction-evaluate": 0.0},
+            [{"seed": cfg.data.seed}],
+            n_sites,
+            Path(tmp),
+            "",
+            lambda line: None,
+            lambda k, outcome: done.__setitem__(k, outcome),
+        )
+        wall = time.time() - t
+        ckpt = done.get(0)
+        if not isinstance(ckpt, Path):
+            raise SystemExit(f"federated run failed: {ckpt}")
+        y, p, _ = score_checkpoint(ckpt, test, val)
+        store = RunStore(ckpt.parent.parent / RUN_STORE).global_frame()
+        strategy_s = float(store[store.metric == "elapsed-s"].value.max())
     return wall, strategy_s, y, p
 
 
