@@ -74,8 +74,7 @@ def site_table(
 @lru_cache(maxsize=4)  # sweep entries over the same data share the loaded sets
 def server_set(data: DataConfig, split: str, masks: bool) -> SiteData:
     """The server's validation (``split='val'``) or test set."""
-    dataset = open_prepared(data)
-    folder = dataset.server_val_dir if split == "val" else dataset.server_test_dir
+    folder = open_prepared(data).server_dir(split)
     held = load_site(folder, data, splits=(split,), masks=masks)
     if held.quarantined:
         log(

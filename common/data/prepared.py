@@ -106,6 +106,10 @@ class PreparedDataset:
     def server_test_dir(self) -> Path:
         return self.root / SERVER_TEST
 
+    def server_dir(self, split: str) -> Path:
+        """The server's folder of ``split``: ``val`` or ``test``."""
+        return self.server_val_dir if split == "val" else self.server_test_dir
+
     @property
     def server_val_dir(self) -> Path:
         """The server's validation folder; a folder prepared before validation
@@ -121,5 +125,3 @@ class PreparedDataset:
                 "synthetic folder so that it is generated again)",
             )
         return path
-
-

@@ -68,16 +68,16 @@ class TestSet:
     samples: list[dict]
 
 
-def verdict(lo: float, hi: float, win: str, loss: str, tie: str) -> str:
-    """``win`` if the paired interval lies above 0, ``loss`` below, else ``tie``."""
-    if lo > 0:
-        return win
-    if hi < 0:
-        return loss
-    return tie
-
-
 WIN, LOSS, TIE = "beats", "is beaten by", "shows no detectable difference from"
+
+
+def verdict(lo: float, hi: float) -> str:
+    """``WIN`` if the paired interval lies above 0, ``LOSS`` below, else ``TIE``."""
+    if lo > 0:
+        return WIN
+    if hi < 0:
+        return LOSS
+    return TIE
 
 
 @dataclass
@@ -99,7 +99,7 @@ class Finding:
 
     @property
     def said(self) -> str:
-        return verdict(self.low, self.high, WIN, LOSS, TIE)
+        return verdict(self.low, self.high)
 
     @property
     def win(self) -> bool:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from oncofed.common.config import OncoFedConfig, from_run_config
-from oncofed.common.data.prepared import SERVER_TEST, SERVER_VAL, PreparedDataset
+from oncofed.common.data.prepared import PreparedDataset
 from oncofed.common.data.site import SiteData, load_site
 from oncofed.common.errors import ConfigError
 from oncofed.common.experiments.ablation.federation import (
@@ -119,13 +119,10 @@ def held_out_set(
 ) -> TestSet:
     """The server's validation (``split='val'``) or test set; the union of the
     sites' splits where the server folder is empty."""
-    folder, name = (
-        (ds.server_val_dir, SERVER_VAL) if split == "val" else
-        (ds.server_test_dir, SERVER_TEST)
-    )  # fmt: skip
+    folder = ds.server_dir(split)
     server = load_site(folder, cfg.data, splits=(split,))
     if server.split(split):
-        return TestSet(name, server.split(split))
+        return TestSet(folder.name, server.split(split))
     return TestSet(
         f"every site's {split} split", [s for d in sites for s in d.split(split)]
     )

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from oncofed.common.experiments.ablation.results import (
+    LOSS,
     Finding,
     about_data,
     seed_folder,
@@ -82,11 +83,16 @@ def auc_table(per_seed: dict[int, list[dict[str, str]]]) -> list[str]:
     return out
 
 
+def _questions(per_seed: dict[int, list[Finding]]) -> list[str]:
+    """Every question asked in any seed, in the order first asked."""
+    return list(dict.fromkeys(f.question for fs in per_seed.values() for f in fs))
+
+
 def findings_table(per_seed: dict[int, list[Finding]]) -> list[str]:
     """Every question: its paired difference [95 % CI] in each seed, the mean ± sd
     of the difference, and in how many seeds it is a win."""
     seeds = sorted(per_seed)
-    questions = list(dict.fromkeys(f.question for fs in per_seed.values() for f in fs))
+    questions = _questions(per_seed)
     out = [
         "| question | "
         + " | ".join(f"seed {s}" for s in seeds)
@@ -117,11 +123,10 @@ def verdicts(per_seed: dict[int, list[Finding]]) -> list[str]:
     """One sentence per question: a win only where every seed's interval lies
     above 0."""
     out = []
-    questions = list(dict.fromkeys(f.question for fs in per_seed.values() for f in fs))
-    for q in questions:
+    for q in _questions(per_seed):
         found = [f for fs in per_seed.values() for f in fs if f.question == q]
         wins = sum(f.win for f in found)
-        losses = sum(f.said == "is beaten by" for f in found)
+        losses = sum(f.said == LOSS for f in found)
         if found and wins == len(found):
             said = "a win in every seed"
         elif wins:
