@@ -92,25 +92,36 @@ def test_ablate_local_and_pooled_with_leave_one_site_out(
     rc = main(
         [
             "ablate", "--out", str(out), "--rounds", "1", "--local-epochs", "1",
-            "--regimes", "local,pooled", "--fusions", "concat,transformer",
-            "--bootstrap", "200", *SMALL,
+            "--regimes", "local,same-size-mix,pooled", "--fusions",
+            "concat,transformer", "--bootstrap", "200", *SMALL,
         ]
     )  # fmt: skip
     assert rc == 0
     said = capsys.readouterr().out
-    # 4 arms x (3 sites + pooled) + 2 arms x 3 held-out sites, each with progress
-    assert "[22/22] leave-one-site-out" in said
+    # 4 arms x (3 sites + 3 same-size mixes + pooled) + 2 arms x 3 held-out sites,
+    # each with progress
+    assert "[34/34] leave-one-site-out" in said
     rows = _rows(out)
-    assert len(rows) == 22
+    assert len(rows) == 34
     by_regime = {r: [x for x in rows if x["regime"] == r] for r in
-                 ("local", "pooled", "leave-one-site-out")}  # fmt: skip
-    assert [len(v) for v in by_regime.values()] == [12, 4, 6]
+                 ("local", "same-size-mix", "pooled",
+                  "leave-one-site-out")}  # fmt: skip
+    assert [len(v) for v in by_regime.values()] == [12, 12, 4, 6]
+    # a same-size mix trains on exactly as many cases as its site's local model
+    local_n = {(x["arm"], x["site"]): x["train_n"] for x in by_regime["local"]}
+    assert {
+        (x["arm"], x["site"]): x["train_n"] for x in by_regime["same-size-mix"]
+    } == local_n
+    assert len(set(local_n.values())) > 1  # the small sites differ in size
     arms = {x["arm"] for x in rows}
     assert arms == {
         "ct only", "clinical only", "early fusion (concat)",
         "cross-attention fusion (transformer)",
     }  # fmt: skip
-    server_n = {x["test_n"] for x in by_regime["local"] + by_regime["pooled"]}
+    server_n = {
+        x["test_n"]
+        for x in by_regime["local"] + by_regime["same-size-mix"] + by_regime["pooled"]
+    }
     assert len(server_n) == 1  # every model on the same test set
     for x in rows:
         assert not x["error"], x
@@ -127,6 +138,8 @@ def test_ablate_local_and_pooled_with_leave_one_site_out(
         assert int(x["train_n"]) < pooled_n
     md = (out / "ablation.md").read_text()
     assert "## Findings" in md and "best single modality" in md
+    assert "Site differences at equal numbers of cases" in md
+    assert "same-size mix: mean of sites" in md
     assert "Leave-one-site-out external validation" in md
     assert md.count("| ct only |") == 4  # AUC, F1, accuracy and per-site tables
     assert (out / "ablation.png").stat().st_size > 10_000
@@ -216,6 +229,50 @@ def _finding(question: str, diff: float, lo: float, hi: float):
                    diff, lo, hi)  # fmt: skip
 
 
+def _scored_pair(site: str, probs_local, probs_mixed, labels):
+    from oncofed.common.experiments.ablation.plan import Arm
+    from oncofed.common.experiments.ablation.results import Result
+
+    arm = Arm("ct only", ("ct",), "concat")
+    return [
+        Result(arm, regime, regime, site, 30, "server-test", labels, np.asarray(p),
+               0.0)
+        for regime, p in (("local", probs_local), ("same-size-mix", probs_mixed))
+    ]  # fmt: skip
+
+
+def test_site_finding_says_no_where_the_mix_adds_nothing_and_yes_where_it_does():
+    """The fixed-number-of-cases question pairs each site's local-only model with
+    its same-size mix: identical skill gives no win, a better mix gives one."""
+    from oncofed.common.experiments.ablation.report import Scorer, _site_finding
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+
+    def probs(noise: float) -> np.ndarray:
+        return 1 / (1 + np.exp(-(labels - 0.5 + rng.normal(0, noise, 200))))
+
+    noisy = [probs(1.5) for _ in range(6)]
+    clean = [probs(0.5) for _ in range(3)]
+    scorer = Scorer(500)
+
+    def finding(pairs):
+        results = [r for k, (a, b) in enumerate(pairs)
+                   for r in _scored_pair(f"site-{k}", a, b, labels)]  # fmt: skip
+        scored = [scorer(r) for r in results]
+        local = [s for s in scored if s.result.regime == "local"]
+        mixed = [s for s in scored if s.result.regime == "same-size-mix"]
+        (f,) = _site_finding(scorer, local, mixed)
+        return f
+
+    same = finding([(noisy[0], noisy[1]), (noisy[2], noisy[3]), (noisy[4], noisy[5])])
+    assert same.said == "shows no detectable difference from", same
+    assert same.low < 0 < same.high
+    better = finding(list(zip(noisy[:3], clean, strict=True)))
+    assert better.win and better.low > 0, better
+    assert "3 sites" in better.note and "every site beats" in better.sentence()
+
+
 def test_a_finding_wins_only_when_every_seed_interval_lies_above_zero():
     from oncofed.common.experiments.ablation.summary import findings_table, verdicts
 
@@ -273,4 +330,4 @@ def test_ablate_over_seeds_writes_each_seed_and_a_summary(small_dataset, tmp_pat
     assert "# Ablation over 2 seeds" in md and "can* win" in md
     assert "| seed 2024 | seed 2025 |" in md
     mean = np.mean([per_seed[s]["ct only"] for s in per_seed])
-    assert f"| ct only | - | {mean:.3f} ± " in md
+    assert f"| ct only | - | - | {mean:.3f} ± " in md  # local, mix, pooled

@@ -34,8 +34,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--local-epochs", type=int, help="(2)")
     p.add_argument(
         "--regimes",
-        default="local,pooled,federated",
-        help="comma-separated subset of local,pooled,federated (all three)",
+        default="local,same-size-mix,pooled,federated",
+        help="comma-separated subset of local, same-size-mix (per site: a model "
+        "trained on as many cases as that site has, drawn from every site), pooled, "
+        "federated (default: all four)",
     )
     p.add_argument(
         "--fusions",

@@ -156,9 +156,10 @@ def run_federation(
                 if plain.startswith("Successfully started run"):
                     run_id = plain.split()[-1]
                 # an entry is over when its run store says so (finished or failed)
-                while reported < len(entries) and _entry_status(
-                    run_root, reported
-                ) in ("finished", "failed"):
+                while reported < len(entries) and _entry_status(run_root, reported) in (
+                    "finished",
+                    "failed",
+                ):
                     report_up_to(reported + 1)
                 if "OncoFed | round" in plain:  # progress for the user, not data
                     echo("        " + plain.split("OncoFed | ", 1)[1])

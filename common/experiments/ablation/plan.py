@@ -19,7 +19,10 @@ from oncofed.common.registry import suggestion
 SIMULATIONS = Path(__file__).resolve().parents[3] / "simulations"
 
 LOCAL, POOLED, FEDERATED = "local", "pooled", "federated"
-REGIMES = (LOCAL, POOLED, FEDERATED)
+# a model per site trained on as many cases as that site has, drawn from every
+# site's training cases: isolates what site differences do from how many cases
+MIXED = "same-size-mix"
+REGIMES = (LOCAL, MIXED, POOLED, FEDERATED)
 LOSO_CHOICES = ("pooled", "federated", "none")
 
 FUSION_LABELS = {

@@ -41,7 +41,7 @@ from oncofed.common.ml.metrics import (
 )
 
 METRICS = (keys.AUC, keys.F1, keys.ACCURACY)
-REGIMES = ("local", "pooled", "federated")
+REGIMES = ("local", "same-size-mix", "pooled", "federated")
 THRESHOLD = 0.5  # binary_metrics' default
 ENCODER_KEY = {
     "ct": "image_encoder",
@@ -234,7 +234,47 @@ def _federated_finding(
             low=lo,
             high=hi,
             note=f"its test AUC is higher than {beaten} of {len(local)} local-only "
-            "models'",
+            f"models'; it trained on {fed.result.train_n} cases, that model on "
+            f"{top.result.train_n}",
+        )
+    ]
+
+
+def _site_finding(
+    scorer: Scorer, local: list[Scored], mixed: list[Scored]
+) -> list[Finding]:
+    """Site differences at a fixed number of cases: every site's same-size-mix
+    model minus that site's local-only model (same arm, same number of training
+    cases), averaged over the pairs; the interval resamples the test cases, the
+    same resamples for every model."""
+    own = {(s.result.arm.name, s.result.site): s for s in local if s.resampled}
+    pairs = [
+        (m, own[key])
+        for m in mixed
+        if m.resampled and (key := (m.result.arm.name, m.result.site)) in own
+    ]
+    if not pairs:
+        return []
+    diffs = np.mean([m.resampled["auc"] - o.resampled["auc"] for m, o in pairs], 0)
+    lo, hi = percentile_interval(diffs)
+    a = float(np.mean([m.point["auc"] for m, _ in pairs]))
+    b = float(np.mean([o.point["auc"] for _, o in pairs]))
+    sites = len({m.result.site for m, _ in pairs})
+    arms = len({m.result.arm.name for m, _ in pairs})
+    return [
+        Finding(
+            question="Site differences at equal numbers of cases: cases from every "
+            "site vs one site's own",
+            kind="sites",
+            a=f"same-size mix (mean of {len(pairs)} models)",
+            b=f"local-only (mean of {len(pairs)} models)",
+            a_auc=a,
+            b_auc=b,
+            difference=a - b,
+            low=lo,
+            high=hi,
+            note=f"{arms} arm(s) x {sites} sites, each pair trained on the same "
+            "number of cases",
         )
     ]
 
@@ -251,6 +291,7 @@ def finding_data(ab: AblationRun, scorer: Scorer) -> list[Finding]:
         out += _federated_finding(
             scorer, fed_best, by_regime["local"], "Best federated model, any arm"
         )
+    out += _site_finding(scorer, by_regime["local"], by_regime["same-size-mix"])
     for regime in ("pooled", "federated"):
         out += _fusion_finding(scorer, by_regime[regime], regime.capitalize())
     local = _by(scored, "local")
@@ -267,25 +308,34 @@ def findings(ab: AblationRun, scorer: Scorer) -> list[str]:
 def _main_table(ab: AblationRun, scorer: Scorer, metric: str) -> list[str]:
     scored = [scorer(r) for r in ab.results]
     local, pooled, fed = (_by(scored, g) for g in ("local", "pooled", "federated"))
+    mixed = _by(scored, "same-size-mix")
     out = [
         "| model | local-only: site with the best validation AUC | local-only: "
-        "mean of sites | pooled "
-        "| federated |",
-        "|---|---|---:|---|---|",
+        "mean of sites | same-size mix: mean of sites | pooled | federated |",
+        "|---|---|---:|---:|---|---|",
     ]
     for arm in ab.arms:
         sites = [s for s in local.get(arm.name, []) if not s.result.error]
         best = _best(sites)
-        vals = [s.point[metric] for s in sites if s.point[metric] == s.point[metric]]
-        mean = f"{np.mean(vals):.3f} ({len(vals)} sites)" if vals else "-"
+        mean = _site_mean(sites, metric)
         best_txt = f"{_fmt(best, metric)} ({best.result.site})" if best else "-"
         p = pooled.get(arm.name)
         f = fed.get(arm.name)
         out.append(
             f"| {arm.name} | {best_txt} | {mean} | "
+            f"{_site_mean(mixed.get(arm.name, []), metric)} | "
             f"{_fmt(p[0], metric) if p else '-'} | {_fmt(f[0], metric) if f else '-'} |"
         )
     return out
+
+
+def _site_mean(items: list[Scored], metric: str) -> str:
+    vals = [
+        s.point[metric]
+        for s in items
+        if not s.result.error and s.point[metric] == s.point[metric]
+    ]
+    return f"{np.mean(vals):.3f} ({len(vals)} sites)" if vals else "-"
 
 
 def _local_table(ab: AblationRun, scorer: Scorer) -> list[str]:
@@ -456,6 +506,7 @@ def write_chart(ab: AblationRun, scorer: Scorer, path: Path) -> None:
     scored = [scorer(r) for r in ab.results if r.regime != "leave-one-site-out"]
     regimes = [
         ("local", "local-only (mean, range of sites)", "tab:gray"),
+        ("same-size-mix", "same-size mix (mean, range)", "tab:green"),
         ("pooled", "pooled", "tab:blue"),
         ("federated", "federated", "tab:red"),
     ]
@@ -473,11 +524,11 @@ def write_chart(ab: AblationRun, scorer: Scorer, path: Path) -> None:
             if not items:
                 continue
             v = [s.point["auc"] for s in items]
-            if regime == "local":
+            if regime in ("local", "same-size-mix"):
                 x, a, b = float(np.mean(v)), min(v), max(v)
             else:
                 x, a, b = v[0], items[0].low["auc"], items[0].high["auc"]
-            ys.append(i + (j - 1) * 0.22)
+            ys.append(i + (j - 1.5) * 0.18)
             xs.append(x)
             lo.append(x - a)
             hi.append(b - x)
@@ -490,7 +541,7 @@ def write_chart(ab: AblationRun, scorer: Scorer, path: Path) -> None:
     ax.axvline(0.5, color="black", lw=0.5, ls=":")
     ax.set_xlabel(f"test AUC ({ab.test.name}, n={len(ab.test.samples)}), 95 % CI")
     ax.set_title(f"OncoFed ablation: {ab.scenario.name}")
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=2, fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

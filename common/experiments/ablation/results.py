@@ -84,7 +84,8 @@ def verdict(lo: float, hi: float) -> str:
 class Finding:
     """One paired comparison: model ``a`` minus model ``b`` on the same test
     cases, with its 95 % bootstrap interval. ``kind`` is ``fusion`` or
-    ``federation``; both models were chosen by validation AUC."""
+    ``federation`` (both models chosen by validation AUC) or ``sites`` (the mean
+    over sites and arms of same-size-mix minus local-only, nothing chosen)."""
 
     question: str
     kind: str
@@ -106,6 +107,14 @@ class Finding:
         return self.said == WIN
 
     def sentence(self) -> str:
+        if self.kind == "sites":
+            return (
+                f"**{self.question.split(':')[0]}: a model trained on cases from "
+                f"every site {self.said} one trained on as many cases of a single "
+                f"site ({self.note}).** {self.a} AUC {self.a_auc:.3f} vs {self.b} "
+                f"{self.b_auc:.3f}: difference {self.difference:+.3f} "
+                f"[{self.low:+.3f}, {self.high:+.3f}]."
+            )
         what = "the best fusion" if self.kind == "fusion" else "federated"
         whom = (
             "the best single modality"

@@ -13,6 +13,11 @@ chosen models' figures.
   the simulation runtime unless ``connection`` names another SuperLink; all arms in
   one run, as entries of run-config ``sweep``); the **last** round's global model
   is scored, so no model is picked on the test set;
+* same-size mix: for every site, a model trained in process on as many training
+  cases as that site has, drawn at random from every site's training cases; set
+  against that site's local-only model it shows what site differences do at a
+  fixed number of cases (a federation's lead over a site alone mixes that with
+  having more cases);
 * leave-one-site-out: for every site, a model trained on the other sites only
   (pooled, or federated over a dataset view that leaves the site out), scored on
   every case of the held-out site.
@@ -42,6 +47,7 @@ from oncofed.common.experiments.ablation.federation import (
 from oncofed.common.experiments.ablation.plan import (
     FEDERATED,
     LOCAL,
+    MIXED,
     POOLED,
     AblationOptions,
     Arm,
@@ -155,6 +161,7 @@ class Job:
     train_sites: tuple[int, ...]
     held_out: int | None  # None: the common test set; k: every case of site k
     seed: int
+    size: int | None = None  # train on this many cases drawn from train_sites
 
 
 class Ablation:
@@ -207,7 +214,7 @@ class Ablation:
     on_result: Callable[[Ablation], object] | None = None
 
     def _order(self, r: Result) -> tuple:
-        regimes = (LOCAL, POOLED, FEDERATED, LOSO)
+        regimes = (LOCAL, MIXED, POOLED, FEDERATED, LOSO)
         return (regimes.index(r.regime), self.arms.index(r.arm), r.site)
 
     # -- the plan -----------------------------------------------------------------
@@ -238,6 +245,7 @@ class Ablation:
             len(self.arms)
             * (
                 (n_sites if LOCAL in opts.regimes else 0)
+                + (n_sites if MIXED in opts.regimes else 0)
                 + (POOLED in opts.regimes)
                 + (FEDERATED in opts.regimes)
             )
@@ -260,6 +268,12 @@ class Ablation:
                     Job(arm, LOCAL, d.name, (i,), None, cfg.data.seed + i + 1)
                     for i, d in enumerate(self.sites)
                 ]
+            if MIXED in opts.regimes:
+                jobs += [
+                    Job(arm, MIXED, d.name, everyone, None, cfg.data.seed + 300 + i,
+                        size=len(d.split("train")))
+                    for i, d in enumerate(self.sites)
+                ]  # fmt: skip
             if POOLED in opts.regimes:
                 jobs.append(Job(arm, POOLED, "all", everyone, None, cfg.data.seed))
         self._run_jobs(jobs)
@@ -277,6 +291,8 @@ class Ablation:
         for job in jobs:
             t = time.time()
             train = [s for i in job.train_sites for s in self.sites[i].split("train")]
+            if job.size is not None:
+                train = _draw(train, job.size, job.seed)
             test, test_name = (
                 (self.test.samples, self.test.name)
                 if job.held_out is None
@@ -424,3 +440,10 @@ class Ablation:
 
 
 _EMPTY = (np.zeros(0), np.zeros(0), 0.0)
+
+
+def _draw(cases: list[dict], size: int, seed: int) -> list[dict]:
+    """``size`` of ``cases`` drawn without replacement (reproducible by ``seed``),
+    in their original order."""
+    pick = np.random.default_rng(seed).choice(len(cases), size=size, replace=False)
+    return [cases[i] for i in sorted(pick)]

@@ -57,13 +57,14 @@ def _auc(row: dict[str, str]) -> float | None:
 
 
 def auc_table(per_seed: dict[int, list[dict[str, str]]]) -> list[str]:
-    """Test AUC per arm and regime, mean ± sd over seeds (local-only: the mean of
-    the sites' models in each seed)."""
+    """Test AUC per arm and regime, mean ± sd over seeds (local-only and same-size
+    mix: the mean of the sites' models in each seed)."""
     arms = list(dict.fromkeys(r["arm"] for rows in per_seed.values() for r in rows))
-    regimes = ("local", "pooled", "federated")
+    regimes = ("local", "same-size-mix", "pooled", "federated")
     out = [
-        "| model | local-only (mean of sites) | pooled | federated |",
-        "|---|---|---|---|",
+        "| model | local-only (mean of sites) | same-size mix (mean of sites) | "
+        "pooled | federated |",
+        "|---|---|---|---|---|",
     ]
     for arm in arms:
         cells = []
