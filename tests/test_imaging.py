@@ -15,6 +15,7 @@ import pytest
 
 from oncofed.common.config import DataConfig
 from oncofed.common.data.site import load_site
+from oncofed.common.errors import DataError
 from oncofed.common.ingest.prepare import PrepareOptions, prepare
 from tests.conftest import SHARED_DATA
 
@@ -314,7 +315,7 @@ def test_non_numeric_value_in_numeric_column_quarantines(crlm_root, tmp_path):
     table = pd.concat([table, others], ignore_index=True)  # a numeric column
     table.loc[0, "age"] = "sixty-one"
     table.to_csv(crlm_root / "clinical.csv", index=False)
-    report = prepare("crlm", crlm_root, tmp_path / "o", PrepareOptions(), False)
-    assert report["cases_kept"] == 0
-    bad = [q for q in report["quarantined"] if q["field"] == "age"]
-    assert bad and "'sixty-one' is not a number" in bad[0]["reason"]
+    with pytest.raises(DataError) as err:  # nothing kept: an error, not a report
+        prepare("crlm", crlm_root, tmp_path / "o", PrepareOptions(), False)
+    assert "no case kept" in str(err.value)
+    assert "'sixty-one' is not a number" in str(err.value)

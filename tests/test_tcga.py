@@ -249,7 +249,10 @@ def _genomics_root(tmp_path, n=30):
         }
     )
     seg.to_csv(root / "segments.seg.txt", sep="\t", index=False)
-    (root / "extra_genome_only.tsv").write_text("gene_id\tTCGA-DD-Z999-01A\nENSG1\t5\n")
+    (root / "extra_genome_only.tsv").write_text(
+        "gene_id\tTCGA-DD-Z999-01A\n"
+        + "".join(f"ENSG{i:011d}\t{i}\n" for i in range(25))
+    )
     return root, ids
 
 
@@ -261,10 +264,10 @@ def test_genomics_matrices_any_orientation(tmp_path):
     roles = sorted(s["role"] for s in report["sources"])
     assert roles == [
         "gdc-clinical",
-        "genomics-matrix",
-        "genomics-matrix",
-        "genomics-matrix-t",
-        "genomics-segments",
+        "genomic: cnv",
+        "genomic: expression",
+        "genomic: expression",
+        "genomic: methylation",
     ]
     out = tmp_path / "out"
     genomics = pd.concat(
@@ -554,7 +557,7 @@ def test_gzipped_matrix_is_recognised(tmp_path):
         "tcga_lihc", root, tmp_path / "out", PrepareOptions(min_site_cases=1), False
     )
     assert any(
-        s["file"].endswith(".tsv.gz") and s["role"] == "genomics-matrix"
+        s["file"].endswith(".tsv.gz") and s["role"] == "genomic: expression"
         for s in report["sources"]
     )
 

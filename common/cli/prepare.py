@@ -82,6 +82,12 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="imaging datasets: take the binary label from this column "
         "of the clinical table instead of the tumour mask",
     )
+    p.add_argument(
+        "--label",
+        help="TCGA datasets: the binary label: stage-3-4 (AJCC stage III-IV; "
+        "tcga, tcga_lihc), m1 (distant metastasis; tcga_coad_read), os-event (died "
+        "during follow-up) or os-5y (died within 5 years)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -100,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         site_map=args.site_map,
         min_site_cases=args.min_site_cases,
         label_column=args.label_column,
+        label=args.label,
     )
     out = Path(args.out).resolve()
     try:

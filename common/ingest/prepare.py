@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterable
@@ -44,6 +45,7 @@ CLINICAL_TSV = "clinical.tsv"
 GENOMICS_TSV = "genomics.tsv"
 REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
+NOT_USED = "not used"
 
 # manifest columns: the first six are what the training loader requires
 MANIFEST_COLUMNS = (
@@ -123,6 +125,7 @@ class PrepareOptions:
     site_map: str | None = None  # CSV mapping tissue-source sites to regions
     min_site_cases: int = 20  # natural sites smaller than this are grouped
     label_column: str | None = None  # imaging datasets: clinical column = label
+    label: str | None = None  # TCGA datasets: which label rule (see --label)
 
 
 class Staging:
@@ -488,6 +491,22 @@ def _is_missing(value: Any) -> bool:
     return isinstance(value, str) and value.strip() == ""
 
 
+def _input_files(report: dict[str, Any]) -> list[str]:
+    """Every input file and what it was taken as (or why it was not used)."""
+    rows = [
+        (s["file"], s["role"], s.get("why", "")) for s in report.get("sources", [])
+    ] + [
+        (f, NOT_USED, "not a file this dataset's reader knows")
+        for f in report["unrecognised_files"]
+    ]
+    if not rows:
+        return []
+    out = ["", "## Input files", "", "| file | taken as | why |", "|---|---|---|"]
+    for f, role, why in rows:
+        out.append(f"| {f} | {role} | {str(why).replace('|', '/')} |")
+    return out
+
+
 def report_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"# Preparation report: {report['dataset']}",
@@ -536,9 +555,7 @@ def report_markdown(report: dict[str, Any]) -> str:
                 f"| {q['case_id'] or '-'} | {q['path']} | {q['field']} | "
                 f"{q['reason'].replace('|', '/')} |"
             )
-    if report["unrecognised_files"]:
-        lines += ["", "## Files not recognised (ignored)", ""]
-        lines += [f"- {f}" for f in report["unrecognised_files"]]
+    lines += _input_files(report)
     if report["notes"]:
         lines += ["", "## Notes", ""] + [f"- {n}" for n in report["notes"]]
     return "\n".join(lines) + "\n"
@@ -585,7 +602,32 @@ def prepare(
         result = entry.read(root, staging, opts, tick)
     finally:
         bar.close()
+    if not result.cases:
+        raise nothing_kept(root, result, getattr(entry, "no_case_fix", lambda: "")())
     return write_prepared(out, dataset, result, opts)
+
+
+def nothing_kept(root: Path, result: ReadResult, fix: str = "") -> DataError:
+    """The error of a preparation that kept no case: the commonest quarantine
+    reasons with their counts, the files not used, and what to try."""
+    example: dict[str, str] = {}  # one reason as written per reason pattern
+    for q in result.quarantined:
+        example.setdefault(re.sub(r"'[^']*'", "'…'", q.reason), q.reason)
+    counts = Counter(re.sub(r"'[^']*'", "'…'", q.reason) for q in result.quarantined)
+    top = (
+        "; ".join(f"{example[r]} ({n})" for r, n in counts.most_common(3))
+        or "nothing was quarantined"
+    )
+    unused = sum(s.get("role") == NOT_USED for s in result.sources) + len(
+        result.unrecognised
+    )
+    return DataError(
+        root,
+        "cases",
+        f"no case kept ({len(result.quarantined)} quarantined entries; top reasons: "
+        f"{top}; {unused} file(s) not used)",
+        fix or "fix the files named in the reasons, or point --root at the download",
+    )
 
 
 class PreparableDataset:

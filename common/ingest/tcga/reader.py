@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from oncofed.common.data import histology as histo
-from oncofed.common.errors import DataError
+from oncofed.common.errors import ConfigError, DataError
 from oncofed.common.ingest.prepare import (
     Case,
     PreparableDataset,
@@ -42,8 +42,10 @@ from oncofed.common.ingest.tcga.barcode import (
     tss_code,
 )
 from oncofed.common.quarantine import Quarantined
+from oncofed.common.registry import suggestion
 
-TEXT_SUFFIXES = {".tsv", ".txt", ".csv", ".tab", ""}
+TEXT_SUFFIXES = {".tsv", ".txt", ".csv", ".tab", ".seg", ""}
+NOT_USED = "not used"
 GENOMICS_TOP_K = 256
 
 # label rule: clinical row -> 0/1, or a reason why it cannot be decided
@@ -75,6 +77,42 @@ def label_advanced(rec: tc.PatientRecord) -> int | str:
     return "AJCC stage missing"
 
 
+FIVE_YEARS_DAYS = 5 * 365.25
+
+
+def label_os_event(rec: tc.PatientRecord) -> int | str:
+    """1 = died during follow-up, 0 = alive at last contact."""
+    if rec.event is None:
+        return "vital status missing"
+    return rec.event
+
+
+def label_os_5y(rec: tc.PatientRecord) -> int | str:
+    """1 = died within 5 years of diagnosis, 0 = seen alive (or died) after 5
+    years; alive and followed for less than 5 years cannot be decided."""
+    if rec.time is None or rec.event is None:
+        return "vital status or follow-up time missing"
+    if rec.event == 1 and rec.time < FIVE_YEARS_DAYS:
+        return 1
+    if rec.time >= FIVE_YEARS_DAYS:
+        return 0
+    return "alive but followed for less than 5 years (5-year survival unknown)"
+
+
+# --label choices of the TCGA datasets
+LABEL_RULES: dict[str, LabelRule] = {
+    "stage-3-4": label_advanced,
+    "m1": label_metastatic,
+    "os-event": label_os_event,
+    "os-5y": label_os_5y,
+}
+LABEL_HELP = (
+    "a cohort without AJCC stage (ovarian, prostate, brain, leukaemia) can use "
+    "another label: --label os-event (died during follow-up), os-5y (died within 5 "
+    "years), m1 (distant metastasis) or stage-3-4 (AJCC stage III-IV)"
+)
+
+
 def _first_lines(path: Path, n: int = 8) -> list[str]:
     if path.name.endswith(".gz"):
         import gzip
@@ -90,7 +128,9 @@ def _sep(line: str) -> str:
 
 
 def classify(path: Path) -> tuple[str, str] | None:
-    """(role, separator) of a file by its content, or None if not ours."""
+    """(role, separator) of a file by its content, ``(NOT_USED, why)`` for a
+    table keyed by TCGA barcodes that is neither clinical nor genomic, or None if
+    not ours."""
     if tc.is_gdc_json(path):
         return "gdc-json", ""
     stem_suffix = Path(path.name.removesuffix(".gz")).suffix.lower()
@@ -117,9 +157,11 @@ def classify(path: Path) -> tuple[str, str] | None:
     first_cells = [
         next(csv.reader([ln], delimiter=sep))[0] for ln in body[1:] if ln.strip()
     ]
-    kind = tg.sniff_genomics(header, first_cells)
+    kind, why = tg.sniff_barcode_table(header, first_cells)
     if kind:
         return f"genomics-{kind}", sep
+    if why:
+        return NOT_USED, why
     return None
 
 
@@ -188,7 +230,7 @@ def read_tcga(
         if progress:
             progress(path.name)
         _scan_file(scan, path)
-    if not scan.sources:
+    if not any(src["role"] != NOT_USED for src in scan.sources):
         raise DataError(
             root,
             "--root",
@@ -238,11 +280,24 @@ def _scan_file(scan: _Scan, path: Path) -> None:
         scan.unrecognised.append(str(path))
         return
     kind, sep = role
-    scan.sources.append({"file": str(path), "role": kind})
+    if kind == NOT_USED:
+        scan.sources.append({"file": str(path), "role": NOT_USED, "why": sep})
+        return
+    source = {"file": str(path), "role": kind}
+    scan.sources.append(source)
     try:
         _read_by_kind(scan, path, kind, sep)
+    except tg.NotGenomic as err:
+        source.update(role=NOT_USED, why=str(err))
     except Exception as err:  # noqa: BLE001 - a bad file is quarantined, not fatal
         scan.quarantined.append(Quarantined("", str(path), f"unreadable: {err}", kind))
+        source.update(role=NOT_USED, why=f"unreadable: {err}")
+        return
+    if kind.startswith("genomics-") and source["role"] != NOT_USED:
+        table = scan.tables[-1]
+        source["role"] = f"genomic: {table.kind}"
+        if table.scale:
+            source["why"] = table.scale
 
 
 def _read_by_kind(scan: _Scan, path: Path, kind: str, sep: str) -> None:
@@ -324,7 +379,7 @@ def _quarantine_unlabelled(scan: _Scan) -> None:
         )
     genomic_ids = set().union(*(set(t.features.index) for t in scan.tables))
     genomic_files = ", ".join(
-        str(s["file"]) for s in scan.sources if "genomics" in s["role"]
+        str(s["file"]) for s in scan.sources if s["role"].startswith("genomic")
     )
     for b in sorted(genomic_ids - set(scan.patients)):
         scan.quarantined.append(
@@ -471,7 +526,25 @@ class TcgaDataset(PreparableDataset):
         opts: PrepareOptions,
         progress: Callable[[str], None],
     ) -> ReadResult:
-        return read_tcga(root, opts, self.label_rule, self.projects, progress, staging)
+        if opts.label_column:
+            raise ConfigError(
+                f"--label-column applies to imaging datasets with a clinical table; "
+                f"{self.name} derives its label from the harmonised clinical record: "
+                f"choose it with --label ({', '.join(LABEL_RULES)})"
+            )
+        rule = self.label_rule
+        if opts.label:
+            if opts.label not in LABEL_RULES:
+                raise ConfigError(
+                    f"--label {opts.label!r}: choose from {', '.join(LABEL_RULES)}"
+                    f"{suggestion(opts.label, list(LABEL_RULES))}"
+                )
+            rule = LABEL_RULES[opts.label]
+        return read_tcga(root, opts, rule, self.projects, progress, staging)
+
+    def no_case_fix(self) -> str:
+        """What to try when nothing was kept (shown with the top reasons)."""
+        return LABEL_HELP
 
     def synthetic_source(self, out: Path, cfg: Any) -> None:
         """Offline default: a synthetic GDC export (``common.ingest.synthetic``)."""

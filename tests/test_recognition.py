@@ -1,0 +1,251 @@
+"""A barcode-keyed table is genomic only by its feature names; outcome, time,
+date, identity and free-text columns never become features; nothing kept is an
+error that says what to try.
+
+The files are written in the layouts their publishers document (UCSC Xena's
+TCGA survival and HiSeqV2 tables, cBioPortal's z-score matrices, the GDC
+clinical TSV), not by our own writer.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from oncofed.common.cli import main
+from oncofed.common.errors import ConfigError, DataError
+from oncofed.common.ingest.columns import never_feature
+from oncofed.common.ingest.prepare import PrepareOptions, prepare
+from oncofed.common.ingest.tcga.genomics import feature_id_kind
+
+N = 30
+IDS = [f"TCGA-{'DD' if i % 2 else 'BC'}-A{i:03d}" for i in range(N)]
+OPTS = PrepareOptions(min_site_cases=1)
+GENES = ["TP53", "AFP", "GPC3", "ALB", "APOA1", "C1orf112", "HLA-DRB1", "ID1",
+         "NOTCH1", "MKI67", "EPCAM", "KRT19", "CDKN2A", "CTNNB1", "AXIN1", "TERT",
+         "ARID1A", "ARID2", "RB1", "PTEN", "MYC", "VEGFA", "FGF19", "CCND1",
+         "MET"]  # fmt: skip
+
+
+def _gdc_clinical(root, stage=True):
+    """A GDC portal clinical.tsv (undotted schema, ``'--`` for missing)."""
+    frame = pd.DataFrame(
+        {
+            "case_id": [f"uuid-{i}" for i in range(N)],
+            "case_submitter_id": IDS,
+            "project_id": "TCGA-LIHC",
+            "age_at_index": "61",
+            "gender": "female",
+            "vital_status": ["Dead" if i % 3 == 0 else "Alive" for i in range(N)],
+            "days_to_death": [str(200 + i) if i % 3 == 0 else "'--" for i in range(N)],
+            "days_to_last_follow_up": [str(2500 + i) for i in range(N)],
+            "ajcc_pathologic_stage": [
+                ("Stage IIIA" if i % 2 else "Stage I") if stage else "'--"
+                for i in range(N)
+            ],
+        }
+    )
+    root.mkdir(exist_ok=True)
+    frame.to_csv(root / "clinical.tsv", sep="\t", index=False)
+
+
+def _genomics_text(out) -> str:
+    return "\n".join(p.read_text() for p in out.glob("*/genomics.tsv"))
+
+
+@pytest.mark.parametrize(
+    ("name", "family"),
+    [
+        ("OS.time", "outcome"), ("OS_MONTHS", "outcome"), ("vital_status", "outcome"),
+        ("DFS_STATUS", "outcome"), ("days_to_death", "outcome"),
+        ("days_to_last_follow_up", "time"), ("follow up", "time"),
+        ("year_of_birth", "date"), ("DOD", "date"), ("Date of surgery", "date"),
+        ("NHS Number", "identity"), ("Postcode", "identity"),
+        ("Initials", "identity"), ("patient_id", "identity"),
+        ("Hospital", "institution"), ("Referring physician", "institution"),
+        ("Surgeon", "institution"),
+        ("Notes", "free text"), ("Comment", "free text"),
+        ("_EVENT", "xena internal"), ("_TIME_TO_EVENT", "xena internal"),
+    ],
+)  # fmt: skip
+def test_never_feature_families(name, family):
+    assert never_feature(name) == family
+
+
+@pytest.mark.parametrize(
+    "name", ["TP53", "ID1", "NOTCH1", "C1orf112", "HLA-DRB1", "age", "sex", "stage"]
+)
+def test_genes_and_clinical_features_are_not_on_the_never_list(name):
+    assert never_feature(name) is None
+
+
+def test_feature_names_of_genomic_matrices():
+    assert feature_id_kind("ENSG00000141510.16") == "ensembl"
+    assert feature_id_kind("7157") == "entrez"
+    assert feature_id_kind("cg00000029") == "probe"
+    assert feature_id_kind("chr17:7565097-7590856") == "segment"
+    assert feature_id_kind("17p13.1") == "segment"
+    assert feature_id_kind("A1BG|1") == "symbol"
+    assert feature_id_kind("?|100130426") == "entrez"
+    for clinical in ("OS", "OS.time", "_EVENT", "Age", "vital_status", "os_months"):
+        assert feature_id_kind(clinical) is None, clinical
+
+
+def test_xena_survival_table_next_to_gdc_export_is_not_genomics(tmp_path):
+    """UCSC Xena's TCGA survival table (``sample``, ``_PATIENT``, ``OS``,
+    ``OS.time``, ...) is keyed by sample barcodes; it must not become features."""
+    root = tmp_path / "dl"
+    _gdc_clinical(root)
+    rng = np.random.default_rng(0)
+    xena = pd.DataFrame(
+        {
+            "sample": [f"{b}-01" for b in IDS],
+            "_PATIENT": IDS,
+            "OS": rng.integers(0, 2, N),
+            "OS.time": rng.integers(10, 3000, N),
+            "DSS": rng.integers(0, 2, N),
+            "DSS.time": rng.integers(10, 3000, N),
+            "PFI": rng.integers(0, 2, N),
+            "PFI.time": rng.integers(10, 3000, N),
+        }
+    )
+    xena.to_csv(root / "TCGA-LIHC.survival.tsv", sep="\t", index=False)
+    pheno = pd.DataFrame(
+        {
+            "sampleID": [f"{b}-01" for b in IDS],
+            "_EVENT": rng.integers(0, 2, N),
+            "_TIME_TO_EVENT": rng.integers(10, 3000, N),
+            "days_to_birth": -rng.integers(15000, 30000, N),
+            "age_at_initial_pathologic_diagnosis": rng.integers(30, 80, N),
+        }
+    )
+    pheno.to_csv(root / "LIHC_clinicalMatrix", sep="\t", index=False)
+    out = tmp_path / "out"
+    report = prepare("tcga_lihc", root, out, OPTS, False)
+    roles = {s["file"].split("/")[-1]: s for s in report["sources"]}
+    for name in ("TCGA-LIHC.survival.tsv", "LIHC_clinicalMatrix"):
+        assert roles[name]["role"] == "not used", roles[name]
+        assert "not a genomic matrix" in roles[name]["why"]
+    assert report["cases_kept"] == N
+    assert not list(out.glob("*/genomics.tsv")) or "OS" not in _genomics_text(out)
+    md = (out / "report.md").read_text()
+    assert "## Input files" in md
+    assert "| not used |" in md and "| gdc-clinical |" in md
+
+
+def test_users_own_clinical_sheet_keyed_by_barcode_is_not_genomics(tmp_path):
+    """Lower-case headers, a BOM, a few columns: never read as expression."""
+    root = tmp_path / "dl"
+    _gdc_clinical(root)
+    sheet = pd.DataFrame(
+        {
+            "patient": IDS,
+            "os_months": np.arange(N) * 2.5,
+            "vital status": ["dead"] * N,
+            "afp": np.arange(N) * 10.0,
+            "hospital": "St Elsewhere",
+        }
+    )
+    (root / "my_patients.csv").write_text(
+        "\ufeff" + sheet.to_csv(index=False), encoding="utf-8"
+    )
+    out = tmp_path / "out"
+    report = prepare("tcga_lihc", root, out, OPTS, False)
+    (used,) = [s for s in report["sources"] if s["file"].endswith("my_patients.csv")]
+    assert used["role"] == "not used"
+    assert "St Elsewhere" not in (out / "report.md").read_text() + _genomics_text(out)
+    assert not list(out.glob("*/genomics.tsv"))
+
+
+def _xena_hiseq(root, values):
+    """Xena's HiSeqV2 layout: ``sample`` then one column per sample barcode, one
+    row per gene symbol."""
+    frame = pd.DataFrame(values, columns=[f"{b}-01" for b in IDS])
+    frame.insert(0, "sample", GENES[: len(frame)])
+    frame.to_csv(root / "HiSeqV2", sep="\t", index=False)
+
+
+def test_expression_already_on_a_log_scale_is_not_logged_again(tmp_path):
+    rng = np.random.default_rng(1)
+    root = tmp_path / "dl"
+    _gdc_clinical(root)
+    logged = rng.uniform(0, 16, (len(GENES), N)).round(4)  # log2(RSEM + 1)
+    _xena_hiseq(root, logged)
+    out = tmp_path / "out"
+    report = prepare("tcga_lihc", root, out, OPTS, False)
+    (src,) = [s for s in report["sources"] if s["file"].endswith("HiSeqV2")]
+    assert src == {**src, "role": "genomic: expression", "why": "already log scale"}
+    genomics = pd.concat(
+        pd.read_csv(p, sep="\t", index_col="case_id")
+        for p in out.glob("*/genomics.tsv")
+    )
+    # stored as given: TP53 of the first patient equals the file's value
+    assert genomics.loc[IDS[0], "expression:TP53"] == pytest.approx(logged[0, 0])
+    assert any("already on a log scale" in n for n in report["notes"])
+
+
+def test_linear_counts_are_logged_and_the_report_says_so(tmp_path):
+    rng = np.random.default_rng(2)
+    root = tmp_path / "dl"
+    _gdc_clinical(root)
+    _xena_hiseq(root, rng.poisson(12, (len(GENES), N)))  # small whole counts
+    report = prepare("tcga_lihc", root, tmp_path / "out", OPTS, False)
+    (src,) = [s for s in report["sources"] if s["file"].endswith("HiSeqV2")]
+    assert src["why"] == "log2(x + 1) applied"
+
+
+def test_cbioportal_zscores_are_not_logged(tmp_path):
+    """cBioPortal ``data_mrna_seq_v2_rsem_zscores_ref_all_samples.txt``:
+    ``Hugo_Symbol``, ``Entrez_Gene_Id``, then one column per sample."""
+    rng = np.random.default_rng(3)
+    root = tmp_path / "dl"
+    _gdc_clinical(root)
+    z = pd.DataFrame(
+        rng.normal(0, 1, (len(GENES), N)).round(4), columns=[f"{b}-01" for b in IDS]
+    )
+    z.insert(0, "Entrez_Gene_Id", range(1, len(GENES) + 1))
+    z.insert(0, "Hugo_Symbol", GENES)
+    z.to_csv(
+        root / "data_mrna_seq_v2_rsem_zscores_ref_all_samples.txt",
+        sep="\t",
+        index=False,
+    )
+    report = prepare("tcga_lihc", root, tmp_path / "out", OPTS, False)
+    (src,) = [s for s in report["sources"] if s["file"].endswith("samples.txt")]
+    assert src["role"] == "genomic: expression" and src["why"] == "already log scale"
+
+
+def test_nothing_kept_fails_with_the_reasons_and_the_labels_to_try(tmp_path, capsys):
+    root = tmp_path / "dl"
+    _gdc_clinical(root, stage=False)  # a cohort without AJCC stage
+    with pytest.raises(DataError) as err:
+        prepare("tcga_lihc", root, tmp_path / "out", OPTS, False)
+    text = str(err.value)
+    assert "no case kept" in text and f"AJCC stage missing ({N})" in text
+    assert "--label os-event" in text and "os-5y" in text
+    assert not (tmp_path / "out" / "report.json").exists()
+    rc = main(["prepare", "tcga_lihc", "--root", str(root), "--out",
+               str(tmp_path / "cli"), "--quiet"])  # fmt: skip
+    assert rc != 0
+    assert "no case kept" in capsys.readouterr().err
+    # the suggested label works on the same files
+    opts = PrepareOptions(min_site_cases=1, label="os-event")
+    report = prepare("tcga_lihc", root, tmp_path / "out2", opts, False)
+    assert report["cases_kept"] == N
+    labels = sum(int(s["labels"].get("1", 0)) for s in report["sites"].values())
+    assert labels == len([i for i in range(N) if i % 3 == 0])  # the dead
+    five = prepare(
+        "tcga_lihc", root, tmp_path / "out3",
+        PrepareOptions(min_site_cases=1, label="os-5y"), False,
+    )  # fmt: skip
+    assert five["cases_kept"] == N  # dead within 5 y or followed past 5 y
+
+
+def test_label_choices_are_checked_up_front(tmp_path):
+    root = tmp_path / "dl"
+    _gdc_clinical(root)
+    with pytest.raises(ConfigError, match="os-event"):
+        prepare("tcga_lihc", root, tmp_path / "o", PrepareOptions(label="os_event"))
+    with pytest.raises(ConfigError, match="--label-column applies to imaging"):
+        prepare("tcga_lihc", root, tmp_path / "o2", PrepareOptions(label_column="x"))
