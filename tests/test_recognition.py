@@ -249,3 +249,102 @@ def test_label_choices_are_checked_up_front(tmp_path):
         prepare("tcga_lihc", root, tmp_path / "o", PrepareOptions(label="os_event"))
     with pytest.raises(ConfigError, match="--label-column applies to imaging"):
         prepare("tcga_lihc", root, tmp_path / "o2", PrepareOptions(label_column="x"))
+
+
+def _cbio_patients(root, name="data_clinical_patient.txt"):
+    """cBioPortal's patient file: four ``#`` rows (display name, description,
+    datatype, priority), then the tab-separated header and one row per patient."""
+    cols = ["PATIENT_ID", "OS_STATUS", "OS_MONTHS", "AGE", "SEX",
+            "AJCC_PATHOLOGIC_TUMOR_STAGE"]  # fmt: skip
+    meta = [
+        "#" + "\t".join(["Patient Identifier", "Overall Survival Status",
+                         "Overall Survival (Months)", "Age", "Sex", "Stage"]),
+        "#" + "\t".join(["Identifier"] * len(cols)),
+        "#" + "\t".join(["STRING", "STRING", "NUMBER", "NUMBER", "STRING", "STRING"]),
+        "#" + "\t".join(["1"] * len(cols)),
+    ]  # fmt: skip
+    rows = [
+        "\t".join([b, "1:DECEASED" if i % 3 == 0 else "0:LIVING", f"{10 + i}.5",
+                   str(40 + i), "Male", "STAGE IIIB" if i % 2 else "STAGE II"])
+        for i, b in enumerate(IDS)
+    ]  # fmt: skip
+    root.mkdir(exist_ok=True)
+    (root / name).write_text("\n".join([*meta, "\t".join(cols), *rows]) + "\n")
+
+
+def _resaved(src, dst, how):
+    """``src``'s files re-saved as a user would: the same content, another form."""
+    import gzip
+
+    dst.mkdir()
+    for f in src.iterdir():
+        text = f.read_text()
+        lines = text.splitlines()
+        name = f.name
+        if how == "bom":
+            (dst / name).write_bytes(b"\xef\xbb\xbf" + text.encode())
+        elif how == "utf16":
+            (dst / name).write_text(text, encoding="utf-16")
+        elif how == "crlf":
+            (dst / name).write_bytes(text.replace("\n", "\r\n").encode())
+        elif how == "gzip":
+            (dst / (name + ".gz")).write_bytes(gzip.compress(text.encode()))
+        elif how in ("comma", "semicolon"):
+            d = "," if how == "comma" else ";"
+            frame = pd.read_csv(f, sep="\t", dtype=str, keep_default_na=False,
+                                comment=None, header=None)  # fmt: skip
+            stem = name.rsplit(".", 1)[0] if "." in name else name
+            frame.to_csv(dst / f"{stem}.csv", sep=d, header=False, index=False)
+        elif how == "case":  # header case flipped (GDC upper, cBioPortal lower)
+            head = next(i for i, ln in enumerate(lines) if not ln.startswith("#"))
+            lines[head] = lines[head].swapcase() if "HiSeq" not in name else lines[head]
+            (dst / name).write_text("\n".join(lines) + "\n")
+        elif how == "r-write-table":  # row names, header one cell short
+            if name == "HiSeqV2":
+                (dst / name).write_text(text)
+                continue
+            head = next(i for i, ln in enumerate(lines) if not ln.startswith("#"))
+            body = [f"{k + 1}\t{ln}" for k, ln in enumerate(lines[head + 1 :])]
+            (dst / name).write_text("\n".join([*lines[: head + 1], *body]) + "\n")
+
+
+@pytest.mark.parametrize(
+    "how", ["bom", "utf16", "crlf", "gzip", "comma", "semicolon", "case",
+            "r-write-table"],
+)  # fmt: skip
+def test_a_resaved_file_reads_the_same_as_the_original(tmp_path, how):
+    rng = np.random.default_rng(4)
+    for kind in ("gdc", "cbio"):
+        src = tmp_path / f"{kind}-src"
+        if kind == "gdc":
+            _gdc_clinical(src)
+        else:
+            _cbio_patients(src)
+        _xena_hiseq(src, rng.uniform(0, 16, (len(GENES), N)).round(3))
+        original = prepare("tcga_lihc", src, tmp_path / f"{kind}-a", OPTS, False)
+        _resaved(src, tmp_path / f"{kind}-{how}", how)
+        again = prepare(
+            "tcga_lihc", tmp_path / f"{kind}-{how}", tmp_path / f"{kind}-b", OPTS, False
+        )
+        assert again["cases_kept"] == original["cases_kept"] == N, (kind, how)
+        assert again["sites"] == original["sites"], (kind, how)
+        roles = sorted(s["role"] for s in again["sources"])
+        assert roles == sorted(s["role"] for s in original["sources"]), (kind, how)
+
+
+def test_cbioportal_seg_file_is_read_as_copy_number(tmp_path):
+    """cBioPortal ``*.seg``: ID, chrom, loc.start, loc.end, num.mark, seg.mean."""
+    root = tmp_path / "dl"
+    _gdc_clinical(root)
+    rows = [
+        f"{b}-01\t{c}\t1\t{1000 * c}\t10\t{0.1 * (i % 5):.2f}"
+        for i, b in enumerate(IDS)
+        for c in (1, 2, 3)
+    ]
+    (root / "data_cna_hg19.seg").write_text(
+        "ID\tchrom\tloc.start\tloc.end\tnum.mark\tseg.mean\n" + "\n".join(rows) + "\n"
+    )
+    report = prepare("tcga_lihc", root, tmp_path / "out", OPTS, False)
+    (src,) = [s for s in report["sources"] if s["file"].endswith(".seg")]
+    assert src["role"] == "genomic: cnv"
+    assert "cnv:chr2" in _genomics_text(tmp_path / "out")

@@ -29,6 +29,7 @@ import pandas as pd
 
 from oncofed.common.data.schema import ColumnSpec
 from oncofed.common.ingest.tcga.barcode import patient_barcode
+from oncofed.common.ingest.text import TableError, decode, read_table
 from oncofed.common.quarantine import Quarantined
 
 # the harmonised clinical schema shared by every TCGA reader
@@ -67,7 +68,8 @@ CBIO_MISSING = {
     "[completed]",
 }
 
-_GDC_ID = ("cases.submitter_id", "case_submitter_id")
+# the patient barcode column: dotted (2020-), undotted, and pre-2020 exports
+_GDC_ID = ("cases.submitter_id", "case_submitter_id", "submitter_id")
 _GDC_PREFIXES = ("", "demographic.", "diagnoses.", "cases.", "follow_ups.", "project.")
 
 
@@ -99,13 +101,14 @@ def is_gdc_clinical(header: list[str]) -> bool:
 CBIO_CLINICAL_FIELDS = ("OS_STATUS", "AGE", "SEX", "AJCC_PATHOLOGIC_TUMOR_STAGE")
 
 
-def is_cbioportal_clinical(lines: list[str]) -> str | None:
+def is_cbioportal_clinical(lines: list[str], sep: str = "\t") -> str | None:
     """``patient``, ``sample`` or ``other`` (a timeline or panel table keyed by
-    patient, not used) for a cBioPortal file's first lines, else None."""
+    patient, not used) for a cBioPortal file's first lines, else None (column
+    names in any case)."""
     body = [ln for ln in lines if not ln.startswith("#")]
     if not body:
         return None
-    header = body[0].rstrip("\n").split("\t")
+    header = [h.strip().upper() for h in body[0].rstrip("\n").split(sep)]
     if "PATIENT_ID" not in header:
         return None
     if "SAMPLE_ID" in header:
@@ -201,6 +204,7 @@ FIELD_ALIASES: dict[str, tuple[str, ...]] = {
         "ajcc_pathologic_tumor_stage",
         "stage_event_pathologic_stage",
         "pathologic_stage",
+        "tumor_stage",  # GDC exports before 2020
     ),
     "ajcc_pathologic_t": (
         "ajcc_pathologic_t",
@@ -233,9 +237,12 @@ def is_biotab_clinical(header: list[str]) -> bool:
     return BIOTAB_ID in header and "vital_status" in header
 
 
-def read_gdc_clinical(path: Path) -> tuple[dict[str, PatientRecord], list[Quarantined]]:
-    """Patients of a GDC ``clinical.tsv`` (either schema) or a Biotab clinical file."""
-    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+def read_gdc_clinical(
+    path: Path, sep: str = "\t"
+) -> tuple[dict[str, PatientRecord], list[Quarantined]]:
+    """Patients of a GDC ``clinical.tsv`` (either schema) or a Biotab clinical file
+    (column names in any case)."""
+    frame = _lower_columns(read_table(path, sep))
     id_col = next(c for c in (*_GDC_ID, BIOTAB_ID) if c in frame.columns)
     return read_clinical_frame(frame, str(path), id_col)
 
@@ -245,7 +252,7 @@ def read_gdc_json(path: Path) -> tuple[dict[str, PatientRecord], list[Quarantine
     ``demographic``, ``diagnoses`` and ``follow_ups``)."""
     import json
 
-    cases = json.loads(path.read_text())
+    cases = json.loads(decode(path).text)
     rows = []
     for case in cases:
         base = {
@@ -272,8 +279,10 @@ def read_gdc_json(path: Path) -> tuple[dict[str, PatientRecord], list[Quarantine
 def is_gdc_json(path: Path) -> bool:
     if path.suffix.lower() != ".json":
         return False
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        head = fh.read(4096)
+    try:
+        head = decode(path, limit=4096).text
+    except (OSError, TableError):
+        return False
     return (
         head.lstrip().startswith("[")
         and '"submitter_id"' in head
@@ -285,10 +294,12 @@ def read_clinical_frame(
     frame: pd.DataFrame, source: str, id_col: str
 ) -> tuple[dict[str, PatientRecord], list[Quarantined]]:
     """One harmonised record per patient from a table with one or more rows each."""
+    frame = _lower_columns(frame)
+    id_col = id_col.lower()
     fields = {
         name: list(
             dict.fromkeys(
-                prefix + alias
+                prefix + alias.lower()
                 for alias in FIELD_ALIASES[name]
                 for prefix in _GDC_PREFIXES
                 if prefix + alias in frame.columns
@@ -400,36 +411,28 @@ def _patient_record(barcode: str, r: _Rows, source: str) -> PatientRecord | Quar
 # ---------------------------------------------------------------- cBioPortal
 
 
-def read_cbioportal_table(path: Path) -> pd.DataFrame:
-    """A cBioPortal clinical file without its ``#`` header lines, all strings."""
-    return pd.read_csv(
-        path,
-        sep="\t",
-        comment=None,
-        dtype=str,
-        keep_default_na=False,
-        skiprows=_n_hash(path),
-    )
+def read_cbioportal_table(path: Path, sep: str = "\t") -> pd.DataFrame:
+    """A cBioPortal clinical file without its ``#`` header lines, all strings,
+    column names upper-cased (cBioPortal's own case)."""
+    frame = read_table(path, sep, skip_hash=True)
+    frame.columns = [str(c).strip().upper() for c in frame.columns]
+    return frame
 
 
-def _n_hash(path: Path) -> int:
-    n = 0
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        for line in fh:
-            if not line.startswith("#"):
-                break
-            n += 1
-    return n
+def _lower_columns(frame: pd.DataFrame) -> pd.DataFrame:
+    """GDC and Biotab column names are lower case; a re-saved file may not be."""
+    frame.columns = [str(c).strip().lower() for c in frame.columns]
+    return frame
 
 
 def read_cbioportal_patients(
-    path: Path, one_row_per_patient: bool = True
+    path: Path, one_row_per_patient: bool = True, sep: str = "\t"
 ) -> tuple[dict[str, PatientRecord], list[Quarantined]]:
     """Patients of a cBioPortal clinical file. A patient file has one row per
     patient (a repeated one is quarantined); a sample file (``one_row_per_patient``
     False, e.g. the older single ``data_clinical.txt``) repeats patients, whose
     first row is used."""
-    frame = read_cbioportal_table(path)
+    frame = read_cbioportal_table(path, sep)
     records: dict[str, PatientRecord] = {}
     quarantined: list[Quarantined] = []
 
@@ -505,9 +508,9 @@ def read_cbioportal_patients(
     return records, quarantined
 
 
-def read_cbioportal_samples(path: Path) -> dict[str, dict[str, Any]]:
+def read_cbioportal_samples(path: Path, sep: str = "\t") -> dict[str, dict[str, Any]]:
     """Per patient: cancer type and project-like fields from the sample file."""
-    frame = read_cbioportal_table(path)
+    frame = read_cbioportal_table(path, sep)
     out: dict[str, dict[str, Any]] = {}
     for row in frame.to_dict("records"):
         barcode = patient_barcode(row.get("PATIENT_ID"))
@@ -540,15 +543,15 @@ def merge_records(
         have.sources += rec.sources
 
 
-def has_cbioportal_clinical_fields(path: Path) -> bool:
-    header = list(read_cbioportal_table(path).columns)
+def has_cbioportal_clinical_fields(path: Path, sep: str = "\t") -> bool:
+    header = list(read_cbioportal_table(path, sep).columns)
     return any(f in header for f in CBIO_CLINICAL_FIELDS)
 
 
-def read_follow_ups(path: Path) -> dict[str, float]:
+def read_follow_ups(path: Path, sep: str = "\t") -> dict[str, float]:
     """Longest ``days_to_follow_up`` per patient from a GDC ``follow_up.tsv`` (other
     GDC side tables give nothing we use)."""
-    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
+    frame = _lower_columns(read_table(path, sep))
     id_col = next(c for c in (*_GDC_ID, BIOTAB_ID) if c in frame.columns)
     col = next(
         (

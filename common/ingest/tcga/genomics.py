@@ -36,6 +36,7 @@ from oncofed.common.ingest.tcga.barcode import (
     looks_like_barcode,
     patient_barcode,
 )
+from oncofed.common.ingest.text import read_table
 from oncofed.common.quarantine import Quarantined
 
 SEGMENT_SAMPLE = ("ID", "sample", "Sample", "SAMPLE_ID", "GDC_Aliquot")
@@ -172,7 +173,7 @@ def _valid(text: str) -> bool:
 
 
 def read_matrix(path: Path, orientation: str, sep: str) -> GenomicTable:
-    frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    frame = read_table(path, sep)
     if orientation == "matrix-t":
         frame = frame.set_index(frame.columns[0]).T.reset_index()
     header = list(frame.columns)
@@ -252,7 +253,7 @@ def _log_scale(
 
 
 def read_segments(path: Path, sep: str) -> GenomicTable:
-    frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+    frame = read_table(path, sep)
     cols = list(frame.columns)
     s, c, a, b, v = (
         _pick(cols, n)

@@ -11,7 +11,6 @@ or quarantined with a reason.
 from __future__ import annotations
 
 import csv
-import itertools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import pandas as pd
 
 from oncofed.common.data import histology as histo
 from oncofed.common.errors import ConfigError, DataError
+from oncofed.common.ingest import text
 from oncofed.common.ingest.prepare import (
     Case,
     PreparableDataset,
@@ -114,17 +114,11 @@ LABEL_HELP = (
 
 
 def _first_lines(path: Path, n: int = 8) -> list[str]:
-    if path.name.endswith(".gz"):
-        import gzip
-
-        with gzip.open(path, "rt", encoding="utf-8", errors="replace") as gz:
-            return list(itertools.islice(gz, n))
-    with open(path, encoding="utf-8", errors="replace") as fh:
-        return list(itertools.islice(fh, n))
+    return text.first_lines(path, n)
 
 
 def _sep(line: str) -> str:
-    return "\t" if line.count("\t") >= line.count(",") else ","
+    return text.sniff_delimiter([line])
 
 
 def classify(path: Path) -> tuple[str, str] | None:
@@ -138,21 +132,22 @@ def classify(path: Path) -> tuple[str, str] | None:
         return None
     try:
         lines = _first_lines(path)
-    except (OSError, UnicodeError):
+    except (OSError, UnicodeError, text.TableError):
         return None
-    if not lines:
-        return None
-    cb = tc.is_cbioportal_clinical(lines)
-    if cb:
-        return f"cbioportal-{cb}", "\t"
     body = [ln for ln in lines if not ln.startswith("#")]
     if not body:
         return None
-    sep = _sep(body[0])
-    header = next(csv.reader([body[0]], delimiter=sep))
-    if tc.is_gdc_clinical(header) or tc.is_biotab_clinical(header):
+    sep = text.sniff_delimiter(body)
+    cb = tc.is_cbioportal_clinical(lines, sep)
+    if cb:
+        return f"cbioportal-{cb}", sep
+    header = [
+        h.strip() for h in next(csv.reader([body[0].rstrip("\n")], delimiter=sep))
+    ]
+    lower = [h.lower() for h in header]
+    if tc.is_gdc_clinical(lower) or tc.is_biotab_clinical(lower):
         return "gdc-clinical", sep
-    if set(header) & {"cases.submitter_id", "case_submitter_id", tc.BIOTAB_ID}:
+    if set(lower) & {"cases.submitter_id", "case_submitter_id", tc.BIOTAB_ID}:
         return "gdc-other", sep  # follow_up.tsv, exposure.tsv, ...
     first_cells = [
         next(csv.reader([ln], delimiter=sep))[0] for ln in body[1:] if ln.strip()
@@ -301,22 +296,25 @@ def _scan_file(scan: _Scan, path: Path) -> None:
 
 
 def _read_by_kind(scan: _Scan, path: Path, kind: str, sep: str) -> None:
-    if kind in ("gdc-clinical", "gdc-json"):
-        read = tc.read_gdc_clinical if kind == "gdc-clinical" else tc.read_gdc_json
-        recs, q = read(path)
+    if kind == "gdc-clinical":
+        recs, q = tc.read_gdc_clinical(path, sep)
+        scan.quarantined += q
+        tc.merge_records(scan.patients, recs)
+    elif kind == "gdc-json":
+        recs, q = tc.read_gdc_json(path)
         scan.quarantined += q
         tc.merge_records(scan.patients, recs)
     elif kind == "gdc-other":
-        scan.follow_ups.update(tc.read_follow_ups(path))
+        scan.follow_ups.update(tc.read_follow_ups(path, sep))
     elif kind == "cbioportal-patient":
-        recs, q = tc.read_cbioportal_patients(path)
+        recs, q = tc.read_cbioportal_patients(path, sep=sep)
         scan.quarantined += q
         tc.merge_records(scan.cbio_patients, recs)
     elif kind == "cbioportal-sample":
-        for b, info in tc.read_cbioportal_samples(path).items():
+        for b, info in tc.read_cbioportal_samples(path, sep).items():
             scan.sample_info.setdefault(b, {}).update(info)
-        if tc.has_cbioportal_clinical_fields(path):  # older data_clinical.txt
-            recs, q = tc.read_cbioportal_patients(path, False)
+        if tc.has_cbioportal_clinical_fields(path, sep):  # older data_clinical.txt
+            recs, q = tc.read_cbioportal_patients(path, False, sep)
             scan.quarantined += q
             tc.merge_records(scan.cbio_patients, recs)
     elif kind == "cbioportal-other":
