@@ -270,6 +270,10 @@ def _cbio_patients(root, name="data_clinical_patient.txt"):
     ]  # fmt: skip
     root.mkdir(exist_ok=True)
     (root / name).write_text("\n".join([*meta, "\t".join(cols), *rows]) + "\n")
+    (root / "meta_study.txt").write_text(
+        "type_of_cancer: lihc\ncancer_study_identifier: lihc_tcga\n"
+        "name: Liver Hepatocellular Carcinoma (TCGA)\n"
+    )
 
 
 def _resaved(src, dst, how):
@@ -279,6 +283,9 @@ def _resaved(src, dst, how):
     dst.mkdir()
     for f in src.iterdir():
         text = f.read_text()
+        if f.name == "meta_study.txt":  # cBioPortal's metadata, kept as it is
+            (dst / f.name).write_text(text)
+            continue
         lines = text.splitlines()
         name = f.name
         if how == "bom":

@@ -177,9 +177,19 @@ TCGA-DD-A1EB\tTCGA-DD-A1EB-01\tHepatocellular Carcinoma
 """
 
 
+# cBioPortal's study metadata file (key: value lines, as its file-format docs)
+META_STUDY = """type_of_cancer: {acr}
+cancer_study_identifier: {acr}_tcga
+name: Study (TCGA, Firehose Legacy)
+description: TCGA study
+short_name: {acr} (TCGA)
+"""
+
+
 def test_cbioportal_files_with_hash_headers(tmp_path):
     root = tmp_path / "cbio"
     root.mkdir()
+    (root / "meta_study.txt").write_text(META_STUDY.format(acr="lihc"))
     (root / "data_clinical_patient.txt").write_text(CBIO_PATIENT)
     (root / "data_clinical_sample.txt").write_text(CBIO_SAMPLE)
     (root / "README").write_text("downloaded from cBioPortal\n")
@@ -203,6 +213,42 @@ def test_cbioportal_files_with_hash_headers(tmp_path):
         clin.set_index("case_id").loc["TCGA-DD-A1EB", "histology"]
         == "Hepatocellular Carcinoma"
     )
+
+
+def test_project_comes_from_the_files_and_an_unknown_project_is_never_kept(
+    tmp_path,
+):
+    """Older cBioPortal layouts have no cancer-type column: the study's
+    ``meta_study.txt`` decides; another study's patients, and patients whose
+    project nothing establishes, are quarantined with that reason."""
+    from oncofed.common.errors import DataError
+
+    paad = tmp_path / "paad"
+    paad.mkdir()
+    (paad / "meta_study.txt").write_text(META_STUDY.format(acr="paad"))
+    (paad / "data_clinical_patient.txt").write_text(CBIO_PATIENT)
+    with pytest.raises(DataError, match="project TCGA-PAAD is not one of TCGA-LIHC"):
+        prepare("tcga_lihc", paad, tmp_path / "o1", PrepareOptions(), False)
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "data_clinical_patient.txt").write_text(CBIO_PATIENT)
+    with pytest.raises(DataError, match="project cannot be established"):
+        prepare("tcga_lihc", bare, tmp_path / "o2", PrepareOptions(), False)
+    # the any-project dataset has no filter: the same files are read
+    report = prepare(
+        "tcga", bare, tmp_path / "o3", PrepareOptions(min_site_cases=1), False
+    )
+    assert report["cases_kept"] == 2
+    # a combined cBioPortal study counts for each of its projects
+    coadread = tmp_path / "coadread"
+    coadread.mkdir()
+    (coadread / "meta_study.txt").write_text(META_STUDY.format(acr="coadread"))
+    (coadread / "data_clinical_patient.txt").write_text(CBIO_PATIENT)
+    report = prepare(
+        "tcga_coad_read", coadread, tmp_path / "o4",
+        PrepareOptions(min_site_cases=1, label="stage-3-4"), False,
+    )  # fmt: skip
+    assert report["cases_kept"] == 2
 
 
 def _genomics_root(tmp_path, n=30):

@@ -209,6 +209,7 @@ class _Scan:
     tables: list[tg.GenomicTable] = field(default_factory=list)
     histology: dict[str, list[Path]] = field(default_factory=dict)
     follow_ups: dict[str, float] = field(default_factory=dict)
+    studies: dict[str, str] = field(default_factory=dict)  # folder -> project
 
 
 def read_tcga(
@@ -269,6 +270,14 @@ def _scan_file(scan: _Scan, path: Path) -> None:
             scan.unrecognised.append(str(path))
         else:
             scan.histology.setdefault(b, []).append(path)
+        return
+    if path.name.lower() == "meta_study.txt":  # cBioPortal: the study's project
+        project = read_study_meta(path)
+        scan.sources.append(
+            {"file": str(path), "role": "cbioportal-study", "why": project or ""}
+        )
+        if project:
+            scan.studies[str(path.parent)] = project
         return
     role = classify(path)
     if role is None:
@@ -344,20 +353,75 @@ def _merge_sources(scan: _Scan) -> None:
         scan.notes += t.notes
 
 
+# cBioPortal's combined TCGA studies stand for several GDC projects
+COMBINED_PROJECTS = {
+    "TCGA-COADREAD": ("TCGA-COAD", "TCGA-READ"),
+    "TCGA-GBMLGG": ("TCGA-GBM", "TCGA-LGG"),
+    "TCGA-KIPAN": ("TCGA-KICH", "TCGA-KIRC", "TCGA-KIRP"),
+    "TCGA-STES": ("TCGA-STAD", "TCGA-ESCA"),
+}
+
+
+# TCGA Biotab clinical files: nationwidechildrens.org_clinical_patient_<disease>.txt
+BIOTAB_NAME = re.compile(r"^nationwidechildrens\.org_clinical_\w*?_([a-z]{2,8})\.txt")
+
+
+def read_study_meta(path: Path) -> str | None:
+    """The TCGA project of a cBioPortal ``meta_study.txt`` (``type_of_cancer`` or
+    the ``cancer_study_identifier`` such as ``lihc_tcga``), else None."""
+    fields = {}
+    for line in text.decode(path, limit=64 * 1024).text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            fields[key.strip().lower()] = value.strip()
+    study = fields.get("cancer_study_identifier", "").lower()
+    if "tcga" not in study:
+        return None
+    acr = study.split("_")[0].upper()
+    return f"TCGA-{acr}" if acr.isalpha() and len(acr) <= 8 else None
+
+
+def _project_of(scan: _Scan, rec: tc.PatientRecord) -> str | None:
+    """The patient's project from its own fields, else from its Biotab file's
+    name, else from the cBioPortal study (``meta_study.txt``) in the folder of one
+    of its files."""
+    proj = rec.clinical.get("project")
+    if proj:
+        return str(proj).upper()
+    for src in rec.sources:  # Biotab names carry the disease code
+        if m := BIOTAB_NAME.match(Path(src).name.lower()):
+            return f"TCGA-{m.group(1).upper()}"
+    for src in rec.sources:
+        for folder in Path(src).parents:
+            if str(folder) in scan.studies:
+                return scan.studies[str(folder)]
+    return None
+
+
 def _keep_projects(scan: _Scan, projects: tuple[str, ...]) -> None:
+    """Keep the patients of ``projects``; any other project, and a patient whose
+    project cannot be established, is quarantined with the reason."""
     keep = {p.upper() for p in projects}
     for b in list(scan.patients):
-        proj = scan.patients[b].clinical.get("project")
-        if proj and proj.upper() not in keep:
-            scan.quarantined.append(
-                Quarantined(
-                    b,
-                    "; ".join(scan.patients[b].sources),
-                    f"project {proj} is not one of {', '.join(sorted(keep))}",
-                    "project_id",
-                )
+        rec = scan.patients[b]
+        proj = _project_of(scan, rec)
+        if proj is not None:
+            rec.clinical["project"] = proj
+        members = set(COMBINED_PROJECTS.get(proj or "", (proj,)))
+        if proj is None:
+            why = (
+                f"project cannot be established (no project id, cancer-type "
+                f"acronym or cBioPortal study in its files), so it cannot be "
+                f"checked against {', '.join(sorted(keep))}"
             )
-            del scan.patients[b]
+        elif members & keep:
+            continue
+        else:
+            why = f"project {proj} is not one of {', '.join(sorted(keep))}"
+        scan.quarantined.append(
+            Quarantined(b, "; ".join(rec.sources), why, "project_id")
+        )
+        del scan.patients[b]
 
 
 def _quarantine_unlabelled(scan: _Scan) -> None:
