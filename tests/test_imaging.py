@@ -15,7 +15,7 @@ import pytest
 
 from oncofed.common.config import DataConfig
 from oncofed.common.data.site import load_site
-from oncofed.common.errors import DataError
+from oncofed.common.errors import ConfigError, DataError
 from oncofed.common.ingest.prepare import PrepareOptions, prepare
 from tests.conftest import SHARED_DATA
 
@@ -100,8 +100,9 @@ def test_dicom_series_and_seg_become_one_aligned_deidentified_case(crlm_root, tm
     )
     for phi in ("JANCT000", "99000", "19500101", "DOE^JANE"):
         assert phi not in text
+    # allow-list: age passes; recurrence is an outcome, kept only as a label
     clin = pd.read_csv(out / site / "clinical.tsv", sep="\t")
-    assert list(clin.columns) == ["case_id", "age", "recurrence"]
+    assert list(clin.columns) == ["case_id", "age"]
     for img in (ct, mask):
         assert "99000" not in str(img.header) and "JANCT" not in str(img.header)
 
@@ -319,3 +320,46 @@ def test_non_numeric_value_in_numeric_column_quarantines(crlm_root, tmp_path):
         prepare("crlm", crlm_root, tmp_path / "o", PrepareOptions(), False)
     assert "no case kept" in str(err.value)
     assert "'sixty-one' is not a number" in str(err.value)
+
+
+def test_clinical_columns_pass_only_by_allow_list(crlm_root, tmp_path):
+    """Columns a spreadsheet adds pass only if the allow-list names them; what an
+    anonymiser's deny-regex missed never reaches clinical.tsv or schema.json."""
+    table = pd.read_csv(crlm_root / "clinical.csv", dtype=str)
+    table["Hospital"] = "St Elsewhere"
+    table["Referring physician"] = "Dr Quinn"
+    table["Surgeon"] = "Mr Sawbones"
+    table["NHS Number"] = "943 476 5919"
+    table["Postcode"] = "SW1A 1AA"
+    table["Initials"] = "JQ"
+    table["Notes"] = "seen in clinic 3"
+    table["DOD"] = "2012-03-04"
+    table["Child-Pugh"] = "A"
+    table["AFP"] = "12.5"
+    table["age"] = "95"
+    table.to_csv(crlm_root / "clinical.csv", index=False)
+    out = tmp_path / "out"
+    opts = PrepareOptions(min_site_cases=1, label_column="recurrence")
+    report = prepare("crlm", crlm_root, out, opts, False)
+    site = next(iter(report["sites"]))
+    clin = pd.read_csv(out / site / "clinical.tsv", sep="\t")
+    assert set(clin.columns) == {"case_id", "age", "recurrence", "Child-Pugh", "AFP"}
+    assert clin["age"].tolist() == [90]  # over 89: reported as 90 (90 or older)
+    text = "\n".join(
+        p.read_text() for p in out.rglob("*") if p.suffix in (".csv", ".tsv", ".json")
+    )
+    for value in ("St Elsewhere", "Quinn", "Sawbones", "943 476 5919", "SW1A",
+                  "seen in clinic", "2012-03-04"):  # fmt: skip
+        assert value not in text, value
+    assert any("allow-list" in n and "Hospital" in n for n in report["notes"])
+
+
+def test_label_column_and_root_mistakes_are_named(crlm_root, lits_root, tmp_path):
+    opts = PrepareOptions(min_site_cases=1, label_column="Recurrence")
+    with pytest.raises(DataError, match="missing.*Did you mean 'recurrence'"):
+        prepare("crlm", crlm_root, tmp_path / "a", opts, False)
+    with pytest.raises(DataError, match="is a file, not a folder"):
+        prepare("crlm", crlm_root / "clinical.csv", tmp_path / "b", opts, False)
+    # LiTS has no clinical table: refused before any case is built
+    with pytest.raises(ConfigError, match="no clinical table"):
+        prepare("lits17", lits_root, tmp_path / "c", opts, False)

@@ -155,3 +155,65 @@ def never_feature(name: str) -> str | None:
         if any(tuple(ws[i : i + 2]) == pair for i in range(len(ws) - 1)):
             return family
     return None
+
+
+# Clinical columns a spreadsheet may contribute, by normalised name (words joined
+# by "_"): an allow-list. Anything else is dropped on ingest and named in the
+# report (never its values). Outcome columns are not here; one becomes the label
+# only when the operator names it with --label-column.
+CLINICAL_ALLOWED = frozenset(
+    {
+        # demographics
+        "age", "age_at_diagnosis", "age_at_index", "diagnosis_age", "sex",
+        "gender", "bmi", "weight", "height", "smoking", "alcohol", "diabetes",
+        # stage and grade
+        "stage", "t_stage", "n_stage", "m_stage", "tnm", "ajcc_stage", "bclc",
+        "bclc_stage", "clip", "okuda", "grade", "tumor_grade", "tumour_grade",
+        "differentiation", "ecog", "performance_status",
+        # liver function and aetiology
+        "child_pugh", "child_pugh_class", "child_pugh_score", "meld", "cirrhosis",
+        "fibrosis", "hbv", "hcv", "hepatitis_b", "hepatitis_c", "nafld", "nash",
+        "steatosis",
+        # laboratory values
+        "afp", "alpha_fetoprotein", "ca19_9", "ca_19_9", "cea", "albumin", "alb",
+        "bilirubin", "total_bilirubin", "tbil", "inr", "platelets", "plt", "alt",
+        "ast", "ggt", "alp", "creatinine", "sodium", "crp", "ldh",
+        # tumour burden
+        "tumor_size", "tumour_size", "tr_size", "largest_tumor_size",
+        "number_of_lesions", "lesion_count", "nodules", "multifocal",
+        "t_involvement", "t_involvment", "vascular_invasion",
+        "microvascular_invasion", "portal_vein_thrombosis", "pvt",
+        "extrahepatic_spread", "lymph_nodes", "lymph_node", "synchronous",
+        "bilobar",
+        # molecular markers reported on the clinical sheet
+        "kras", "nras", "braf", "msi", "mmr",
+    }
+)  # fmt: skip
+AGE_TOP_CODE = 90  # HIPAA Safe Harbor: every age over 89 is reported as 90+
+
+
+def normalised(name: str) -> str:
+    """``Child-Pugh Score`` -> ``child_pugh_score``; ``CA19-9`` -> ``ca19_9``."""
+    return "_".join(words(name))
+
+
+def allowed_clinical(name: str, extra: tuple[str, ...] = ()) -> bool:
+    """Whether a spreadsheet column may enter the prepared clinical table: named
+    by the allow-list (or in ``extra``, e.g. the --label-column), and not on the
+    never-feature list unless it is in ``extra``."""
+    n = normalised(name)
+    if name in extra or n in {normalised(e) for e in extra}:
+        return True
+    return n in CLINICAL_ALLOWED and never_feature(name) is None
+
+
+def is_age(name: str) -> bool:
+    n = normalised(name)
+    return n == "age" or n.startswith("age_") or n.endswith("_age")
+
+
+def top_code_age(value: float | None) -> float | None:
+    """Ages over 89 become 90 (read: 90 or older)."""
+    if value is None:
+        return None
+    return float(min(value, AGE_TOP_CODE))

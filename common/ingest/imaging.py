@@ -26,17 +26,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from oncofed.common.errors import DataError
+from oncofed.common.errors import ConfigError, DataError
 from oncofed.common.ingest import dicom
+from oncofed.common.ingest.columns import allowed_clinical, is_age, top_code_age
 from oncofed.common.ingest.prepare import Case, PrepareOptions, Staging
 from oncofed.common.ingest.tcga.reader import slug
 from oncofed.common.paths import pseudonym_salt
 from oncofed.common.quarantine import Quarantined
+from oncofed.common.registry import suggestion
 
-PHI_COLUMN = re.compile(
-    r"name|birth|dob|date|mrn|record|address|phone|accession|ssn|e-?mail|zip|postal",
-    re.I,
-)
 TABLE_SUFFIXES = {".csv", ".tsv", ".xlsx", ".xls"}
 NIFTI = re.compile(r"\.nii(\.gz)?$", re.I)
 
@@ -192,14 +190,15 @@ def read_dicom_images(
 
 
 def read_clinical_tables(
-    root: Path, raw_ids: set[str]
+    root: Path, raw_ids: set[str], extra: tuple[str, ...] = ()
 ) -> tuple[
     dict[str, dict[str, Any] | None], list[dict[str, str]], list[Quarantined], list[str]
 ]:
     """Rows of the spreadsheets under ``root`` whose ID column matches ``raw_ids``.
 
-    Returns raw_id -> row (identifying columns dropped), the sources used, what was
-    quarantined and notes.
+    Only columns on the clinical allow-list (and ``extra``, the --label-column)
+    are kept; ages over 89 become 90. Returns raw_id -> row, the sources used, what
+    was quarantined and notes.
     """
     rows: dict[str, dict[str, Any] | None] = {}
     sources, quarantined, notes = [], [], []
@@ -216,11 +215,16 @@ def read_clinical_tables(
             continue
         sources.append({"file": str(path), "role": "clinical-table"})
         dropped = [
-            c for c in frame.columns if c != id_col and PHI_COLUMN.search(str(c))
+            c
+            for c in frame.columns
+            if c != id_col and not allowed_clinical(str(c), extra)
         ]
         if dropped:
             names = ", ".join(map(str, dropped))
-            notes.append(f"{path.name}: identifying columns dropped: {names}")
+            notes.append(
+                f"{path.name}: columns not on the clinical allow-list dropped "
+                f"(common/ingest/columns.py; --label-column keeps one): {names}"
+            )
         keep = [c for c in frame.columns if c != id_col and c not in dropped]
         numeric = [c for c in keep if _mostly_numeric(frame[c])]
         for rec in frame.to_dict("records"):
@@ -236,6 +240,9 @@ def read_clinical_tables(
                 )
                 continue
             row = {str(c): _value(rec[c]) for c in keep}
+            for c in keep:  # ages over 89 are reported as 90 (90 or older)
+                if is_age(str(c)) and isinstance(row[str(c)], float):
+                    row[str(c)] = top_code_age(row[str(c)])
             wrong = [c for c in numeric if isinstance(row[str(c)], str)]
             if wrong:
                 c = wrong[0]
@@ -287,6 +294,31 @@ def _value(v: Any) -> Any:
         return text or None
 
 
+def _check_label_column(
+    column: str, clinical: dict[str, dict[str, Any] | None]
+) -> None:
+    """Refuse --label-column up front where there is no clinical table, or where
+    no table has that column (naming the closest, matched case-insensitively)."""
+    if not clinical:
+        raise ConfigError(
+            f"--label-column {column!r}: no clinical table was read for this "
+            "dataset (its label comes from the tumour masks); leave the option out, "
+            "or add the table to --root"
+        )
+    seen = sorted({c for row in clinical.values() if row for c in row})
+    if column in seen:
+        return
+    same = [c for c in seen if c.lower() == column.lower()]
+    hint = f" Did you mean {same[0]!r}?" if same else suggestion(column, seen)
+    raise DataError(
+        "clinical table",
+        column,
+        f"--label-column names a column that is missing (columns kept: "
+        f"{', '.join(seen) or 'none'})",
+        f"give one of those columns.{hint}",
+    )
+
+
 def build_cases(
     images: list[ImageCase],
     clinical: dict[str, dict[str, Any] | None],
@@ -294,6 +326,8 @@ def build_cases(
     fixed_label: int | None,
 ) -> tuple[list[Case], list[Quarantined]]:
     """Decide each case's label (mask, fixed, or ``--label-column``)."""
+    if opts.label_column:
+        _check_label_column(opts.label_column, clinical)
     cases, quarantined = [], []
     for im in images:
         if im.raw_id in clinical and clinical[im.raw_id] is None:

@@ -584,6 +584,13 @@ def prepare(
     root = Path(root).resolve()
     if not root.exists():
         raise DataError(root, "--root", "folder not found", "check the path")
+    if root.is_file():
+        raise DataError(
+            root,
+            "--root",
+            "is a file, not a folder",
+            f"point --root at the folder that holds the download (e.g. {root.parent})",
+        )
     if root.is_dir() and not any(root.iterdir()):
         raise DataError(root, "--root", "folder is empty", "point it at the download")
     check_out_dir(out)

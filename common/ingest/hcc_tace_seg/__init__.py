@@ -50,7 +50,11 @@ def read_dicom_dataset(
         f"{what} DICOM CT series",
         f"point --root at the {what} download folder",
     )
-    clinical, sources, q, n = read_clinical_tables(root, {im.raw_id for im in images})
+    clinical, sources, q, n = read_clinical_tables(
+        root,
+        {im.raw_id for im in images},
+        (opts.label_column,) if opts.label_column else (),
+    )
     cases, q2 = build_cases(images, clinical, opts, None)
     notes += n
     if note := pool_small_sites(cases, opts.min_site_cases):

@@ -28,6 +28,7 @@ from typing import Any
 import pandas as pd
 
 from oncofed.common.data.schema import ColumnSpec
+from oncofed.common.ingest.columns import top_code_age
 from oncofed.common.ingest.tcga.barcode import patient_barcode
 from oncofed.common.ingest.text import TableError, decode, read_table
 from oncofed.common.quarantine import Quarantined
@@ -381,6 +382,7 @@ def _patient_record(barcode: str, r: _Rows, source: str) -> PatientRecord | Quar
     age = _number(r.first("age_at_index"))
     if age is None and (days := _number(r.first("age_at_diagnosis"))) is not None:
         age = round(days / 365.25, 1)
+    age = top_code_age(age)  # over 89: 90 (read 90 or older)
     vital = vitals.pop() if vitals else None
     follow = [_number(v) for v in r.values("days_to_last_follow_up")]
     follow_max = max((f for f in follow if f is not None), default=None)
@@ -480,7 +482,7 @@ def read_cbioportal_patients(
         records[barcode] = PatientRecord(
             barcode=barcode,
             clinical={
-                "age": _number(get(row, "AGE")),
+                "age": top_code_age(_number(get(row, "AGE"))),
                 "sex": _sex(get(row, "SEX", "GENDER")),
                 "stage": normalise_stage(
                     get(row, "AJCC_PATHOLOGIC_TUMOR_STAGE", "TUMOR_STAGE", "STAGE")
