@@ -26,6 +26,7 @@ import numpy as np
 
 from oncofed.common.data import clinical as hcc
 from oncofed.common.data.clinical import ClinicalValueError
+from oncofed.common.errors import DataError
 
 SCHEMA_JSON = "schema.json"
 _MISSING = {"", "na", "nan", "'--", "--", "not reported", "unknown", "none"}
@@ -130,14 +131,17 @@ class Schema:
 
     def encode_genomics(self, row: dict[str, Any]) -> np.ndarray:
         """Centred and scaled genomic features; a missing value becomes 0 (the
-        centre)."""
+        centre); a cell that is neither a number nor missing raises
+        ``ClinicalValueError``."""
         out = np.zeros(len(self.genomics), np.float32)
         for i, name in enumerate(self.genomics):
             v = row.get(name)
+            if v is None or str(v).strip().lower() in _MISSING:
+                continue
             try:
                 x = float(v)  # type: ignore[arg-type]
             except (TypeError, ValueError):
-                continue
+                raise ClinicalValueError(name, v, "not a number") from None
             if math.isfinite(x):
                 out[i] = (x - self.genomics_center[i]) / self.genomics_scale[i]
         return out
@@ -163,8 +167,35 @@ class Schema:
 
 
 def load_schema(folder: str | Path) -> Schema:
-    """The schema of a site (or server-test) folder; HCC default if none."""
+    """The schema of a site (or server-test) folder; HCC default if none. A
+    damaged file raises ``DataError`` naming it (never a bare parser error)."""
     path = Path(folder) / SCHEMA_JSON
     if not path.is_file():
         return Schema()
-    return Schema.from_dict(json.loads(path.read_text()))
+    try:
+        schema = Schema.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        _check(schema)
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise DataError(
+            path, "schema", f"unreadable ({err})", "prepare the folder again"
+        ) from err
+    return schema
+
+
+def _check(schema: Schema) -> None:
+    """Shapes and ranges a schema must have before anything is encoded with it."""
+    n = len(schema.genomics)
+    if not (len(schema.genomics_center) == len(schema.genomics_scale) == n):
+        raise ValueError(
+            "genomics, genomics_center and genomics_scale differ in length"
+        )
+    for v in (*schema.genomics_center, *schema.genomics_scale):
+        if not isinstance(v, int | float) or not math.isfinite(v):
+            raise ValueError(f"genomic centre / scale {v!r} is not a finite number")
+    if any(v <= 0 for v in schema.genomics_scale):
+        raise ValueError("a genomic scale is not positive")
+    for c in schema.clinical:
+        if c.kind not in ("numeric", "categorical"):
+            raise ValueError(f"column {c.name!r}: kind {c.kind!r}")
+        if not (math.isfinite(c.ref) and math.isfinite(c.scale) and c.scale > 0):
+            raise ValueError(f"column {c.name!r}: ref / scale not finite and positive")

@@ -17,13 +17,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 
 from oncofed.common.config import DataConfig
 from oncofed.common.data.clinical import ClinicalValueError
 from oncofed.common.data.histology import bag_tensor, load_bag
 from oncofed.common.data.impute import mice_fill
+from oncofed.common.data.rows import Rows, read_rows
 from oncofed.common.data.schema import Schema, load_schema
 from oncofed.common.data.transforms import ct_mask_transforms, ct_transforms
 from oncofed.common.errors import DataError
@@ -69,8 +69,10 @@ class SiteData:
         return self.splits.get(name, [])
 
 
-def read_manifest(site_dir: Path) -> pd.DataFrame:
-    """The site's manifest; raises ``DataError`` if it is missing or malformed."""
+def read_manifest(site_dir: Path) -> Rows:
+    """The site's manifest, line by line (a damaged line is set aside, see
+    :mod:`common.data.rows`); raises ``DataError`` if it is missing or its header
+    lacks a required column."""
     path = site_dir / MANIFEST
     if not path.is_file():
         raise DataError(
@@ -79,8 +81,8 @@ def read_manifest(site_dir: Path) -> pd.DataFrame:
             "file not found",
             "point data-path / data-root at a prepared site folder",
         )
-    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    rows = read_rows(path, ",", CASE_ID)
+    missing = [c for c in REQUIRED_COLUMNS if c not in rows.columns]
     if missing:
         raise DataError(
             path,
@@ -88,17 +90,14 @@ def read_manifest(site_dir: Path) -> pd.DataFrame:
             "required column(s) absent",
             f"the manifest needs columns {', '.join(REQUIRED_COLUMNS)}",
         )
-    return frame
+    return rows
 
 
-def _read_clinical(site_dir: Path, name: str = CLINICAL_TSV) -> dict[str, dict]:
+def _read_table(site_dir: Path, name: str) -> Rows | None:
     path = site_dir / name
     if not path.is_file():
-        return {}
-    frame = pd.read_csv(path, sep="\t", dtype=str, keep_default_na=False)
-    if CASE_ID not in frame.columns:
-        raise DataError(path, CASE_ID, "column absent", "add a case_id column")
-    return {row[CASE_ID]: row for row in frame.to_dict("records")}
+        return None
+    return read_rows(path, "\t", CASE_ID)
 
 
 class _Rejected(Exception):
@@ -116,8 +115,13 @@ class _CaseLoader:
     def __init__(self, site_dir: Path, name: str, cfg: DataConfig, masks: bool):
         self.site_dir, self.name, self.cfg, self.masks = site_dir, name, cfg, masks
         self.schema = load_schema(site_dir)
-        self.clinical = _read_clinical(site_dir)
-        self.genomics = _read_clinical(site_dir, GENOMICS_TSV)
+        self.tables = {
+            CLINICAL: _read_table(site_dir, CLINICAL_TSV),
+            GENOMICS: _read_table(site_dir, GENOMICS_TSV),
+        }
+        self.records = {
+            m: (t.by_key(CASE_ID) if t else {}) for m, t in self.tables.items()
+        }
         self.ct_pipeline = ct_transforms(cfg)
         self.joint_pipeline = ct_mask_transforms(cfg)
         self.roi = cfg.ct_roi == "liver"
@@ -181,10 +185,29 @@ class _CaseLoader:
             raise _Rejected(str(ct_path), _reason(err)) from err
         sample[present_key(CT)] = 1.0
 
+    def _record(self, modality: str, flag: str, row: dict) -> dict | None:
+        """The case's row of clinical.tsv / genomics.tsv when the manifest says it
+        has one; a row that is missing or was set aside rejects the case (never
+        a case silently loaded without the data it has)."""
+        if row.get(flag) != "1":
+            return None
+        record = self.records[modality].get(row[CASE_ID])
+        if record is not None:
+            return record
+        name = CLINICAL_TSV if modality == CLINICAL else GENOMICS_TSV
+        table = self.tables[modality]
+        bad = table.bad_key(row[CASE_ID]) if table else None
+        why = (
+            f"its row (line {bad.line}) was set aside: {bad.reason}"
+            if bad
+            else f"the manifest says {flag} = 1 but {name} has no row for it"
+        )
+        raise _Rejected(str(self.site_dir / name), why)
+
     def _tabular(self, row: dict, sample: dict) -> None:
         """Clinical and genomic vectors, encoded by the folder's schema."""
         schema = self.schema
-        record = self.clinical.get(row[CASE_ID]) if row["has_clinical"] == "1" else None
+        record = self._record(CLINICAL, "has_clinical", row)
         sample[CLINICAL] = torch.zeros(schema.clinical_dim)
         sample[present_key(CLINICAL)] = 0.0
         if record is not None:
@@ -193,12 +216,15 @@ class _CaseLoader:
             except ClinicalValueError as err:
                 raise _Rejected(str(self.site_dir / CLINICAL_TSV), str(err)) from err
             sample[present_key(CLINICAL)] = 1.0
-        g = self.genomics.get(row[CASE_ID]) if row.get("has_genomics") == "1" else None
-        sample[GENOMICS] = torch.from_numpy(
-            schema.encode_genomics(g)
-            if g
-            else np.zeros(schema.genomics_dim, np.float32)
-        )
+        g = self._record(GENOMICS, "has_genomics", row)
+        try:
+            sample[GENOMICS] = torch.from_numpy(
+                schema.encode_genomics(g)
+                if g
+                else np.zeros(schema.genomics_dim, np.float32)
+            )
+        except (ClinicalValueError, ValueError) as err:
+            raise _Rejected(str(self.site_dir / GENOMICS_TSV), str(err)) from err
         sample[present_key(GENOMICS)] = 1.0 if g else 0.0
 
     def _histology(self, row: dict, sample: dict) -> None:
@@ -234,17 +260,24 @@ def load_site(
     manifest = read_manifest(site_dir)
     load_case = _CaseLoader(site_dir, name, cfg, masks)
     out = SiteData(name=name, splits={s: [] for s in splits}, schema=load_case.schema)
-    seen: set[str] = set()
-    for row in manifest.to_dict("records"):
+    for line in manifest.bad:  # damaged or repeated manifest lines
+        out.quarantined.append(
+            Quarantined(line.key, line.path, f"line {line.line}: {line.reason}")
+        )
+        log.warning("Quarantined %s line %d: %s", line.path, line.line, line.reason)
+    for row in manifest.rows:
         case_id, split = row[CASE_ID], row["split"]
         if split not in splits:
+            if split not in ("train", "val", "test"):
+                out.quarantined.append(
+                    Quarantined(
+                        case_id, str(site_dir / MANIFEST),
+                        f"line {manifest.line_of[case_id]}: split {split!r} is not "
+                        "train, val or test",
+                    )
+                )  # fmt: skip
             continue
         try:
-            if case_id in seen:
-                raise _Rejected(
-                    str(site_dir / MANIFEST), "duplicate case_id in manifest"
-                )
-            seen.add(case_id)
             out.splits[split].append(load_case(row))
         except _Rejected as bad:
             out.quarantined.append(Quarantined(case_id, bad.path, bad.reason))

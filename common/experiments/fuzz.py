@@ -1,0 +1,172 @@
+"""Fuzz the readers: mutate one file of a folder, read it, account for every row.
+
+Shared by ``tests/test_fuzz.py`` (a small budget in CI) and
+``benchmarks/fuzz_readers.py`` (10,000 cases). A seeded mutator damages one file
+the way disks and editors do (a flipped or deleted byte, a stray quote or
+delimiter, two rows merged or one split, a duplicated line, a truncation, bytes
+that are not UTF-8), then the reader runs on the copy. Each case ends as one of:
+
+* ``read``: every row loaded, nothing set aside;
+* ``quarantined``: the reader went on and set rows aside with a reason;
+* ``refused``: a clear ``OncoFedError`` naming the file (a damaged header);
+* ``crashed``: any other exception (a bug);
+* ``lost``: the reader went on but a row is neither loaded nor set aside, or a
+  case was loaded without data its manifest says it has (a bug, and silent).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import traceback
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from oncofed.common.errors import OncoFedError
+
+MUTATIONS = (
+    "flip-byte", "delete-byte", "stray-quote", "stray-delimiter", "merge-rows",
+    "split-row", "duplicate-line", "truncate", "not-utf8",
+)  # fmt: skip
+OUTCOMES = ("read", "quarantined", "refused", "crashed", "lost")
+
+
+def mutate(data: bytes, kind: str, rng: np.random.Generator) -> bytes:
+    """``data`` with one damage of ``kind`` at a random place."""
+    if not data:
+        return data
+    at = int(rng.integers(0, len(data)))
+    if kind == "flip-byte":
+        b = bytearray(data)
+        b[at] ^= int(rng.integers(1, 256))
+        return bytes(b)
+    if kind == "delete-byte":
+        return data[:at] + data[at + 1 :]
+    if kind == "stray-quote":
+        return data[:at] + b'"' + data[at:]
+    if kind == "stray-delimiter":
+        return data[:at] + (b"\t" if rng.random() < 0.5 else b",") + data[at:]
+    if kind == "merge-rows":
+        ends = [i for i, c in enumerate(data[:-1]) if c == 0x0A]
+        if not ends:
+            return data
+        i = ends[int(rng.integers(0, len(ends)))]
+        return data[:i] + data[i + 1 :]
+    if kind == "split-row":
+        return data[:at] + b"\n" + data[at:]
+    if kind == "duplicate-line":
+        lines = data.split(b"\n")
+        k = int(rng.integers(0, len(lines)))
+        return b"\n".join([*lines[: k + 1], lines[k], *lines[k + 1 :]])
+    if kind == "truncate":
+        return data[:at]
+    if kind == "not-utf8":
+        return data[:at] + b"\xff\xfe\xc3" + data[at:]
+    raise ValueError(f"unknown mutation {kind!r}")
+
+
+@dataclass
+class FuzzReport:
+    """Counts per outcome (and per mutation), with a few examples of each bug."""
+
+    tried: int = 0
+    outcomes: Counter = field(default_factory=Counter)
+    by_mutation: dict[str, Counter] = field(default_factory=dict)
+    examples: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, mutation: str, target: str, outcome: str, detail: str = "") -> None:
+        self.tried += 1
+        self.outcomes[outcome] += 1
+        self.by_mutation.setdefault(mutation, Counter())[outcome] += 1
+        if outcome in ("crashed", "lost") and detail:
+            seen = self.examples.setdefault(outcome, [])
+            if len(seen) < 5:
+                seen.append(f"{mutation} of {target}: {detail}")
+
+
+# a reader under test: folder -> (rows it should account for, rows loaded, rows
+# set aside, loaded rows missing data their manifest promises)
+Reader = Callable[[Path], tuple[int, int, int, int]]
+
+
+def fuzz_folder(
+    folder: Path,
+    targets: list[str],
+    reader: Reader,
+    cases: int,
+    seed: int,
+    progress: Callable[[int], None] | None = None,
+) -> FuzzReport:
+    """Run ``cases`` mutants of ``folder`` (one file of ``targets`` damaged each
+    time) through ``reader`` and classify each outcome."""
+    rng = np.random.default_rng(seed)
+    report = FuzzReport()
+    with tempfile.TemporaryDirectory(prefix="oncofed-fuzz-") as tmp:
+        work = Path(tmp) / folder.name
+        shutil.copytree(folder, work)
+        originals = {t: (folder / t).read_bytes() for t in targets}
+        for k in range(cases):
+            target = targets[int(rng.integers(0, len(targets)))]
+            kind = MUTATIONS[int(rng.integers(0, len(MUTATIONS)))]
+            (work / target).write_bytes(mutate(originals[target], kind, rng))
+            try:
+                expected, loaded, set_aside, hollow = reader(work)
+            except OncoFedError:
+                report.add(kind, target, "refused")
+            except Exception as err:  # noqa: BLE001 - the bug being counted
+                last = traceback.extract_tb(err.__traceback__)[-1]
+                where = f"{Path(last.filename).name}:{last.lineno}"
+                report.add(kind, target, "crashed", f"{err!r} at {where}")
+            else:
+                if hollow or loaded + set_aside < expected:
+                    report.add(
+                        kind, target, "lost",
+                        f"{expected} rows, {loaded} loaded, {set_aside} set aside, "
+                        f"{hollow} loaded without promised data",
+                    )  # fmt: skip
+                elif set_aside:
+                    report.add(kind, target, "quarantined")
+                else:
+                    report.add(kind, target, "read")
+            (work / target).write_bytes(originals[target])
+            if progress:
+                progress(k + 1)
+    return report
+
+
+def site_reader(cfg) -> Reader:  # noqa: ANN001 - a DataConfig
+    """:func:`common.data.site.load_site` as a fuzz reader: rows = the non-blank
+    data lines of the (damaged) manifest."""
+    from oncofed.common.data.site import load_site
+    from oncofed.common.keys import CLINICAL, GENOMICS, present_key
+
+    def read(folder: Path) -> tuple[int, int, int, int]:
+        lines = (folder / "manifest.csv").read_bytes().split(b"\n")[1:]
+        expected = sum(1 for ln in lines if ln.strip())
+        data = load_site(folder, cfg)
+        loaded = [s for split in data.splits.values() for s in split]
+        flags = _flags(folder)
+        hollow = sum(
+            1
+            for s in loaded
+            for m, flag in ((CLINICAL, "has_clinical"), (GENOMICS, "has_genomics"))
+            if flags.get(s["case_id"], {}).get(flag) == "1" and s[present_key(m)] == 0.0
+        )
+        return expected, len(loaded), len(data.quarantined), hollow
+
+    return read
+
+
+def _flags(folder: Path) -> dict[str, dict[str, str]]:
+    """has_clinical / has_genomics per case from the readable manifest rows."""
+    from oncofed.common.data.rows import read_rows
+
+    try:
+        rows = read_rows(folder / "manifest.csv", ",", "case_id")
+    except OncoFedError:
+        return {}
+    return {r["case_id"]: r for r in rows.rows}
