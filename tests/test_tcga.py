@@ -709,3 +709,21 @@ def test_mice_fills_numeric_gaps_of_a_real_prepared_dataset(tmp_path, dataset, r
     for c in mice:  # only the blanked values moved
         moved = (mice[c] != ref[c]).nonzero().flatten().tolist()
         assert moved == ([value] if c in blank else []), (c, moved)
+
+
+def test_flamby_bad_cell_quarantines_one_patient_not_the_run(tmp_path):
+    import shutil
+
+    root = tmp_path / "brca"
+    shutil.copytree(BRCA, root)
+    frame = pd.read_csv(root / "brca.csv", dtype=str, keep_default_na=False)
+    frame.loc[4, "T"] = "12x"  # one unreadable survival time
+    frame.loc[8, "E"] = "2"  # an event that is not 0/1
+    frame.to_csv(root / "brca.csv", index=False)
+    report = prepare(
+        "tcga_brca_flamby", root, tmp_path / "out", PrepareOptions(), False
+    )
+    assert report["cases_kept"] == 1088 - 2
+    reasons = [q["reason"] for q in report["quarantined"]]
+    assert any("'12x' is not a number" in r for r in reasons)
+    assert any("E = '2'" in r for r in reasons)

@@ -12,8 +12,10 @@ Binary label = ``E`` (event observed); survival ``time`` = ``T``, ``event`` = ``
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -30,6 +32,7 @@ from oncofed.common.ingest.prepare import (
 )
 from oncofed.common.ingest.tcga.barcode import patient_barcode, tss_code
 from oncofed.common.ingest.tcga.reader import slug
+from oncofed.common.ingest.text import read_table
 from oncofed.common.quarantine import Quarantined
 
 NAME = "tcga_brca_flamby"
@@ -69,8 +72,9 @@ class TcgaBrcaFlamby(PreparableDataset):
                 )
         assert table is not None and split_file is not None
         progress(table.name)
-        frame = pd.read_csv(table, dtype={"pid": str})
-        split = pd.read_csv(split_file, dtype=str).set_index("pid")
+        frame = read_table(table)
+        split_rows = read_table(split_file)
+        split = dict(zip(split_rows["pid"], split_rows["fold2"], strict=True))
         progress(split_file.name)
         regions = {}
         if centers is not None:
@@ -89,7 +93,7 @@ class TcgaBrcaFlamby(PreparableDataset):
                     Quarantined("", str(table), f"{pid!r} is not a TCGA barcode", "pid")
                 )
                 continue
-            if barcode not in split.index:
+            if barcode not in split:
                 quarantined.append(
                     Quarantined(
                         barcode,
@@ -99,24 +103,37 @@ class TcgaBrcaFlamby(PreparableDataset):
                     )
                 )
                 continue
-            fold2 = str(split.loc[barcode, "fold2"])
+            fold2 = str(split[barcode])
             part, _, k = fold2.partition("_")
             if part not in ("train", "test") or not k.isdigit():
                 quarantined.append(
                     Quarantined(barcode, str(split_file), f"fold2 {fold2!r}", "fold2")
                 )
                 continue
+            values = _numbers(row, ["E", "T", *features])
+            if isinstance(values, Quarantined):
+                quarantined.append(replace(values, case_id=barcode, path=str(table)))
+                continue
+            if values["E"] not in (0.0, 1.0) or values["T"] < 0:
+                quarantined.append(
+                    Quarantined(
+                        barcode, str(table),
+                        f"E = {row['E']!r} (0 or 1) / T = {row['T']!r} (days, "
+                        ">= 0) out of range", "E, T",
+                    )
+                )  # fmt: skip
+                continue
             site_regions.setdefault(int(k), Counter())[
                 regions.get(tss_code(barcode), "unknown")
             ] += 1
-            event = int(row["E"])
+            event = int(values["E"])
             cases.append(
                 Case(
                     case_id=barcode,
                     site=k,  # renamed below once regions are known
                     label=event,
-                    clinical={f: row[f] for f in features},
-                    time=float(row["T"]),
+                    clinical={f: values[f] for f in features},
+                    time=values["T"],
                     event=event,
                     split=part,
                 )
@@ -156,3 +173,19 @@ class TcgaBrcaFlamby(PreparableDataset):
 @DATASETS.register(NAME)
 def _create() -> TcgaBrcaFlamby:
     return TcgaBrcaFlamby()
+
+
+def _numbers(row: dict[str, str], columns: list[str]) -> dict[str, float] | Quarantined:
+    """The row's cells as finite numbers, or the first bad cell as a quarantine
+    entry (case and file filled in by the caller)."""
+    out: dict[str, float] = {}
+    for c in columns:
+        text = str(row.get(c, "")).strip()
+        try:
+            value = float(text)
+        except ValueError:
+            return Quarantined("", "", f"{text!r} is not a number", c)
+        if not math.isfinite(value):
+            return Quarantined("", "", f"{text!r} is not a finite number", c)
+        out[c] = value
+    return out
