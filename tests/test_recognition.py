@@ -355,3 +355,42 @@ def test_cbioportal_seg_file_is_read_as_copy_number(tmp_path):
     (src,) = [s for s in report["sources"] if s["file"].endswith(".seg")]
     assert src["role"] == "genomic: cnv"
     assert "cnv:chr2" in _genomics_text(tmp_path / "out")
+
+
+def test_gdc_json_exports_without_a_top_level_barcode(tmp_path):
+    """GDC portal JSON exports of 2019 and 2022 carry the barcode only in nested
+    records' ``submitter_id`` (``TCGA-XX-XXXX_demographic``, ``..._diagnosis``)."""
+    import json
+
+    cases = []
+    for i, b in enumerate(IDS[:12]):
+        case = {
+            "case_id": f"0000-{i}",
+            "project": {"project_id": "TCGA-LIHC"},
+            "demographic": {
+                "submitter_id": f"{b}_demographic",
+                "gender": "male",
+                "vital_status": "Dead" if i % 3 == 0 else "Alive",
+                "days_to_death": 300 + i if i % 3 == 0 else None,
+                "year_of_birth": 1950,
+            },
+            "diagnoses": [
+                {
+                    "submitter_id": f"{b}_diagnosis",
+                    "tumor_stage": "stage iiia" if i % 2 else "stage i",  # pre-2020
+                    "age_at_diagnosis": 22000 + i,
+                    "days_to_last_follow_up": 900 + i,
+                }
+            ],
+            "exposures": [{"submitter_id": f"{b}_exposure", "alcohol_history": "Yes"}],
+        }
+        if i >= 6:  # the 2022 layout moved the demographic barcode away
+            case["demographic"].pop("submitter_id")
+        cases.append(case)
+    root = tmp_path / "dl"
+    root.mkdir()
+    (root / "clinical.cases_selection.2019-05-01.json").write_text(json.dumps(cases))
+    report = prepare("tcga_lihc", root, tmp_path / "out", OPTS, False)
+    assert report["cases_kept"] == 12
+    stages = sum(int(s["labels"].get("1", 0)) for s in report["sites"].values())
+    assert stages == 6  # tumor_stage read as the stage

@@ -254,10 +254,14 @@ def read_gdc_json(path: Path) -> tuple[dict[str, PatientRecord], list[Quarantine
     import json
 
     cases = json.loads(decode(path).text)
+    if not isinstance(cases, list):
+        raise ValueError("a GDC clinical JSON export is a list of cases")
     rows = []
     for case in cases:
+        if not isinstance(case, dict):
+            continue
         base = {
-            "cases.submitter_id": case.get("submitter_id", ""),
+            "cases.submitter_id": _json_barcode(case),
             "project.project_id": (case.get("project") or {}).get("project_id"),
         }
         base.update(
@@ -275,6 +279,26 @@ def read_gdc_json(path: Path) -> tuple[dict[str, PatientRecord], list[Quarantine
     frame = pd.DataFrame(rows).astype(object).where(lambda f: f.notna(), "")
     frame = frame.astype(str)
     return read_clinical_frame(frame, str(path), "cases.submitter_id")
+
+
+def _json_barcode(case: dict[str, Any]) -> str:
+    """A case's patient barcode: its own ``submitter_id`` (exports since 2023),
+    else the prefix of a nested record's ``submitter_id`` (2019 and 2022 exports:
+    ``TCGA-XX-XXXX_demographic``, ``..._diagnosis`` in ``diagnoses[]``,
+    ``exposures[]``, ``follow_ups[]``); '' when none is a barcode."""
+    own = str(case.get("submitter_id") or "")
+    if patient_barcode(own):
+        return own
+    nested: list[Any] = [case.get("demographic")]
+    for key in ("diagnoses", "exposures", "follow_ups", "family_histories"):
+        items = case.get(key)
+        nested += items if isinstance(items, list) else []
+    for item in nested:
+        if isinstance(item, dict):
+            sub = str(item.get("submitter_id") or "").split("_")[0]
+            if patient_barcode(sub):
+                return sub
+    return own
 
 
 def is_gdc_json(path: Path) -> bool:
