@@ -363,3 +363,31 @@ def test_label_column_and_root_mistakes_are_named(crlm_root, lits_root, tmp_path
     # LiTS has no clinical table: refused before any case is built
     with pytest.raises(ConfigError, match="no clinical table"):
         prepare("lits17", lits_root, tmp_path / "c", opts, False)
+
+
+def test_declared_image_size_is_checked_before_decoding(tmp_path, monkeypatch):
+    """A small file that declares a large image is refused from its header."""
+    import tifffile
+    from PIL import Image
+
+    from oncofed.common.data.histology import read_tile
+    from oncofed.common.data.limits import ImageTooLarge
+
+    monkeypatch.setenv("ONCOFED_MAX_IMAGE_BYTES", str(1024**2))  # 1 MiB
+    big = np.zeros((1200, 1200, 3), np.uint8)
+    Image.fromarray(big).save(tmp_path / "big.png")
+    tifffile.imwrite(tmp_path / "big.tif", big, compression="zlib")
+    assert (tmp_path / "big.tif").stat().st_size < 100_000  # small on disk
+    for name in ("big.png", "big.tif"):
+        with pytest.raises(ImageTooLarge, match="above the 1 MiB cap"):
+            read_tile(tmp_path / name)
+    small = np.zeros((100, 100, 3), np.uint8)
+    Image.fromarray(small).save(tmp_path / "small.png")
+    assert read_tile(tmp_path / "small.png").shape == (224, 224, 3)
+    # NIfTI: the header's shape x dtype decides, before the data is read
+    vol = nib.Nifti1Image(np.zeros((128, 128, 32), np.float32), np.eye(4))
+    nib.save(vol, tmp_path / "ct.nii.gz")
+    from oncofed.common.ingest.imaging import check_nifti_pair
+
+    with pytest.raises(ImageTooLarge):
+        check_nifti_pair(tmp_path / "ct.nii.gz", None, {0, 1, 2})

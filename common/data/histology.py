@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from oncofed.common.data.limits import ImageTooLarge, check_declared
+
 TILE_SUFFIXES = {".jpg", ".jpeg", ".png", ".tif", ".tiff"}
 SLIDE_SUFFIXES = {".svs"}
 TILE = 224
@@ -43,12 +45,18 @@ def read_tile(path: Path, tile: int = TILE) -> np.ndarray:
     try:
         from PIL import Image
 
-        with Image.open(path) as im:
+        with Image.open(path) as im:  # reads the header only
+            check_declared((im.height, im.width, 3), 1, str(path))
             rgb = np.asarray(im.convert("RGB"))
+    except ImageTooLarge:
+        raise
     except Exception:  # noqa: BLE001 - Pillow cannot read some TIFFs
         import tifffile
 
-        rgb = np.asarray(tifffile.imread(path))[..., :3]
+        with tifffile.TiffFile(path) as tf:
+            page = tf.pages[0]
+            check_declared(page.shape, page.dtype.itemsize, str(path))  # type: ignore[union-attr]
+            rgb = np.asarray(page.asarray())[..., :3]  # type: ignore[union-attr]
     return _fit(rgb, tile)
 
 
@@ -74,9 +82,15 @@ def tile_slide(
     with tifffile.TiffFile(path) as tf:
         series = tf.series[0]
         levels = list(series.levels) if series.levels else [series]
-        level = next(
-            (lv for lv in levels if np.prod(lv.shape[:2]) <= max_pixels), levels[-1]
-        )
+        level = next((lv for lv in levels if np.prod(lv.shape[:2]) <= max_pixels), None)
+        if level is None:  # never fall back to a level above the cap
+            smallest = min(levels, key=lambda lv: np.prod(lv.shape[:2]))
+            raise ImageTooLarge(
+                f"{path}: the smallest pyramid level has "
+                f"{int(np.prod(smallest.shape[:2]))} pixels, above the "
+                f"{max_pixels} a slide level may have"
+            )
+        check_declared(level.shape, level.dtype.itemsize, str(path))
         image = np.asarray(level.asarray())[..., :3]
     tiles = []
     for y in range(0, image.shape[0] - tile + 1, tile):

@@ -23,6 +23,7 @@ from oncofed.common.config import DataConfig
 from oncofed.common.data.clinical import ClinicalValueError
 from oncofed.common.data.histology import bag_tensor, load_bag
 from oncofed.common.data.impute import mice_fill
+from oncofed.common.data.limits import check_nifti
 from oncofed.common.data.rows import Rows, read_rows
 from oncofed.common.data.schema import Schema, load_schema
 from oncofed.common.data.transforms import ct_mask_transforms, ct_transforms
@@ -170,6 +171,8 @@ class _CaseLoader:
                 MASK: str(self.site_dir / mask_rel),
             }
             try:
+                for p in paths.values():
+                    _check_size(Path(p))
                 loaded = self.joint_pipeline(paths)
             except Exception as err:  # noqa: BLE001 - any reader failure quarantines
                 raise _Rejected(_culprit(err, paths), _reason(err)) from err
@@ -180,6 +183,7 @@ class _CaseLoader:
             return
         ct_path = self.site_dir / ct_rel
         try:
+            _check_size(ct_path)
             sample[CT] = self.ct_pipeline({CT: str(ct_path)})[CT].float()
         except Exception as err:  # noqa: BLE001 - any reader failure quarantines
             raise _Rejected(str(ct_path), _reason(err)) from err
@@ -241,6 +245,14 @@ class _CaseLoader:
         except Exception as err:  # noqa: BLE001 - a bad bag quarantines the case
             raise _Rejected(str(self.site_dir / histo_rel), _reason(err)) from err
         sample[present_key(HISTOLOGY)] = 1.0
+
+
+def _check_size(path: Path) -> None:
+    """Refuse a NIfTI whose header declares more than the memory cap, before
+    MONAI decodes it."""
+    import nibabel as nib
+
+    check_nifti(nib.load(path), str(path))
 
 
 def load_site(

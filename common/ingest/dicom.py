@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from oncofed.common.data.limits import check_dicom
 from oncofed.common.quarantine import Quarantined
 
 # acquisition fields kept (no identity, no dates, no institution)
@@ -120,6 +121,7 @@ def load_series(paths: list[Path], case_id: str) -> Series:
     datasets, quarantined = [], []
     for p in sorted(paths):
         try:
+            check_dicom(pydicom.dcmread(p, stop_before_pixels=True), str(p))
             ds = pydicom.dcmread(p)
             _ = ds.pixel_array  # decode now: a truncated file fails here
             datasets.append(ds)

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from oncofed.common.data.limits import check_nifti
 from oncofed.common.errors import ConfigError, DataError
 from oncofed.common.ingest import dicom
 from oncofed.common.ingest.columns import allowed_clinical, is_age, top_code_age
@@ -73,6 +74,7 @@ def check_nifti_pair(
     img: Any = nib.load(image)
     if len(img.shape) != 3:
         raise ValueError(f"image shape {tuple(img.shape)} is not 3-D")
+    check_nifti(img, str(image))
     np.asarray(img.dataobj)  # the whole array: a truncated file fails here
     zooms = tuple(float(z) for z in img.header.get_zooms()[:3])
     if mask is None:
@@ -80,6 +82,7 @@ def check_nifti_pair(
     m: Any = nib.load(mask)
     if tuple(m.shape) != tuple(img.shape):
         raise ValueError(f"mask shape {tuple(m.shape)} differs from image {img.shape}")
+    check_nifti(m, str(mask))
     values = set(np.unique(np.asarray(m.dataobj)).astype(int).tolist())
     if not values <= allowed:
         raise ValueError(
