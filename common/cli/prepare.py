@@ -88,6 +88,12 @@ def add(sub: argparse._SubParsersAction) -> None:
         "tcga, tcga_lihc), m1 (distant metastasis; tcga_coad_read), os-event (died "
         "during follow-up) or os-5y (died within 5 years)",
     )
+    p.add_argument(
+        "--allow-burned-in",
+        action="store_true",
+        help="DICOM: keep series whose BurnedInAnnotation is YES (text in the "
+        "pixels; quarantined by default) after checking them yourself",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -107,6 +113,7 @@ def run(args: argparse.Namespace) -> int:
         min_site_cases=args.min_site_cases,
         label_column=args.label_column,
         label=args.label,
+        allow_burned_in=args.allow_burned_in,
     )
     out = Path(args.out).resolve()
     try:

@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,6 +46,19 @@ LIVER_WORDS = ("liver",)
 TUMOUR_WORDS = ("tumor", "tumour", "lesion", "metast", "cancer", "hcc")
 
 
+@dataclass(frozen=True)
+class SeriesInfo:
+    """Header fields of one series that decide grouping and acceptance (kept in
+    memory only, never written)."""
+
+    patient_id: str
+    study_uid: str
+    modality: str
+    burned_in: bool
+    patient_sex: str = ""
+    birth_date: str = ""
+
+
 @dataclass
 class DicomScan:
     """What a folder holds: image series, segmentations and unreadable files."""
@@ -52,9 +66,24 @@ class DicomScan:
     series: dict[str, list[Path]] = field(default_factory=dict)
     # SEG file -> the SeriesInstanceUID it segments
     seg_refs: dict[Path, str] = field(default_factory=dict)
-    # SeriesInstanceUID -> Patient ID as in the header (kept in memory only)
-    patient_of_series: dict[str, str] = field(default_factory=dict)
+    # SeriesInstanceUID -> its header fields (first slice)
+    info: dict[str, SeriesInfo] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
+
+    @property
+    def patient_of_series(self) -> dict[str, str]:
+        return {uid: i.patient_id for uid, i in self.info.items()}
+
+
+# DICOM UIDs: digits and dots, at most 64 characters (PS3.5 9.1)
+_UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")
+MEDIA_DIRECTORY = "1.2.840.10008.1.3.10"  # a DICOMDIR: an index, not an image
+# Patient IDs anonymisers put on every study: never a patient's identity
+PLACEHOLDER_IDS = {"", "anonymous", "anon", "anonymized", "unknown", "none", "0", "na"}
+
+
+def valid_uid(uid: str) -> bool:
+    return len(uid) <= 64 and bool(_UID.match(uid))
 
 
 def is_dicom(path: Path) -> bool:
@@ -79,10 +108,26 @@ def scan(paths: list[Path]) -> DicomScan:
             continue
         try:
             ds = pydicom.dcmread(p, stop_before_pixels=True)
+            if (
+                p.name.upper() == "DICOMDIR"
+                or str(ds.file_meta.get("MediaStorageSOPClassUID", ""))
+                == MEDIA_DIRECTORY
+            ):
+                continue  # the index of a DICOM medium: skipped quietly
             modality = str(ds.Modality)
-            uid = str(ds.SeriesInstanceUID)
+            uid = str(ds.SeriesInstanceUID).strip()
         except Exception as err:  # noqa: BLE001 - unreadable header: quarantine
             out.quarantined.append(Quarantined("", str(p), _short(err), "DICOM header"))
+            continue
+        if not valid_uid(uid):
+            out.quarantined.append(
+                Quarantined(
+                    "", str(p),
+                    f"SeriesInstanceUID {uid[:70]!r} is not a valid UID (digits and "
+                    "dots, at most 64 characters): the slice cannot be placed in a "
+                    "series", "SeriesInstanceUID",
+                )
+            )  # fmt: skip
             continue
         if modality == "SEG":
             try:
@@ -91,7 +136,15 @@ def scan(paths: list[Path]) -> DicomScan:
                 out.quarantined.append(Quarantined("", str(p), _short(err), "SEG"))
         elif modality in IMAGE_MODALITIES:
             series[uid].append(p)
-            out.patient_of_series[uid] = str(ds.get("PatientID", ""))
+            if uid not in out.info:
+                out.info[uid] = SeriesInfo(
+                    patient_id=str(ds.get("PatientID", "") or "").strip(),
+                    study_uid=str(ds.get("StudyInstanceUID", "") or "").strip(),
+                    modality=modality,
+                    burned_in=str(ds.get("BurnedInAnnotation", "")).upper() == "YES",
+                    patient_sex=str(ds.get("PatientSex", "") or ""),
+                    birth_date=str(ds.get("PatientBirthDate", "") or ""),
+                )
     out.series = dict(series)
     return out
 

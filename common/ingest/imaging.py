@@ -129,67 +129,160 @@ def read_nifti_pairs(
     return found, quarantined
 
 
+def group_series(
+    sc: dicom.DicomScan, accepted: set[str], allow_burned_in: bool
+) -> tuple[dict[str, list[str]], list[Quarantined]]:
+    """Series per patient, by the standard's identifiers.
+
+    The key is the PatientID; a blank or placeholder PatientID (an anonymiser's
+    ``ANONYMOUS``) falls back to the StudyInstanceUID, and so does a PatientID
+    shared by series whose PatientSex or PatientBirthDate differ (different people
+    under one ID); a study that still mixes them is quarantined as ambiguous.
+    Series of a modality the dataset does not accept, and series with burned-in
+    annotation (unless allowed), are quarantined with the reason."""
+    quarantined: list[Quarantined] = []
+    groups: dict[str, list[str]] = {}
+    for uid, info in sorted(sc.info.items()):
+        where = str(sc.series[uid][0].parent)
+        if info.modality not in accepted:
+            quarantined.append(
+                Quarantined(
+                    "", where,
+                    f"modality {info.modality} is not accepted by this dataset "
+                    f"({', '.join(sorted(accepted))})", "Modality",
+                )
+            )  # fmt: skip
+            continue
+        if info.burned_in and not allow_burned_in:
+            quarantined.append(
+                Quarantined(
+                    "", where,
+                    "BurnedInAnnotation = YES: the pixels may show identifying text; "
+                    "check the series, then pass --allow-burned-in",
+                    "BurnedInAnnotation",
+                )
+            )  # fmt: skip
+            continue
+        pid = info.patient_id
+        key = pid if pid.lower() not in dicom.PLACEHOLDER_IDS else ""
+        groups.setdefault(key or f"study:{info.study_uid}", []).append(uid)
+    out: dict[str, list[str]] = {}
+    for key, uids in groups.items():
+        people = {(sc.info[u].patient_sex, sc.info[u].birth_date) for u in uids}
+        if key.startswith("study:") or len(people) == 1:
+            out[key] = uids
+            continue
+        for u in uids:  # one PatientID, several people: split by study
+            study = sc.info[u].study_uid
+            out.setdefault(f"{key}/study:{study}", []).append(u)
+    for key, uids in list(out.items()):
+        people = {(sc.info[u].patient_sex, sc.info[u].birth_date) for u in uids}
+        study = key.split("study:")[-1] if "study:" in key else "x"
+        if len(people) > 1 or not dicom.valid_uid(study) and key.startswith("study:"):
+            del out[key]
+            for u in uids:
+                quarantined.append(
+                    Quarantined(
+                        "", str(sc.series[u][0].parent),
+                        "cannot tell which patient this series belongs to (blank or "
+                        "shared PatientID, and its study mixes patients or has no "
+                        "valid StudyInstanceUID)", "PatientID",
+                    )
+                )  # fmt: skip
+    return out, quarantined
+
+
 def read_dicom_images(
-    root: Path, staging: Staging, progress: Callable[[str], None]
+    root: Path,
+    staging: Staging,
+    progress: Callable[[str], None],
+    accepted: set[str] | None = None,
+    allow_burned_in: bool = False,
 ) -> tuple[list[ImageCase], list[Quarantined], list[str]]:
-    """Every CT/MR series under ``root`` with its DICOM-SEG (if any), as NIfTI.
+    """Every accepted series under ``root`` with its DICOM-SEG (if any), as NIfTI.
 
     One series per patient: the one a segmentation references, else the one with
-    the most slices (the others are named in the notes, not used).
+    the most slices; when it cannot be assembled the next candidate is tried (the
+    others are named in the notes, not used).
     """
     salt = pseudonym_salt()
     paths = sorted(p for p in root.rglob("*") if p.is_file())
     sc = dicom.scan(paths)
-    quarantined = list(sc.quarantined)
+    groups, quarantined = group_series(sc, accepted or {"CT"}, allow_burned_in)
+    quarantined = list(sc.quarantined) + quarantined
     notes: list[str] = []
     seg_for_series = {ref: seg for seg, ref in sc.seg_refs.items()}
-    by_patient: dict[str, list[str]] = {}
-    for uid, raw in sc.patient_of_series.items():
-        by_patient.setdefault(raw, []).append(uid)
-    found = []
-    for raw, uids in sorted(by_patient.items()):
-        uids.sort(key=lambda u: (u not in seg_for_series, -len(sc.series[u])))
-        uid = uids[0]
-        case_id = dicom.pseudonym(raw, salt)
-        if len(uids) > 1:
-            notes.append(f"{case_id}: {len(uids) - 1} other series not used")
-        progress(case_id)
-        try:
-            series = dicom.load_series(sc.series[uid], case_id)
-        except Exception as err:  # noqa: BLE001
+    for seg, ref in sorted(sc.seg_refs.items()):
+        if ref not in sc.series:
             quarantined.append(
                 Quarantined(
-                    case_id, str(sc.series[uid][0].parent), dicom._short(err), "series"
+                    "", str(seg),
+                    f"the segmentation references series {ref}, which is not under "
+                    "--root", "ReferencedSeriesSequence",
                 )
-            )
-            continue
-        quarantined += series.quarantined
-        vol = series.volume
-        arr = np.asarray(vol.array)  # type: ignore[attr-defined]
-        files = {"ct_path": staging.path(case_id, f"{case_id}-image.nii.gz")}
-        dicom.write_nifti(vol, arr.astype(np.int16), files["ct_path"])
-        tumour = None
-        if uid in seg_for_series:
-            try:
-                labels, ignored = dicom.seg_to_labels(seg_for_series[uid], series)
-            except Exception as err:  # noqa: BLE001
-                quarantined.append(
-                    Quarantined(
-                        case_id, str(seg_for_series[uid]), dicom._short(err), "SEG"
-                    )
-                )
-            else:
-                files["mask_path"] = staging.path(case_id, f"{case_id}-mask.nii.gz")
-                dicom.write_nifti(vol, labels, files["mask_path"])
-                tumour = bool((labels == 2).any())
-                if ignored:
-                    notes.append(f"{case_id}: segments ignored: {', '.join(ignored)}")
-        f = series.fields
-        site = (
-            f"{f.get('Manufacturer', 'unknown')} {f.get('ManufacturerModelName', '')}"
-        )
-        found.append(ImageCase(raw, case_id, slug(site), files, tumour, dict(f)))
+            )  # fmt: skip
+    found = []
+    for raw, uids in sorted(groups.items()):
+        uids.sort(key=lambda u: (u not in seg_for_series, -len(sc.series[u])))
+        case_id = dicom.pseudonym(raw, salt)
+        progress(case_id)
+        for k, uid in enumerate(uids):
+            case = _dicom_case(sc, uid, raw, case_id, seg_for_series, staging)
+            if not isinstance(case, Quarantined):
+                found.append(case[0])
+                quarantined += case[1]
+                notes += case[2]
+                if len(uids) > 1:
+                    notes.append(f"{case_id}: {len(uids) - 1} other series not used")
+                break
+            quarantined.append(case)
+            if k + 1 < len(uids):
+                notes.append(f"{case_id}: series {k + 1} unusable, trying the next")
     return found, quarantined, notes
+
+
+def _dicom_case(
+    sc: dicom.DicomScan,
+    uid: str,
+    raw: str,
+    case_id: str,
+    seg_for_series: dict[str, Path],
+    staging: Staging,
+) -> tuple[ImageCase, list[Quarantined], list[str]] | Quarantined:
+    """One series (and its SEG) as a case with what was set aside on the way, or
+    why it cannot be one."""
+    try:
+        series = dicom.load_series(sc.series[uid], case_id)
+    except Exception as err:  # noqa: BLE001
+        return Quarantined(
+            case_id, str(sc.series[uid][0].parent), dicom._short(err), "series"
+        )
+    quarantined, notes = list(series.quarantined), []
+    vol = series.volume
+    arr = np.asarray(vol.array)  # type: ignore[attr-defined]
+    files = {"ct_path": staging.path(case_id, f"{case_id}-image.nii.gz")}
+    dicom.write_nifti(vol, arr.astype(np.int16), files["ct_path"])
+    tumour = None
+    if uid in seg_for_series:
+        try:
+            labels, ignored = dicom.seg_to_labels(seg_for_series[uid], series)
+        except Exception as err:  # noqa: BLE001
+            quarantined.append(
+                Quarantined(case_id, str(seg_for_series[uid]), dicom._short(err), "SEG")
+            )
+        else:
+            files["mask_path"] = staging.path(case_id, f"{case_id}-mask.nii.gz")
+            dicom.write_nifti(vol, labels, files["mask_path"])
+            tumour = bool((labels == 2).any())
+            if ignored:
+                notes.append(f"{case_id}: segments ignored: {', '.join(ignored)}")
+    f = series.fields
+    site = f"{f.get('Manufacturer', 'unknown')} {f.get('ManufacturerModelName', '')}"
+    return (
+        ImageCase(raw, case_id, slug(site), files, tumour, dict(f)),
+        quarantined,
+        notes,
+    )
 
 
 def read_clinical_tables(

@@ -126,6 +126,7 @@ class PrepareOptions:
     min_site_cases: int = 20  # natural sites smaller than this are grouped
     label_column: str | None = None  # imaging datasets: clinical column = label
     label: str | None = None  # TCGA datasets: which label rule (see --label)
+    allow_burned_in: bool = False  # DICOM: keep series with BurnedInAnnotation YES
 
 
 class Staging:

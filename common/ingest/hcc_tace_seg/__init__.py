@@ -43,7 +43,9 @@ def read_dicom_dataset(
     what: str,
 ) -> ReadResult:
     """DICOM CT + SEG + clinical table -> cases (shared with ``crlm``)."""
-    images, quarantined, notes = read_dicom_images(root, staging, progress)
+    images, quarantined, notes = read_dicom_images(
+        root, staging, progress, {"CT"}, opts.allow_burned_in
+    )
     require_found(
         root,
         len(images) + len(quarantined),
