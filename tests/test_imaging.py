@@ -391,3 +391,27 @@ def test_declared_image_size_is_checked_before_decoding(tmp_path, monkeypatch):
 
     with pytest.raises(ImageTooLarge):
         check_nifti_pair(tmp_path / "ct.nii.gz", None, {0, 1, 2})
+
+
+def test_prepared_nifti_is_written_afresh_without_header_text(lits_root, tmp_path):
+    """A scanner or converter leaves names in ``descrip`` and extensions; the
+    prepared NIfTI carries voxels and geometry only."""
+    src = next(lits_root.rglob("volume-0.nii"))
+    loaded = nib.load(src)  # memory-mapped: copy before writing over it
+    img = nib.Nifti1Image(np.array(loaded.dataobj), loaded.affine, loaded.header)
+    img.header["descrip"] = b"DOE^JANE 19500101"
+    img.header.extensions.append(nib.nifti1.Nifti1Extension("comment", b"MRN 12345"))
+    nib.save(img, src)
+    out = tmp_path / "out"
+    prepare("lits17", lits_root, out, PrepareOptions(min_site_cases=1), False)
+    written = list(out.rglob("*.nii.gz"))
+    assert written
+    for p in written:
+        im = nib.load(p)
+        assert b"DOE" not in im.header["descrip"].tobytes()
+        assert len(im.header.extensions) == 0
+    ours = [p for p in written if "image" in p.name]
+    assert any(
+        np.array_equal(np.asarray(nib.load(p).dataobj), np.asarray(img.dataobj))
+        for p in ours
+    )

@@ -17,7 +17,6 @@ else the dataset's fixed label, else ``--label-column`` of the clinical table.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,9 +91,22 @@ def check_nifti_pair(
 
 
 def copy_nifti(src: Path, staging: Staging, case_id: str, kind: str) -> Path:
-    suffix = ".nii.gz" if src.name.lower().endswith(".gz") else ".nii"
-    dst = staging.path(case_id, f"{case_id}-{kind}{suffix}")
-    shutil.copyfile(src, dst)
+    """Write ``src`` afresh: its voxels, affine, data type and voxel size only.
+    The source header's free-text fields (``descrip``, ``aux_file``, ``intent_name``,
+    ``db_name``) and extensions, where scanners and converters leave names and
+    dates, are not carried over."""
+    import nibabel as nib
+
+    img: Any = nib.load(src)
+    out = nib.Nifti1Image(
+        np.asanyarray(img.dataobj), img.affine, dtype=img.get_data_dtype()
+    )
+    out.header.set_zooms(img.header.get_zooms()[:3])
+    out.header.set_xyzt_units("mm")
+    out.set_qform(img.affine, code=1)
+    out.set_sform(img.affine, code=1)
+    dst = staging.path(case_id, f"{case_id}-{kind}.nii.gz")
+    nib.save(out, dst)
     return dst
 
 
