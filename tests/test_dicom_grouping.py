@@ -63,6 +63,8 @@ def test_blank_patient_ids_are_not_merged(tmp_path):
     write_series(root / "b", patient_id="ANONYMOUS")
     report = prepare("crlm", with_labelled_case(root), tmp_path / "out", OPTS, False)
     assert _kept(report) == 2  # two studies, two patients
+    cited = {q["path"] for q in report["quarantined"] if "no tumour" in q["reason"]}
+    assert cited == {str(root / "a"), str(root / "b")}  # the source, not a temp file
 
 
 def test_a_shared_patient_id_of_different_people_splits_by_study(tmp_path):

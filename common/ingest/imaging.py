@@ -61,6 +61,7 @@ class ImageCase:
     files: dict[str, Path]
     tumour: bool | None  # None: no tumour information in the mask
     fields: dict[str, Any]
+    source: str = ""  # the file or folder under --root it was read from
 
 
 def check_nifti_pair(
@@ -136,8 +137,11 @@ def read_nifti_pairs(
             files["mask_path"] = copy_nifti(mask, staging, case_id, "mask")
         site = site_of(raw_id, zooms) if site_of else spacing_site(zooms)
         found.append(
-            ImageCase(raw_id, case_id, slug(site), files, tumour, {"spacing": zooms})
-        )
+            ImageCase(
+                raw_id, case_id, slug(site), files, tumour, {"spacing": zooms},
+                str(image),
+            )
+        )  # fmt: skip
     return found, quarantined
 
 
@@ -291,7 +295,15 @@ def _dicom_case(
     f = series.fields
     site = f"{f.get('Manufacturer', 'unknown')} {f.get('ManufacturerModelName', '')}"
     return (
-        ImageCase(raw, case_id, slug(site), files, tumour, dict(f)),
+        ImageCase(
+            raw,
+            case_id,
+            slug(site),
+            files,
+            tumour,
+            dict(f),
+            str(sc.series[uid][0].parent),
+        ),  # fmt: skip
         quarantined,
         notes,
     )
@@ -432,8 +444,11 @@ def build_cases(
     clinical: dict[str, dict[str, Any] | None],
     opts: PrepareOptions,
     fixed_label: int | None,
+    table_files: str = "",
 ) -> tuple[list[Case], list[Quarantined]]:
-    """Decide each case's label (mask, fixed, or ``--label-column``)."""
+    """Decide each case's label (mask, fixed, or ``--label-column``); a case
+    whose label cannot be decided is quarantined citing its source under --root
+    (the image, or ``table_files`` for a label column)."""
     if opts.label_column:
         _check_label_column(opts.label_column, clinical)
     cases, quarantined = [], []
@@ -449,7 +464,7 @@ def build_cases(
                 quarantined.append(
                     Quarantined(
                         im.case_id,
-                        "clinical table",
+                        table_files or "clinical table",
                         f"label column value {value!r} is not 0/1",
                         opts.label_column,
                     )
@@ -463,7 +478,7 @@ def build_cases(
             quarantined.append(
                 Quarantined(
                     im.case_id,
-                    str(im.files["ct_path"].name),
+                    im.source or str(im.files["ct_path"].name),
                     "no tumour mask and no --label-column to decide the label",
                     "label",
                 )

@@ -57,7 +57,8 @@ def read_dicom_dataset(
         {im.raw_id for im in images},
         (opts.label_column,) if opts.label_column else (),
     )
-    cases, q2 = build_cases(images, clinical, opts, None)
+    tables = "; ".join(src["file"] for src in sources)
+    cases, q2 = build_cases(images, clinical, opts, None, tables)
     notes += n
     if note := pool_small_sites(cases, opts.min_site_cases):
         notes.append(note)
