@@ -306,6 +306,11 @@ def _resaved(src, dst, how):
             head = next(i for i, ln in enumerate(lines) if not ln.startswith("#"))
             lines[head] = lines[head].swapcase() if "HiSeq" not in name else lines[head]
             (dst / name).write_text("\n".join(lines) + "\n")
+        elif how == "excel":  # opened and saved by a spreadsheet
+            frame = pd.read_csv(f, sep="\t", dtype=str, keep_default_na=False,
+                                header=None)  # fmt: skip
+            stem = name.rsplit(".", 1)[0] if "." in name else name
+            frame.to_excel(dst / f"{stem}.xlsx", header=False, index=False)
         elif how == "r-write-table":  # row names, header one cell short
             if name == "HiSeqV2":
                 (dst / name).write_text(text)
@@ -317,7 +322,7 @@ def _resaved(src, dst, how):
 
 @pytest.mark.parametrize(
     "how", ["bom", "utf16", "crlf", "gzip", "comma", "semicolon", "case",
-            "r-write-table"],
+            "r-write-table", "excel"],
 )  # fmt: skip
 def test_a_resaved_file_reads_the_same_as_the_original(tmp_path, how):
     rng = np.random.default_rng(4)

@@ -4,6 +4,8 @@ A table saved again by a spreadsheet or a script should read the same as the
 original. This module undoes what re-saving does:
 
 * compression: gzip (by its magic bytes, whatever the name);
+* Excel: a ``.xlsx`` / ``.xls`` workbook's first sheet is read as the table it
+  shows (every cell as text);
 * encoding: a UTF-8 / UTF-16 / UTF-32 byte-order mark, else UTF-8, else
   Windows-1252 (Excel's "CSV" on Windows); the one chosen is reported;
 * line ends: CRLF and CR become LF;
@@ -94,8 +96,32 @@ def _lf(text: str) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
+EXCEL_SUFFIXES = {".xlsx", ".xls"}
+
+
+def is_excel(path: Path) -> bool:
+    return Path(path).suffix.lower() in EXCEL_SUFFIXES
+
+
+def _excel(path: Path, nrows: int | None = None) -> pd.DataFrame:
+    """The first sheet of a workbook, every cell as text ('' for empty); a
+    header row of ``#`` lines (cBioPortal's, re-saved) is kept as rows."""
+    size = Path(path).stat().st_size
+    if size > MAX_TEXT_BYTES // 8:
+        raise TableError(f"{path}: {size} bytes, more than a workbook may have")
+    try:
+        frame = pd.read_excel(path, dtype=str, header=None, nrows=nrows)
+    except Exception as err:  # noqa: BLE001 - any reader failure names the file
+        raise TableError(f"{path}: not a readable workbook ({err})") from err
+    return frame.fillna("")
+
+
 def first_lines(path: Path, n: int = 8) -> list[str]:
-    """The first ``n`` lines, decoded (for recognising a file by its content)."""
+    """The first ``n`` lines, decoded (for recognising a file by its content); a
+    workbook's first sheet is given as tab-separated lines."""
+    if is_excel(path):
+        frame = _excel(path, nrows=n)
+        return ["\t".join(map(str, row)) + "\n" for row in frame.to_numpy().tolist()]
     text = decode(path, limit=256 * 1024).text
     return [ln + "\n" for ln in text.split("\n")[:n] if ln]
 
@@ -126,10 +152,18 @@ def read_table(
     """A delimited file as a table of strings ('' for empty cells), with the
     re-saving above undone."""
     path = Path(path)
+    if is_excel(path):  # the first sheet, as the tab-separated text it shows
+        rows = _excel(path).to_numpy().tolist()
+        text = "\n".join("\t".join(map(str, r)) for r in rows)
+        return _parse(path, text, "\t", skip_hash)
     try:
         text = decode(path).text
     except OSError as err:
         raise TableError(f"{path}: cannot be read ({err})") from err
+    return _parse(path, text, sep, skip_hash)
+
+
+def _parse(path: Path, text: str, sep: str | None, skip_hash: bool) -> pd.DataFrame:
     lines = text.split("\n")
     start = 0
     if skip_hash:

@@ -44,7 +44,7 @@ from oncofed.common.ingest.tcga.barcode import (
 from oncofed.common.quarantine import Quarantined
 from oncofed.common.registry import suggestion
 
-TEXT_SUFFIXES = {".tsv", ".txt", ".csv", ".tab", ".seg", ""}
+TEXT_SUFFIXES = {".tsv", ".txt", ".csv", ".tab", ".seg", ".xlsx", ".xls", ""}
 NOT_USED = "not used"
 GENOMICS_TOP_K = 256
 
