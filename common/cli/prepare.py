@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     print(
         f"{report['cases_kept']} case(s) in {len(report['sites'])} site(s); "
         f"{report['cases_quarantined']} patient(s) and "
-        f"{report['files_quarantined']} entr(y/ies) quarantined"
+        f"{report['entries_quarantined']} entr(y/ies) quarantined"
     )
     for site, info in report["sites"].items():
         print(

@@ -464,7 +464,9 @@ def build_report(
             {q.case_id for q in result.quarantined if q.case_id}
             - {c.case_id for c in cases}
         ),
-        "files_quarantined": len(result.quarantined),
+        # every quarantine entry (a patient may have several; a file-level entry
+        # names no patient)
+        "entries_quarantined": len(result.quarantined),
         "sites": sites,
         "quarantined": [asdict(q) for q in result.quarantined],
         "sources": result.sources,
@@ -520,7 +522,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         "",
         f"Cases kept: **{report['cases_kept']}**. Patients quarantined: "
         f"**{report['cases_quarantined']}**; quarantined entries in all: "
-        f"**{report['files_quarantined']}**.",
+        f"**{report['entries_quarantined']}**.",
         "",
         "## Cases per site",
         "",

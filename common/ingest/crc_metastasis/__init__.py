@@ -90,7 +90,9 @@ class CrcMetastasis(PreparableDataset):
             "partition": parts["tcga"]["partition"],
             "cases_kept": sum(r["cases_kept"] for r in parts.values()),
             "cases_quarantined": sum(r["cases_quarantined"] for r in parts.values()),
-            "files_quarantined": sum(r["files_quarantined"] for r in parts.values()),
+            "entries_quarantined": sum(
+                r["entries_quarantined"] for r in parts.values()
+            ),
             "sites": {
                 f"{p}-{s}": v for p, r in parts.items() for s, v in r["sites"].items()
             },
