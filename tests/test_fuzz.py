@@ -72,3 +72,18 @@ def test_a_merged_clinical_row_quarantines_both_cases_by_line(tabular_site, tmp_
     assert "has no row" in second.reason
     loaded = sum(len(v) for v in data.splits.values())
     assert loaded + len(data.quarantined) == N
+
+
+def test_a_repeated_clinical_line_is_named_though_no_case_is_lost(
+    tabular_site, tmp_path
+):
+    import shutil
+
+    site = tmp_path / tabular_site.name
+    shutil.copytree(tabular_site, site)
+    lines = (site / "clinical.tsv").read_text().splitlines()
+    (site / "clinical.tsv").write_text("\n".join([*lines, lines[3]]) + "\n")
+    data = load_site(site, DataConfig(dataset="tcga_lihc"))
+    assert sum(len(v) for v in data.splits.values()) == N  # first copy used
+    (q,) = data.quarantined
+    assert f"line {len(lines) + 1}" in q.reason and "duplicate" in q.reason

@@ -247,6 +247,21 @@ class _CaseLoader:
         sample[present_key(HISTOLOGY)] = 1.0
 
 
+def _account_table_lines(load_case: _CaseLoader, out: SiteData) -> None:
+    """Lines of clinical.tsv / genomics.tsv that were set aside but cost no case
+    (a repeated row whose first copy was used, a row no case refers to) are
+    listed too, so that every line is read or accounted for."""
+    rejected = {q.case_id for q in out.quarantined}
+    for table in load_case.tables.values():
+        for bad in table.bad if table else []:
+            if bad.key and bad.key in rejected:
+                continue  # the case's own entry already names this line
+            out.quarantined.append(
+                Quarantined(bad.key, bad.path, f"line {bad.line}: {bad.reason}")
+            )
+            log.warning("Set aside %s line %d: %s", bad.path, bad.line, bad.reason)
+
+
 def _check_size(path: Path) -> None:
     """Refuse a NIfTI whose header declares more than the memory cap, before
     MONAI decodes it."""
@@ -294,6 +309,7 @@ def load_site(
         except _Rejected as bad:
             out.quarantined.append(Quarantined(case_id, bad.path, bad.reason))
             log.warning("Quarantined case %s (%s): %s", case_id, bad.path, bad.reason)
+    _account_table_lines(load_case, out)
     if cfg.imputation == "mice" and mice_fill(out.splits, cfg.seed, out.schema):
         log.info(
             "Site %s: clinical gaps filled by MICE fitted on its train split", name
