@@ -36,31 +36,18 @@ from oncofed.common.config import DataConfig
 from oncofed.common.experiments.fuzz import (
     OUTCOMES,
     FuzzReport,
+    cbioportal_download,
+    dicom_download,
     fuzz_folder,
+    nifti_download,
+    prepare_reader,
     site_reader,
 )
 from oncofed.common.ingest.prepare import PrepareOptions, prepare
 from oncofed.common.ingest.synthetic.tcga_export import write_tcga_export
 
 SITE_FILES = ["manifest.csv", "clinical.tsv", "genomics.tsv", "schema.json"]
-
-
-def _prepare_reader(tmp: Path):
-    """``prepare`` as a fuzz reader: outcomes only (no row accounting)."""
-    counter = iter(range(10**9))
-
-    def read(folder: Path) -> tuple[int, int, int, int]:
-        out = tmp / f"out-{next(counter)}"
-        report = prepare("tcga_lihc", folder, out, PrepareOptions(min_site_cases=1),
-                         False)  # fmt: skip
-        import shutil
-
-        shutil.rmtree(out, ignore_errors=True)
-        kept = report["cases_kept"]
-        aside = len(report["quarantined"])
-        return 0, kept, aside, 0
-
-    return read
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _row(name: str, r: FuzzReport) -> str:
@@ -76,7 +63,7 @@ def main() -> int:
     ap.add_argument("--cases", type=int, default=10000, help="load_site cases (10000)")
     ap.add_argument(
         "--prepare-cases", type=int, default=500,
-        help="oncofed prepare cases (500; each prepares a folder, ~0.3 s)",
+        help="oncofed prepare cases per download (500; each prepares a folder)",
     )  # fmt: skip
     ap.add_argument("--seed", type=int, default=2024, help="mutator seed (2024)")
     ap.add_argument("--json", help="also write the counts here")
@@ -99,20 +86,33 @@ def main() -> int:
                 site, SITE_FILES, reader, args.cases, args.seed,
                 lambda k: bar.update(1),
             )  # fmt: skip
-        raw_files = sorted(p.name for p in raw.iterdir() if p.is_file())
-        with tqdm(total=args.prepare_cases, desc="prepare", unit="case") as bar:
-            prep_report = fuzz_folder(
-                raw, raw_files, _prepare_reader(tmp), args.prepare_cases,
-                args.seed + 1, lambda k: bar.update(1),
-            )  # fmt: skip
+        downloads = [
+            ("prepare tcga_lihc (GDC)", "tcga_lihc", raw),
+            ("prepare tcga_lihc (cBioPortal)", "tcga_lihc",
+             cbioportal_download(raw, tmp / "cbio")),
+            ("prepare lits17 (NIfTI)", "lits17", nifti_download(tmp / "lits")),
+            ("prepare crlm (DICOM)", "crlm", dicom_download(SHARED, tmp / "crlm")),
+        ]  # fmt: skip
+        reports: list[tuple[str, FuzzReport]] = [("load_site", site_report)]
+        for k, (name, dataset, folder) in enumerate(downloads):
+            if folder is None:
+                print(f"{name}: ../shared/data not beside the checkout; skipped")
+                continue
+            files = sorted(p.name for p in folder.iterdir() if p.is_file())
+            n = args.prepare_cases
+            with tqdm(total=n, desc=name, unit="case") as bar:
+                r = fuzz_folder(
+                    folder, files, prepare_reader(tmp, dataset), n,
+                    args.seed + 1 + k, lambda _: bar.update(1),
+                )  # fmt: skip
+            reports.append((f"{name}: {', '.join(files)}", r))
     lines = [
         "| reader | tried | " + " | ".join(OUTCOMES) + " |",
         "|---|---:|" + "---:|" * len(OUTCOMES),
-        _row(f"load_site ({', '.join(SITE_FILES)})", site_report),
-        _row(f"prepare tcga_lihc ({', '.join(raw_files)})", prep_report),
+        *[_row(name, r) for name, r in reports],
     ]
     print("\n".join(lines))
-    for name, r in (("load_site", site_report), ("prepare", prep_report)):
+    for name, r in reports:
         for outcome, examples in r.examples.items():
             for e in examples:
                 print(f"{name} {outcome}: {e}")
@@ -130,16 +130,12 @@ def main() -> int:
                         "by_mutation": {k: dict(v) for k, v in r.by_mutation.items()},
                         "examples": r.examples,
                     }
-                    for name, r in (
-                        ("load_site", site_report),
-                        ("prepare", prep_report),
-                    )
+                    for name, r in reports
                 },
                 indent=2,
             )
         )
-    bugs = sum(r.outcomes["crashed"] + r.outcomes["lost"]
-               for r in (site_report, prep_report))  # fmt: skip
+    bugs = sum(r.outcomes["crashed"] + r.outcomes["lost"] for _, r in reports)
     return 1 if bugs else 0
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from oncofed.common.errors import OncoFedError
+from oncofed.common.ingest.prepare import PrepareOptions, prepare
 
 MUTATIONS = (
     "flip-byte", "delete-byte", "stray-quote", "stray-delimiter", "merge-rows",
@@ -170,3 +171,84 @@ def _flags(folder: Path) -> dict[str, dict[str, str]]:
     except OncoFedError:
         return {}
     return {r["case_id"]: r for r in rows.rows}
+
+
+# ---------------------------------------------------------------- downloads
+def prepare_reader(tmp: Path, dataset: str) -> Reader:
+    """``prepare DATASET`` as a fuzz reader: outcomes only (no row accounting)."""
+    counter = iter(range(10**9))
+
+    def read(folder: Path) -> tuple[int, int, int, int]:
+        out = tmp / f"out-{next(counter)}"
+        try:
+            report = prepare(dataset, folder, out, PrepareOptions(min_site_cases=1),
+                             False)  # fmt: skip
+        finally:
+            shutil.rmtree(out, ignore_errors=True)
+        return 0, report["cases_kept"], len(report["quarantined"]), 0
+
+    return read
+
+
+def cbioportal_download(raw: Path, out: Path) -> Path:
+    """The synthetic export's patients as a cBioPortal study (patient file with its
+    four ``#`` rows, sample file, ``meta_study.txt``), per cBioPortal's file-format
+    documentation."""
+    import pandas as pd
+
+    gdc = pd.read_csv(raw / "clinical.tsv", sep="\t", dtype=str, keep_default_na=False)
+    key = "case_submitter_id" if "case_submitter_id" in gdc else "cases.submitter_id"
+    ids = list(dict.fromkeys(gdc[key]))
+    out.mkdir(parents=True)
+    cols = ["PATIENT_ID", "OS_STATUS", "OS_MONTHS", "AGE", "SEX",
+            "AJCC_PATHOLOGIC_TUMOR_STAGE"]  # fmt: skip
+    lines = [
+        "#" + "\t".join(cols),
+        "#" + "\t".join(cols),
+        "#" + "\t".join(["STRING"] * 6),
+        "#" + "\t".join(["1"] * 6),
+        "\t".join(cols),
+    ]
+    for i, b in enumerate(ids):
+        lines.append("\t".join([b, "1:DECEASED" if i % 3 == 0 else "0:LIVING",
+                                f"{5 + i % 40}.5", str(40 + i % 40), "Male",
+                                "STAGE IIIA" if i % 2 else "STAGE I"]))  # fmt: skip
+    (out / "data_clinical_patient.txt").write_text("\n".join(lines) + "\n")
+    samples = ["#a\tb", "#a\tb", "#STRING\tSTRING", "#1\t1", "PATIENT_ID\tSAMPLE_ID"]
+    samples += [f"{b}\t{b}-01" for b in ids]
+    (out / "data_clinical_sample.txt").write_text("\n".join(samples) + "\n")
+    (out / "meta_study.txt").write_text(
+        "type_of_cancer: lihc\ncancer_study_identifier: lihc_tcga\nname: LIHC\n"
+    )
+    return out
+
+
+def dicom_download(shared_data: Path, out: Path) -> Path | None:
+    """The real 3-slice liver CT with its DICOM-SEG from ``shared_data`` (None
+    when it is not there) and a clinical table."""
+    src = shared_data / "dcmqi_liver_ct3slice_seg"
+    if not src.is_dir():
+        return None
+    out.mkdir(parents=True)
+    for k, f in enumerate(sorted((src / "ct-3slice").glob("*.dcm"))):
+        shutil.copy(f, out / f"slice{k}.dcm")
+    shutil.copy(src / "liver.dcm", out / "seg.dcm")
+    (out / "clinical.csv").write_text("PatientID,age,sex\n99000,61,F\n")
+    return out
+
+
+def nifti_download(out: Path) -> Path:
+    """Four LiTS-style pairs (``volume-N.nii`` / ``segmentation-N.nii.gz``)."""
+    import nibabel as nib
+    import numpy as np
+
+    out.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for n in range(4):
+        vol = rng.normal(40, 20, (16, 16, 6)).astype(np.int16)
+        seg = np.zeros((16, 16, 6), np.uint8)
+        seg[4:12, 4:12, 1:5] = 1
+        seg[6:8, 6:8, 2:3] = 2 * (n % 2)
+        nib.save(nib.Nifti1Image(vol, np.eye(4)), out / f"volume-{n}.nii")
+        nib.save(nib.Nifti1Image(seg, np.eye(4)), out / f"segmentation-{n}.nii.gz")
+    return out
