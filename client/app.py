@@ -1,18 +1,27 @@
 """The ClientApp: local training and local evaluation at one site.
 
 Only weights and aggregate metrics leave the site; ``num-examples`` is the number of
-training samples.
+training samples. Metrics computed on fewer than ``min-report-n`` cases, or fewer
+than ``min-report-class-n`` of a class, are withheld: the reply then carries
+``num-examples``, ``suppressed = 1`` and every other metric blank (NaN). An
+exception at the site never crosses the wire: the reply carries an error code and
+a generic reason with a reference that the site's own log repeats next to the
+details.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import secrets
+from collections.abc import Callable
 from typing import cast
 
 from flwr.app import (
     ArrayRecord,
     ConfigRecord,
     Context,
+    Error,
     Message,
     MetricRecord,
     RecordDict,
@@ -22,6 +31,7 @@ from flwr.clientapp import ClientApp
 from oncofed.client.site import site_data
 from oncofed.common import keys
 from oncofed.common.config import OncoFedConfig, from_run_config, sweep_run_config
+from oncofed.common.errors import ConfigError, DataError
 from oncofed.common.ml import xgb
 from oncofed.common.ml.metrics import binary_metrics
 from oncofed.common.ml.models import build_model
@@ -90,6 +100,33 @@ def _setup(msg: Message, context: Context, cfg: OncoFedConfig):
     return data, model, resolve_device(cfg.train.device)
 
 
+def reportable(samples: list[dict], cfg: OncoFedConfig) -> bool:
+    """Whether metrics computed on ``samples`` may leave the site: at least
+    ``min-report-n`` cases and ``min-report-class-n`` of each class (survival:
+    of events and of censored cases; segmentation: cases only)."""
+    if len(samples) < cfg.privacy.min_report_n:
+        return False
+    if cfg.model.task == "segmentation":
+        return True
+    key = keys.EVENT if cfg.model.task == "survival" else keys.LABEL
+    ones = sum(1 for s in samples if float(s[key]) == 1.0)
+    return min(ones, len(samples) - ones) >= cfg.privacy.min_report_class_n
+
+
+def _withhold(metrics: dict, samples: list[dict], cfg: OncoFedConfig) -> dict:
+    """``metrics`` with ``suppressed = 0`` if reportable; else every metric but
+    ``num-examples`` blanked (NaN) and ``suppressed = 1``. Every reply keeps the
+    same keys (Flower aggregates only consistent replies), and a withheld reply's
+    values, presence and NaN pattern say nothing about the site's labels."""
+    if reportable(samples, cfg):
+        return {**metrics, keys.SUPPRESSED: 0.0}
+    return {
+        **{k: float("nan") for k in metrics},
+        keys.NUM_EXAMPLES: metrics[keys.NUM_EXAMPLES],
+        keys.SUPPRESSED: 1.0,
+    }
+
+
 def _reply(msg: Message, site: str, arrays: ArrayRecord | None, metrics: dict):
     content = RecordDict(
         {
@@ -116,6 +153,7 @@ def _xgb_train(msg: Message, context: Context, cfg: OncoFedConfig) -> Message:
         keys.AUC: binary_metrics(y, p)[keys.AUC],
         keys.NUM_QUARANTINED: len(data.quarantined),
     }
+    metrics = _withhold(metrics, samples, cfg)
     return _reply(msg, data.name, bytes_to_arrays(trees), metrics)
 
 
@@ -124,10 +162,42 @@ def _xgb_evaluate(msg: Message, context: Context, cfg: OncoFedConfig) -> Message
     samples = data.split("val")
     y, p = xgb.predict(arrays_to_bytes(msg.content[keys.ARRAYS]), samples)  # type: ignore[arg-type]
     metrics = {keys.NUM_EXAMPLES: len(samples), **binary_metrics(y, p)}
-    return _reply(msg, data.name, None, metrics)
+    return _reply(msg, data.name, None, _withhold(metrics, samples, cfg))
+
+
+# error codes of a site's failed reply (Flower's own codes are below 100)
+SITE_DATA_ERROR = 1001  # the site's data is missing or unusable
+SITE_CONFIG_ERROR = 1002  # the run's configuration was refused at the site
+SITE_INTERNAL_ERROR = 1099  # anything else
+
+
+def guarded(handler: Callable[[Message, Context], Message]):
+    """Run ``handler``; an exception becomes an error reply with a code and a
+    generic reason. The exception's text (which may hold a path with a
+    patient's name, or a value from a record) stays in the site's own log under
+    the reference the reply quotes."""
+
+    @functools.wraps(handler)
+    def run(msg: Message, context: Context) -> Message:
+        try:
+            return handler(msg, context)
+        except Exception as err:  # noqa: BLE001 - nothing of it crosses the wire
+            ref = secrets.token_hex(4)
+            log.exception("Reference %s: %s failed at this site", ref, handler.__name__)
+            if isinstance(err, DataError):
+                code, what = SITE_DATA_ERROR, "site data missing or unusable"
+            elif isinstance(err, ConfigError):
+                code, what = SITE_CONFIG_ERROR, "run configuration refused by the site"
+            else:
+                code, what = SITE_INTERNAL_ERROR, "internal error"
+            reason = f"{what} (reference {ref}; the details are in the site's log)"
+            return Message(error=Error(code=code, reason=reason), reply_to=msg)
+
+    return run
 
 
 @app.train()
+@guarded
 def train(msg: Message, context: Context) -> Message:
     """Train the global model for ``local-epochs`` on the site's train split."""
     cfg = _config(msg, context)
@@ -162,10 +232,11 @@ def train(msg: Message, context: Context) -> Message:
         result.loss,
         result.num_examples,
     )
-    return _reply(msg, data.name, to_arrays(model), metrics)
+    return _reply(msg, data.name, to_arrays(model), _withhold(metrics, samples, cfg))
 
 
 @app.evaluate()
+@guarded
 def evaluate(msg: Message, context: Context) -> Message:
     """Evaluate the received global model on the site's own validation split (its
     test split is not read during training)."""
@@ -180,4 +251,4 @@ def evaluate(msg: Message, context: Context) -> Message:
         keys.LOSS: pred.loss,
         **task_metrics(cfg.model.task, pred),
     }
-    return _reply(msg, data.name, None, metrics)
+    return _reply(msg, data.name, None, _withhold(metrics, samples, cfg))

@@ -221,6 +221,26 @@ class FederationConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    min_report_n: int = field(
+        default=10,
+        metadata=_key(
+            "min-report-n",
+            "a site sends metrics only if computed on at least this many cases "
+            "(else num-examples and a 'suppressed' flag)",
+        ),
+    )
+    min_report_class_n: int = field(
+        default=3,
+        metadata=_key(
+            "min-report-class-n",
+            "... and at least this many cases of each class (survival: events "
+            "and censored)",
+        ),
+    )
+
+
+@dataclass(frozen=True)
 class RunConfig:
     run_dir: str = field(
         default="",
@@ -243,6 +263,7 @@ class OncoFedConfig:
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     federation: FederationConfig = FederationConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
     run: RunConfig = RunConfig()
 
     def to_flat(self) -> dict[str, Any]:
@@ -383,6 +404,8 @@ def _validate(cfg: OncoFedConfig) -> None:
 
     need(cfg.federation.num_server_rounds >= 1, "num-server-rounds", "must be >= 1")
     need(cfg.train.local_epochs >= 1, "local-epochs", "must be >= 1")
+    need(cfg.privacy.min_report_n >= 1, "min-report-n", "must be >= 1")
+    need(cfg.privacy.min_report_class_n >= 0, "min-report-class-n", "must be >= 0")
     need(cfg.train.batch_size >= 1, "batch-size", "must be >= 1")
     need(cfg.train.learning_rate > 0, "learning-rate", "must be > 0")
     need(cfg.data.num_sites >= 1, "num-sites", "must be >= 1")

@@ -19,6 +19,8 @@ SWEEP_INDEX = "sweep-index"  # which entry of run-config "sweep" to train
 # Metric keys
 NUM_EXAMPLES = "num-examples"
 NUM_QUARANTINED = "num-quarantined"
+# a site's reply metric: 1.0 when its metrics were withheld (too few cases)
+SUPPRESSED = "suppressed"
 LOSS = "loss"
 AUC = "auc"
 ACCURACY = "accuracy"

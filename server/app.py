@@ -64,10 +64,11 @@ def site_table(
     lines = [f"{'site':<{w}}{head}"]
     for site in sorted(last):
         m = last[site]
-        lines.append(
-            f"{site:<{w}}{int(m.get(keys.NUM_EXAMPLES, 0)):>5}"
-            + "".join(f"{m.get(k, float('nan')):>9.3f}" for _, k in cols)
-        )
+        n = f"{site:<{w}}{int(m.get(keys.NUM_EXAMPLES, 0)):>5}"
+        if m.get(keys.SUPPRESSED):  # the site withheld its metrics: too few cases
+            lines.append(f"{n}  suppressed (fewer cases than min-report-n / -class-n)")
+            continue
+        lines.append(n + "".join(f"{m.get(k, float('nan')):>9.3f}" for _, k in cols))
     return lines
 
 

@@ -34,7 +34,8 @@ def nan_aware_mean(records: list[RecordDict], weighting_key: str) -> MetricRecor
     """Sample-weighted mean of each metric over the replies that define it.
 
     Flower's default turns the whole mean into NaN when one site cannot compute a
-    metric (e.g. AUC on a one-class test split); here that site is left out.
+    metric (e.g. AUC on a one-class test split); here that site is left out, as
+    is a site whose metrics were withheld (``suppressed``: it sent none).
     """
     sums: dict[str, float] = {}
     weights: dict[str, float] = {}
@@ -44,7 +45,9 @@ def nan_aware_mean(records: list[RecordDict], weighting_key: str) -> MetricRecor
         w = _scalar(metrics[weighting_key])
         total += w
         for k, v in metrics.items():
-            if k == weighting_key or isinstance(v, list) or math.isnan(float(v)):
+            if k in (weighting_key, keys.SUPPRESSED) or isinstance(v, list):
+                continue
+            if math.isnan(float(v)):
                 continue
             sums[k] = sums.get(k, 0.0) + w * float(v)
             weights[k] = weights.get(k, 0.0) + w
