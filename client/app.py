@@ -28,7 +28,7 @@ from flwr.app import (
 )
 from flwr.clientapp import ClientApp
 
-from oncofed.client.site import site_data
+from oncofed.client.site import site_data, site_label
 from oncofed.common import keys
 from oncofed.common.config import OncoFedConfig, from_run_config, sweep_run_config
 from oncofed.common.errors import ConfigError, DataError
@@ -154,7 +154,12 @@ def _xgb_train(msg: Message, context: Context, cfg: OncoFedConfig) -> Message:
         keys.NUM_QUARANTINED: len(data.quarantined),
     }
     metrics = _withhold(metrics, samples, cfg)
-    return _reply(msg, data.name, bytes_to_arrays(trees), metrics)
+    return _reply(
+        msg,
+        site_label(dict(context.node_config), context.node_id),
+        bytes_to_arrays(trees),
+        metrics,
+    )
 
 
 def _xgb_evaluate(msg: Message, context: Context, cfg: OncoFedConfig) -> Message:
@@ -162,7 +167,12 @@ def _xgb_evaluate(msg: Message, context: Context, cfg: OncoFedConfig) -> Message
     samples = data.split("val")
     y, p = xgb.predict(arrays_to_bytes(msg.content[keys.ARRAYS]), samples)  # type: ignore[arg-type]
     metrics = {keys.NUM_EXAMPLES: len(samples), **binary_metrics(y, p)}
-    return _reply(msg, data.name, None, _withhold(metrics, samples, cfg))
+    return _reply(
+        msg,
+        site_label(dict(context.node_config), context.node_id),
+        None,
+        _withhold(metrics, samples, cfg),
+    )
 
 
 # error codes of a site's failed reply (Flower's own codes are below 100)
@@ -232,7 +242,12 @@ def train(msg: Message, context: Context) -> Message:
         result.loss,
         result.num_examples,
     )
-    return _reply(msg, data.name, to_arrays(model), _withhold(metrics, samples, cfg))
+    return _reply(
+        msg,
+        site_label(dict(context.node_config), context.node_id),
+        to_arrays(model),
+        _withhold(metrics, samples, cfg),
+    )
 
 
 @app.evaluate()
@@ -251,4 +266,9 @@ def evaluate(msg: Message, context: Context) -> Message:
         keys.LOSS: pred.loss,
         **task_metrics(cfg.model.task, pred),
     }
-    return _reply(msg, data.name, None, _withhold(metrics, samples, cfg))
+    return _reply(
+        msg,
+        site_label(dict(context.node_config), context.node_id),
+        None,
+        _withhold(metrics, samples, cfg),
+    )

@@ -4,6 +4,8 @@
   ``--node-config "data-path='/data/oncofed/site'"`` (a prepared site folder).
 * Simulation: Flower gives every virtual node ``partition-id``; node ``p`` plays
   site ``p`` of the run's dataset.
+* The server knows a site only by :func:`site_label` (node config ``site-name``,
+  or ``site-NN`` in simulation), never by its folder's name.
 
 A site only opens a prepared folder (``oncofed prepare`` / ``generate`` make them,
 the ServerApp makes a scenario's embedded default before round 1); when there is
@@ -15,6 +17,7 @@ Loaded data is cached per process: simulation reuses its workers across rounds.
 from __future__ import annotations
 
 import logging
+import re
 from functools import lru_cache
 from pathlib import Path
 
@@ -27,6 +30,26 @@ log = logging.getLogger(__name__)
 
 DATA_PATH = "data-path"
 PARTITION_ID = "partition-id"
+SITE_NAME = "site-name"
+_LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+
+
+def site_label(node_config: dict, node_id: int) -> str:
+    """The opaque name this site is known by at the server: node config
+    ``site-name`` (letters, digits, ``-``, ``_``; at most 32), else ``site-NN``
+    from the simulation's ``partition-id``, else ``node-<Flower node id>``. Never
+    the data folder's name, which a hospital may have named after anything."""
+    if SITE_NAME in node_config:
+        name = str(node_config[SITE_NAME])
+        if not _LABEL.match(name):
+            raise ConfigError(
+                f"node config {SITE_NAME}={name[:40]!r}: use 1-32 letters, digits, "
+                "'-' or '_', starting with a letter or digit"
+            )
+        return name
+    if PARTITION_ID in node_config:
+        return f"site-{int(node_config[PARTITION_ID]):02d}"
+    return f"node-{node_id}"
 
 
 def resolve_site_dir(node_config: dict, cfg: DataConfig) -> Path:

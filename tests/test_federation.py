@@ -327,7 +327,7 @@ def test_loopback_deployment_two_supernodes(processes, small_dataset, tmp_path):
             "--port",
             str(free_port()),
             "--node-config",
-            f"data-path='{small_dataset.site_dir(i)}'",
+            f"data-path='{small_dataset.site_dir(i)}' site-name='hospital-{i}'",
         )
     run_root = tmp_path / "runs"
     log = _flwr_run(
@@ -337,6 +337,9 @@ def test_loopback_deployment_two_supernodes(processes, small_dataset, tmp_path):
     )
     assert "Successfully started run" in log, log
     _check_run_store(run_root, 2)
+    with sqlite3.connect(next(run_root.glob("*/run.sqlite"))) as db:
+        sites = {s for (s,) in db.execute("SELECT DISTINCT site FROM site_metrics")}
+    assert sites == {"hospital-0", "hospital-1"}  # node config, not folder names
     for name in ("superlink", "supernode-0", "supernode-1"):
         assert (
             processes.procs[

@@ -82,3 +82,17 @@ def test_small_sites_withhold_metrics_and_failures_carry_no_detail(
             )
         }
         assert "auc" in trained  # training splits are large enough to report
+
+
+def test_site_label_is_opaque_and_checked():
+    from oncofed.client.site import site_label
+    from oncofed.common.errors import ConfigError
+
+    assert site_label({"site-name": "hospital-a", "data-path": "/x/St-Marys"}, 7) == (
+        "hospital-a"
+    )
+    assert site_label({"partition-id": 3}, 7) == "site-03"
+    assert site_label({"data-path": "/data/Jane-Doe-ward"}, 12345) == "node-12345"
+    for bad in ("", "a b", "x" * 33, "../etc", "name;drop"):
+        with pytest.raises(ConfigError, match="site-name"):
+            site_label({"site-name": bad}, 1)
