@@ -156,7 +156,7 @@ def _xgb_train(msg: Message, context: Context, cfg: OncoFedConfig) -> Message:
     metrics = _withhold(metrics, samples, cfg)
     return _reply(
         msg,
-        site_label(dict(context.node_config), context.node_id),
+        site_label(dict(context.node_config), context.node_id, data.name),
         bytes_to_arrays(trees),
         metrics,
     )
@@ -169,7 +169,7 @@ def _xgb_evaluate(msg: Message, context: Context, cfg: OncoFedConfig) -> Message
     metrics = {keys.NUM_EXAMPLES: len(samples), **binary_metrics(y, p)}
     return _reply(
         msg,
-        site_label(dict(context.node_config), context.node_id),
+        site_label(dict(context.node_config), context.node_id, data.name),
         None,
         _withhold(metrics, samples, cfg),
     )
@@ -244,7 +244,7 @@ def train(msg: Message, context: Context) -> Message:
     )
     return _reply(
         msg,
-        site_label(dict(context.node_config), context.node_id),
+        site_label(dict(context.node_config), context.node_id, data.name),
         to_arrays(model),
         _withhold(metrics, samples, cfg),
     )
@@ -268,7 +268,7 @@ def evaluate(msg: Message, context: Context) -> Message:
     }
     return _reply(
         msg,
-        site_label(dict(context.node_config), context.node_id),
+        site_label(dict(context.node_config), context.node_id, data.name),
         None,
         _withhold(metrics, samples, cfg),
     )

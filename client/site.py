@@ -4,8 +4,8 @@
   ``--node-config "data-path='/data/oncofed/site'"`` (a prepared site folder).
 * Simulation: Flower gives every virtual node ``partition-id``; node ``p`` plays
   site ``p`` of the run's dataset.
-* The server knows a site only by :func:`site_label` (node config ``site-name``,
-  or ``site-NN`` in simulation), never by its folder's name.
+* The server knows a site only by :func:`site_label` (node config ``site-name``;
+  in simulation the prepared site's name), never by a hospital's folder name.
 
 A site only opens a prepared folder (``oncofed prepare`` / ``generate`` make them,
 the ServerApp makes a scenario's embedded default before round 1); when there is
@@ -34,11 +34,13 @@ SITE_NAME = "site-name"
 _LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
 
 
-def site_label(node_config: dict, node_id: int) -> str:
-    """The opaque name this site is known by at the server: node config
-    ``site-name`` (letters, digits, ``-``, ``_``; at most 32), else ``site-NN``
-    from the simulation's ``partition-id``, else ``node-<Flower node id>``. Never
-    the data folder's name, which a hospital may have named after anything."""
+def site_label(node_config: dict, node_id: int, prepared_name: str = "") -> str:
+    """The name this site is known by at the server: node config ``site-name``
+    (letters, digits, ``-``, ``_``; at most 32); in simulation (``partition-id``)
+    the site's name in the prepared dataset, which ``oncofed prepare`` wrote
+    (``site-03``, ``tss-dd``; ``site-NN`` if it is not such a name); else
+    ``node-<Flower node id>``. Never a hospital's own ``data-path`` folder name,
+    which may be named after anything."""
     if SITE_NAME in node_config:
         name = str(node_config[SITE_NAME])
         if not _LABEL.match(name):
@@ -48,6 +50,8 @@ def site_label(node_config: dict, node_id: int) -> str:
             )
         return name
     if PARTITION_ID in node_config:
+        if _LABEL.match(prepared_name):
+            return prepared_name
         return f"site-{int(node_config[PARTITION_ID]):02d}"
     return f"node-{node_id}"
 

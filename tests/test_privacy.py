@@ -91,8 +91,11 @@ def test_site_label_is_opaque_and_checked():
     assert site_label({"site-name": "hospital-a", "data-path": "/x/St-Marys"}, 7) == (
         "hospital-a"
     )
-    assert site_label({"partition-id": 3}, 7) == "site-03"
-    assert site_label({"data-path": "/data/Jane-Doe-ward"}, 12345) == "node-12345"
+    assert site_label({"partition-id": 3}, 7, "tss-dd") == "tss-dd"  # prepared
+    assert site_label({"partition-id": 3}, 7, "bad name!") == "site-03"
+    assert site_label({"data-path": "/data/Jane-Doe-ward"}, 12345, "Jane-Doe-ward") == (
+        "node-12345"
+    )
     for bad in ("", "a b", "x" * 33, "../etc", "name;drop"):
         with pytest.raises(ConfigError, match="site-name"):
             site_label({"site-name": bad}, 1)
