@@ -41,3 +41,35 @@ def test_xgboost_needs_its_bagging_strategy():
         from_run_config({"strategy": "fedxgb_bagging"})
     ok = from_run_config({"model-family": "xgboost", "strategy": "fedxgb_bagging"})
     assert ok.model.family == "xgboost"
+
+
+def test_a_sites_tree_carries_no_statistics_and_splits_only_on_the_grid(
+    small_dataset,
+):
+    """What a site sends: split thresholds are grid values agreed before training
+    (never a patient's own value), and the per-node gradient / Hessian sums are
+    zeroed; predictions are those of the unstripped tree."""
+    import json
+
+    import numpy as np
+
+    cfg = dataclasses.replace(ModelConfig(), family="xgboost")
+    data = DataConfig(num_sites=len(small_dataset.sites), image_size=16, image_depth=4)
+    train = load_site(small_dataset.site_dir(0), data).split("train")
+    sent = json.loads(xgb.train_round(b"", train, cfg, seed=1))
+    trees = sent["learner"]["gradient_booster"]["model"]["trees"]
+    thresholds = []
+    for tree in trees:
+        for name in xgb.PRIVATE_TREE_FIELDS:
+            assert set(tree[name]) == {0.0}, name
+        thresholds += [
+            c
+            for c, left in zip(tree["split_conditions"], tree["left_children"],
+                               strict=True)
+            if left != -1
+        ]  # fmt: skip
+    assert thresholds
+    steps = np.asarray(thresholds) / xgb.GRID
+    assert np.allclose(steps, np.round(steps), atol=1e-4), thresholds
+    raw_ages = {float(s["clinical"][0]) for s in train}  # encoded, not snapped
+    assert not raw_ages <= {round(a / xgb.GRID) * xgb.GRID for a in raw_ages}
