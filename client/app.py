@@ -31,6 +31,7 @@ from flwr.clientapp import ClientApp
 from oncofed.client.site import site_data, site_label
 from oncofed.common import keys
 from oncofed.common.config import OncoFedConfig, from_run_config, sweep_run_config
+from oncofed.common.data.site import SiteData
 from oncofed.common.errors import ConfigError, DataError
 from oncofed.common.ml import xgb
 from oncofed.common.ml.metrics import binary_metrics
@@ -127,10 +128,21 @@ def _withhold(metrics: dict, samples: list[dict], cfg: OncoFedConfig) -> dict:
     }
 
 
-def _reply(msg: Message, site: str, arrays: ArrayRecord | None, metrics: dict):
+def _reply(
+    msg: Message,
+    context: Context,
+    data: SiteData,
+    arrays: ArrayRecord | None,
+    metrics: dict,
+    samples: list[dict],
+    cfg: OncoFedConfig,
+) -> Message:
+    """The reply: this site's label, ``metrics`` (withheld when ``samples`` are
+    too few, :func:`_withhold`) and, for training, the weights."""
+    site = site_label(dict(context.node_config), context.node_id, data.name)
     content = RecordDict(
         {
-            keys.METRICS: MetricRecord(metrics),
+            keys.METRICS: MetricRecord(_withhold(metrics, samples, cfg)),
             keys.SITE: ConfigRecord({keys.SITE_ID: site}),
         }
     )
@@ -153,13 +165,7 @@ def _xgb_train(msg: Message, context: Context, cfg: OncoFedConfig) -> Message:
         keys.AUC: binary_metrics(y, p)[keys.AUC],
         keys.NUM_QUARANTINED: len(data.quarantined),
     }
-    metrics = _withhold(metrics, samples, cfg)
-    return _reply(
-        msg,
-        site_label(dict(context.node_config), context.node_id, data.name),
-        bytes_to_arrays(trees),
-        metrics,
-    )
+    return _reply(msg, context, data, bytes_to_arrays(trees), metrics, samples, cfg)
 
 
 def _xgb_evaluate(msg: Message, context: Context, cfg: OncoFedConfig) -> Message:
@@ -167,12 +173,7 @@ def _xgb_evaluate(msg: Message, context: Context, cfg: OncoFedConfig) -> Message
     samples = data.split("val")
     y, p = xgb.predict(arrays_to_bytes(msg.content[keys.ARRAYS]), samples)  # type: ignore[arg-type]
     metrics = {keys.NUM_EXAMPLES: len(samples), **binary_metrics(y, p)}
-    return _reply(
-        msg,
-        site_label(dict(context.node_config), context.node_id, data.name),
-        None,
-        _withhold(metrics, samples, cfg),
-    )
+    return _reply(msg, context, data, None, metrics, samples, cfg)
 
 
 # error codes of a site's failed reply (Flower's own codes are below 100)
@@ -242,12 +243,7 @@ def train(msg: Message, context: Context) -> Message:
         result.loss,
         result.num_examples,
     )
-    return _reply(
-        msg,
-        site_label(dict(context.node_config), context.node_id, data.name),
-        to_arrays(model),
-        _withhold(metrics, samples, cfg),
-    )
+    return _reply(msg, context, data, to_arrays(model), metrics, samples, cfg)
 
 
 @app.evaluate()
@@ -266,9 +262,4 @@ def evaluate(msg: Message, context: Context) -> Message:
         keys.LOSS: pred.loss,
         **task_metrics(cfg.model.task, pred),
     }
-    return _reply(
-        msg,
-        site_label(dict(context.node_config), context.node_id, data.name),
-        None,
-        _withhold(metrics, samples, cfg),
-    )
+    return _reply(msg, context, data, None, metrics, samples, cfg)

@@ -70,10 +70,6 @@ class DicomScan:
     info: dict[str, SeriesInfo] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
 
-    @property
-    def patient_of_series(self) -> dict[str, str]:
-        return {uid: i.patient_id for uid, i in self.info.items()}
-
 
 # DICOM UIDs: digits and dots, at most 64 characters (PS3.5 9.1)
 _UID = re.compile(r"^[0-9]+(\.[0-9]+)*$")

@@ -31,6 +31,7 @@ from oncofed.common.ingest import dicom
 from oncofed.common.ingest.columns import allowed_clinical, is_age, top_code_age
 from oncofed.common.ingest.prepare import Case, PrepareOptions, Staging
 from oncofed.common.ingest.tcga.reader import slug
+from oncofed.common.ingest.text import read_table
 from oncofed.common.paths import pseudonym_salt
 from oncofed.common.quarantine import Quarantined
 from oncofed.common.registry import suggestion
@@ -193,8 +194,8 @@ def group_series(
             out.setdefault(f"{key}/study:{study}", []).append(u)
     for key, uids in list(out.items()):
         people = {(sc.info[u].patient_sex, sc.info[u].birth_date) for u in uids}
-        study = key.split("study:")[-1] if "study:" in key else "x"
-        if len(people) > 1 or not dicom.valid_uid(study) and key.startswith("study:"):
+        no_study = key.startswith("study:") and not dicom.valid_uid(key[6:])
+        if len(people) > 1 or no_study:
             del out[key]
             for u in uids:
                 quarantined.append(
@@ -386,13 +387,6 @@ def _mostly_numeric(column: pd.Series) -> bool:
     if not present:
         return False
     return sum(isinstance(x, float) for x in present) / len(present) >= 0.8
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    if path.suffix.lower() in (".xlsx", ".xls"):
-        return pd.read_excel(path, dtype=object)
-    sep = "\t" if path.suffix.lower() == ".tsv" else None
-    return pd.read_csv(path, sep=sep, engine="python", dtype=object)
 
 
 def _id_column(frame: pd.DataFrame, raw_ids: set[str]) -> Any:

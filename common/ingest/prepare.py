@@ -621,9 +621,11 @@ def nothing_kept(root: Path, result: ReadResult, fix: str = "") -> DataError:
     """The error of a preparation that kept no case: the commonest quarantine
     reasons with their counts, the files not used, and what to try."""
     example: dict[str, str] = {}  # one reason as written per reason pattern
+    counts: Counter[str] = Counter()
     for q in result.quarantined:
-        example.setdefault(re.sub(r"'[^']*'", "'…'", q.reason), q.reason)
-    counts = Counter(re.sub(r"'[^']*'", "'…'", q.reason) for q in result.quarantined)
+        pattern = re.sub(r"'[^']*'", "'…'", q.reason)
+        example.setdefault(pattern, q.reason)
+        counts[pattern] += 1
     top = (
         "; ".join(f"{example[r]} ({n})" for r, n in counts.most_common(3))
         or "nothing was quarantined"

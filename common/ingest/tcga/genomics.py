@@ -132,14 +132,6 @@ def not_genomic_reason(names: list[str]) -> str | None:
     return None
 
 
-def sniff_genomics(header: list[str], first_cells: list[str]) -> str | None:
-    """``segments``, ``matrix`` (samples as columns) or ``matrix-t`` (samples as
-    rows) from a delimited file's header and first column, else None. A matrix
-    is recognised by its feature names (see :func:`not_genomic_reason`), never
-    because it is keyed by barcodes."""
-    return sniff_barcode_table(header, first_cells)[0]
-
-
 def sniff_barcode_table(
     header: list[str], first_cells: list[str]
 ) -> tuple[str | None, str]:

@@ -113,14 +113,6 @@ LABEL_HELP = (
 )
 
 
-def _first_lines(path: Path, n: int = 8) -> list[str]:
-    return text.first_lines(path, n)
-
-
-def _sep(line: str) -> str:
-    return text.sniff_delimiter([line])
-
-
 def classify(path: Path) -> tuple[str, str] | None:
     """(role, separator) of a file by its content, ``(NOT_USED, why)`` for a
     table keyed by TCGA barcodes that is neither clinical nor genomic, or None if
@@ -131,7 +123,7 @@ def classify(path: Path) -> tuple[str, str] | None:
     if stem_suffix not in TEXT_SUFFIXES:
         return None
     try:
-        lines = _first_lines(path)
+        lines = text.first_lines(path)
     except (OSError, UnicodeError, text.TableError):
         return None
     body = [ln for ln in lines if not ln.startswith("#")]
