@@ -23,6 +23,7 @@ from flwr.app import (
     Context,
     Error,
     Message,
+    MessageType,
     MetricRecord,
     RecordDict,
 )
@@ -32,10 +33,11 @@ from oncofed.client.site import site_data, site_label
 from oncofed.common import keys
 from oncofed.common.config import OncoFedConfig, from_run_config, sweep_run_config
 from oncofed.common.data.site import SiteData
-from oncofed.common.errors import ConfigError, DataError
+from oncofed.common.errors import BudgetSpent, ConfigError, DataError
 from oncofed.common.ml import xgb
 from oncofed.common.ml.metrics import binary_metrics
 from oncofed.common.ml.models import build_model
+from oncofed.common.ml.privacy import DPSGD, LEDGER, Ledger, check_budget, plan
 from oncofed.common.ml.tasks import get_task
 from oncofed.common.ml.training import (
     ProximalTerm,
@@ -56,7 +58,26 @@ from oncofed.common.ml.weights import (
 from oncofed.common.seeds import round_seed
 
 log = logging.getLogger(__name__)
-app = ClientApp()
+
+
+def central_dp_clipping(msg: Message, context: Context, call_next) -> Message:
+    """Run-config ``dp = "central"`` with ``dp-clipping`` 'client-fixed' or
+    'client-adaptive': Flower's own clipping mod clips this site's update before
+    it leaves (the server's DP wrapper sends the norm); otherwise a no-op."""
+    from flwr.clientapp.mod import adaptiveclipping_mod, fixedclipping_mod
+
+    if msg.metadata.message_type != MessageType.TRAIN:
+        return call_next(msg, context)
+    dp = _config(msg, context).privacy  # the run's, or its sweep entry's
+    if dp.dp != "central" or not dp.dp_clipping.startswith("client-"):
+        return call_next(msg, context)
+    mod = (
+        fixedclipping_mod if dp.dp_clipping == "client-fixed" else adaptiveclipping_mod
+    )
+    return mod(msg, context, call_next)
+
+
+app = ClientApp(mods=[central_dp_clipping])
 
 
 LOCAL_NORM = "local-norm"  # this site's own normalisation layers (FedBN)
@@ -91,7 +112,12 @@ def _setup(msg: Message, context: Context, cfg: OncoFedConfig):
     data = site_data(
         dict(context.node_config), cfg.data, masks=cfg.model.task == "segmentation"
     )
-    model = build_model(cfg.model, cfg.data.image_depth, data.input_dims)
+    model = build_model(
+        cfg.model,
+        cfg.data.image_depth,
+        data.input_dims,
+        private=cfg.privacy.per_example,
+    )
     arrays: ArrayRecord = msg.content[keys.ARRAYS]  # type: ignore[assignment]
     load_arrays(model, arrays)
     norm_key = _norm_state_key(msg)
@@ -124,6 +150,8 @@ def _withhold(metrics: dict, samples: list[dict], cfg: OncoFedConfig) -> dict:
     return {
         **{k: float("nan") for k in metrics},
         keys.NUM_EXAMPLES: metrics[keys.NUM_EXAMPLES],
+        # privacy accounting: computed from the site's size and the run config
+        **{k: metrics[k] for k in (*keys.DP_KEYS, keys.UNIT_WEIGHT) if k in metrics},
         keys.SUPPRESSED: 1.0,
     }
 
@@ -140,6 +168,8 @@ def _reply(
     """The reply: this site's label, ``metrics`` (withheld when ``samples`` are
     too few, :func:`_withhold`) and, for training, the weights."""
     site = site_label(dict(context.node_config), context.node_id, data.name)
+    if cfg.privacy.dp == "central":  # the server's mean weighs every site alike
+        metrics = {**metrics, keys.UNIT_WEIGHT: 1.0}
     content = RecordDict(
         {
             keys.METRICS: MetricRecord(_withhold(metrics, samples, cfg)),
@@ -176,9 +206,32 @@ def _xgb_evaluate(msg: Message, context: Context, cfg: OncoFedConfig) -> Message
     return _reply(msg, context, data, None, metrics, samples, cfg)
 
 
+def _dp_sgd(context: Context, cfg: OncoFedConfig, n: int) -> DPSGD:
+    """This round's DP-SGD: the run's plan for a site of ``n`` training cases and
+    the steps the site has already taken in this run (its ledger in
+    ``context.state``); refused (BudgetSpent) if the round would overspend."""
+    ledger = Ledger.from_record(context.state.get(LEDGER))
+    p = plan(n, cfg)
+    check_budget(ledger, p)
+    return DPSGD(p, ledger)
+
+
+def _dp_metrics(dp: DPSGD) -> dict[str, float]:
+    """What the site has spent so far, and what that figure is computed from."""
+    p, ledger = dp.plan, dp.ledger
+    return {
+        keys.DP_EPSILON: ledger.epsilon(p.delta, p.accountant),
+        keys.DP_DELTA: p.delta,
+        keys.DP_NOISE: p.noise,
+        keys.DP_SAMPLE_RATE: p.sample_rate,
+        keys.DP_STEPS: float(ledger.total_steps),
+    }
+
+
 # error codes of a site's failed reply (Flower's own codes are below 100)
 SITE_DATA_ERROR = 1001  # the site's data is missing or unusable
 SITE_CONFIG_ERROR = 1002  # the run's configuration was refused at the site
+SITE_BUDGET_SPENT = 1003  # the site's privacy budget is spent: it trains no more
 SITE_INTERNAL_ERROR = 1099  # anything else
 
 
@@ -199,6 +252,8 @@ def guarded(handler: Callable[[Message, Context], Message]):
                 code, what = SITE_DATA_ERROR, "site data missing or unusable"
             elif isinstance(err, ConfigError):
                 code, what = SITE_CONFIG_ERROR, "run configuration refused by the site"
+            elif isinstance(err, BudgetSpent):
+                code, what = SITE_BUDGET_SPENT, "privacy budget spent: no more training"
             else:
                 code, what = SITE_INTERNAL_ERROR, "internal error"
             reason = f"{what} (reference {ref}; the details are in the site's log)"
@@ -223,19 +278,29 @@ def train(msg: Message, context: Context) -> Message:
         terms.append(ProximalTerm(model, float(cast(float, config[keys.PROXIMAL_MU]))))
     seed = round_seed(cfg.data.seed, server_round, data.name)
     seed_everything(seed)
-    result = train_local(model, samples, cfg.train, device, seed, extra_terms=terms)
+    dp = _dp_sgd(context, cfg, len(samples)) if cfg.privacy.per_example else None
+    result = train_local(
+        model, samples, cfg.train, device, seed, extra_terms=terms, dp=dp
+    )
     if cfg.model.norm_layers == "local":
         context.state[_norm_state_key(msg)] = norm_arrays(model)
-    fit = task_metrics(
-        cfg.model.task, predict_detailed(model, samples, device, cfg.train.batch_size)
-    )
     primary = get_task(cfg.model.task).primary
     metrics = {
         keys.NUM_EXAMPLES: result.num_examples,
         keys.LOSS: result.loss,
-        primary: fit[primary],
+        primary: float("nan"),
         keys.NUM_QUARANTINED: len(data.quarantined),
     }
+    if dp is None:
+        fit = task_metrics(
+            cfg.model.task,
+            predict_detailed(model, samples, device, cfg.train.batch_size),
+        )
+        metrics[primary] = fit[primary]
+    else:  # the training cases are what DP protects: no noiseless figure of them
+        context.state[LEDGER] = ConfigRecord(dp.ledger.to_record())  # type: ignore[arg-type]
+        metrics[keys.LOSS] = float("nan")
+        metrics.update(_dp_metrics(dp))
     log.info(
         "%s round %d: loss %.4f on %d cases",
         data.name,

@@ -238,6 +238,65 @@ class PrivacyConfig:
             "and censored)",
         ),
     )
+    dp: str = field(
+        default="off",
+        metadata=_key(
+            "dp",
+            "differential privacy: 'off', 'sample' (example-level DP-SGD at each "
+            "site, Opacus) or 'central' (site-level, on the server's aggregate)",
+        ),
+    )
+    dp_epsilon: float = field(
+        default=3.0,
+        metadata=_key(
+            "dp-epsilon", "dp 'sample': each site's epsilon for the whole run"
+        ),
+    )
+    dp_delta: float = field(
+        default=1e-5,
+        metadata=_key(
+            "dp-delta", "dp 'sample': delta (fixed 1e-5 by default; must be < 1/N)"
+        ),
+    )
+    dp_max_grad_norm: float = field(
+        default=1.0,
+        metadata=_key(
+            "dp-max-grad-norm", "dp 'sample': each case's gradient is clipped to this"
+        ),
+    )
+    dp_accountant: str = field(
+        default="prv",
+        metadata=_key("dp-accountant", "dp 'sample': privacy accountant, prv | rdp"),
+    )
+
+    dp_noise_multiplier: float = field(
+        default=1.0,
+        metadata=_key(
+            "dp-noise-multiplier",
+            "dp 'central': noise std of the server's aggregate, in clipping norms",
+        ),
+    )
+    dp_clipping_norm: float = field(
+        default=1.0,
+        metadata=_key(
+            "dp-clipping-norm",
+            "dp 'central': each site's update is clipped to this L2 norm "
+            "(adaptive: the first round's)",
+        ),
+    )
+    dp_clipping: str = field(
+        default="server-fixed",
+        metadata=_key(
+            "dp-clipping",
+            "dp 'central': where and how updates are clipped: server-fixed | "
+            "client-fixed | server-adaptive | client-adaptive",
+        ),
+    )
+
+    @property
+    def per_example(self) -> bool:
+        """Example-level DP-SGD at the sites (``dp = "sample"``)."""
+        return self.dp == "sample"
 
 
 @dataclass(frozen=True)
@@ -341,7 +400,12 @@ def from_run_config(run_config: dict[str, Any]) -> OncoFedConfig:
     )
     _validate(cfg)
     for k in range(len(parse_sweep(cfg.run.sweep))):
-        sweep_run_config(run_config, k)  # every entry must resolve too
+        entry = sweep_run_config(run_config, k)  # every entry must resolve too
+        if str(entry.get("dp", "off")) == "sample":
+            raise ConfigError(
+                f"Run-config key 'sweep', entry {k + 1}: with dp 'sample' each "
+                "model spends the sites' privacy budget: train one model per run."
+            )
     return cfg
 
 
@@ -445,6 +509,7 @@ def _validate(cfg: OncoFedConfig) -> None:
         "task 'segmentation' segments CT: set modalities = 'ct'",
     )
     look_up_option(cfg.model.family, ("neural", "xgboost"), "model-family")
+    _validate_dp(cfg, need)
     xgb = cfg.model.family == "xgboost"
     need(
         xgb == (cfg.federation.strategy == "fedxgb_bagging"),
@@ -455,4 +520,68 @@ def _validate(cfg: OncoFedConfig) -> None:
         not xgb or cfg.model.task == "classification",
         "task",
         "the XGBoost baseline is a classifier",
+    )
+
+
+DP_MODES = ("off", "sample", "central")
+CLIPPING = ("server-fixed", "client-fixed", "server-adaptive", "client-adaptive")
+
+
+def _validate_central(cfg: OncoFedConfig, need: Any) -> None:
+    """Site-level DP on the server's aggregate: a plain mean of clipped updates
+    plus Gaussian noise (Flower's wrappers), accounted per round."""
+    dp = cfg.privacy
+    need(dp.dp_noise_multiplier > 0, "dp-noise-multiplier", "must be > 0")
+    need(dp.dp_clipping_norm > 0, "dp-clipping-norm", "must be > 0")
+    need(0 < dp.dp_delta < 1, "dp-delta", "must be in (0, 1)")
+    need(
+        cfg.federation.strategy == "fedavg",
+        "strategy",
+        "dp 'central' adds its noise to FedAvg's mean of clipped updates: use fedavg",
+    )
+
+
+def _validate_dp(cfg: OncoFedConfig, need: Any) -> None:
+    """Example-level DP-SGD holds only for a loss that is a mean of each case's own
+    loss and an update made only of clipped per-case gradients plus noise."""
+    dp = cfg.privacy
+    look_up_option(dp.dp, DP_MODES, "dp")
+    look_up_option(dp.dp_accountant, ("prv", "rdp"), "dp-accountant")
+    look_up_option(dp.dp_clipping, CLIPPING, "dp-clipping")
+    if dp.dp == "central":
+        _validate_central(cfg, need)
+    if dp.dp != "sample":
+        return
+    need(dp.dp_epsilon > 0, "dp-epsilon", "must be > 0")
+    need(0 < dp.dp_delta < 1, "dp-delta", "must be in (0, 1)")
+    need(dp.dp_max_grad_norm > 0, "dp-max-grad-norm", "must be > 0")
+    why = "dp 'sample' (example-level DP-SGD) cannot hold"
+    need(
+        cfg.model.family == "neural",
+        "model-family",
+        f"{why} for the XGBoost baseline: set dp='off' or model-family='neural'",
+    )
+    need(
+        cfg.model.task == "classification",
+        "task",
+        f"{why} for a loss that couples cases (Cox partial likelihood) or for "
+        "segmentation; dp 'sample' trains classifiers",
+    )
+    need(
+        cfg.model.contrastive_weight == 0,
+        "contrastive-weight",
+        f"{why} for the contrastive loss, which compares the cases of a batch: "
+        "set contrastive-weight=0",
+    )
+    need(
+        cfg.federation.strategy in ("fedavg", "fedadam"),
+        "strategy",
+        f"{why} with FedProx: its proximal term is not a per-case gradient and "
+        "Opacus would drop it; use fedavg or fedadam",
+    )
+    need(
+        cfg.run.sweep == "",
+        "sweep",
+        "with dp 'sample' each model spends the sites' privacy budget: train one "
+        "model per run",
     )

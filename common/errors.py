@@ -30,3 +30,8 @@ class DataError(OncoFedError):
         self.reason = reason
         self.fix = fix
         super().__init__(f"{self.path}: {field}: {reason}. Fix: {fix}")
+
+
+class BudgetSpent(OncoFedError):
+    """A site's differential-privacy budget would be exceeded by another round:
+    the site stops training rather than spend more than it was given."""

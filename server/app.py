@@ -36,13 +36,18 @@ from oncofed.common.data.prepared import open_prepared
 from oncofed.common.data.site import SiteData, load_site
 from oncofed.common.ingest import ensure_prepared
 from oncofed.common.ml.models import build_model
+from oncofed.common.ml.privacy import check_private
 from oncofed.common.ml.tasks import get_task
 from oncofed.common.ml.training import seed_everything
 from oncofed.common.ml.weights import bytes_to_arrays, to_arrays
 from oncofed.common.paths import default_runs_dir
 from oncofed.common.tracking.store import RUN_STORE, RunStore
 from oncofed.server.evaluation import ServerEvaluator, XgbEvaluator
-from oncofed.server.strategies import STRATEGIES, RecordingStrategy
+from oncofed.server.strategies import (
+    STRATEGIES,
+    RecordingStrategy,
+    central_dp,
+)
 
 app = ServerApp()
 
@@ -153,9 +158,9 @@ def _federate(
     # default is written (once, cached) before round 1, so the sites find it
     dataset = ensure_prepared(cfg.data)
     evaluator, input_dims = _evaluator(cfg, store, run_id, run_dir)
-    strategy = RecordingStrategy(
-        STRATEGIES.create(cfg.federation.strategy, cfg=cfg.federation), store, run_id
-    )
+    if cfg.privacy.per_example:  # refuse a model DP-SGD cannot train, now
+        check_private(cfg, evaluator.val, input_dims)
+    strategy = _strategy(cfg, store, run_id, len(dataset.sites))
     rounds = cfg.federation.num_server_rounds
     log(
         INFO,
@@ -178,6 +183,23 @@ def _federate(
     selection = evaluator.finish()  # the only time the test set is read
     if selection is not None:
         log(INFO, "OncoFed | %s", selection.line())
+
+
+def _strategy(
+    cfg: OncoFedConfig, store: RunStore, run_id: str, sites: int
+) -> RecordingStrategy:
+    """The run's strategy (dp 'central': inside Flower's DP wrapper, every site
+    weighted alike), recording every reply."""
+    if cfg.privacy.dp != "central":
+        inner = STRATEGIES.create(cfg.federation.strategy, cfg=cfg.federation)
+        return RecordingStrategy(inner, store, run_id)
+    fedavg = STRATEGIES.create(
+        "fedavg", cfg=cfg.federation, weighted_by_key=keys.UNIT_WEIGHT
+    )
+    expected = max(cfg.federation.min_sites, int(sites * cfg.federation.fraction_train))
+    return RecordingStrategy(
+        central_dp(fedavg, cfg.privacy, expected), store, run_id, cfg.privacy
+    )
 
 
 def _evaluator(
@@ -207,7 +229,14 @@ def _initial_arrays(cfg: OncoFedConfig, input_dims: dict[str, int]):
     if cfg.model.family == "xgboost":
         return bytes_to_arrays(b"")
     seed_everything(cfg.data.seed)
-    return to_arrays(build_model(cfg.model, cfg.data.image_depth, input_dims))
+    return to_arrays(
+        build_model(
+            cfg.model,
+            cfg.data.image_depth,
+            input_dims,
+            private=cfg.privacy.per_example,
+        )
+    )
 
 
 def _warn_if_too_few_nodes(grid: Grid, cfg: OncoFedConfig, n_sites: int) -> None:

@@ -136,7 +136,12 @@ class ServerEvaluator:
 
     # -- what differs between model families
     def build(self) -> Any:
-        return build_model(self.cfg.model, self.cfg.data.image_depth, self.input_dims)
+        return build_model(
+            self.cfg.model,
+            self.cfg.data.image_depth,
+            self.input_dims,
+            private=self.cfg.privacy.per_example,
+        )
 
     def state_of(self, arrays: ArrayRecord) -> Any:
         """A self-contained copy of the global model in ``arrays``."""

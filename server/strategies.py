@@ -21,9 +21,9 @@ from flwr.serverapp import Grid
 from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, FedXgbBagging, Strategy
 
 from oncofed.common import keys
-from oncofed.common.config import FederationConfig
+from oncofed.common.config import FederationConfig, PrivacyConfig
 from oncofed.common.registry import Registry
-from oncofed.common.tracking.store import RunStore
+from oncofed.common.tracking.store import PRIVACY, RunStore
 
 log = logging.getLogger(__name__)
 
@@ -77,8 +77,8 @@ def _common(cfg: FederationConfig) -> dict:
 
 
 @STRATEGIES.register("fedavg")
-def fedavg(cfg: FederationConfig) -> Strategy:
-    return FedAvg(**_common(cfg))
+def fedavg(cfg: FederationConfig, weighted_by_key: str = keys.NUM_EXAMPLES) -> Strategy:
+    return FedAvg(weighted_by_key=weighted_by_key, **_common(cfg))
 
 
 @STRATEGIES.register("fedprox")
@@ -97,9 +97,64 @@ def fedadam(cfg: FederationConfig) -> Strategy:
     return FedAdam(eta=cfg.server_learning_rate, **_common(cfg))
 
 
+def central_dp(inner: Strategy, dp: PrivacyConfig, sites: int) -> Strategy:
+    """Site-level DP (run-config ``dp = "central"``): Flower's own wrapper around
+    ``inner`` (a FedAvg weighting every site alike) clips each site's update to
+    ``dp-clipping-norm`` (at the server, or at the site by the ClientApp's
+    clipping mod) and adds Gaussian noise of ``dp-noise-multiplier`` x the
+    clipping norm / ``sites`` to the mean. The adaptive variants move the norm
+    towards the median update norm; their noise multiplier covers both the
+    update and the noisy count of clipped sites (Andrew et al. 2021)."""
+    from flwr.serverapp.strategy import (
+        DifferentialPrivacyClientSideAdaptiveClipping,
+        DifferentialPrivacyClientSideFixedClipping,
+        DifferentialPrivacyServerSideAdaptiveClipping,
+        DifferentialPrivacyServerSideFixedClipping,
+    )
+
+    z, norm = dp.dp_noise_multiplier, dp.dp_clipping_norm
+    if dp.dp_clipping.endswith("fixed"):
+        fixed = {
+            "server-fixed": DifferentialPrivacyServerSideFixedClipping,
+            "client-fixed": DifferentialPrivacyClientSideFixedClipping,
+        }[dp.dp_clipping]
+        return fixed(inner, z, norm, sites)
+    adaptive = {
+        "server-adaptive": DifferentialPrivacyServerSideAdaptiveClipping,
+        "client-adaptive": DifferentialPrivacyClientSideAdaptiveClipping,
+    }[dp.dp_clipping]
+    # the noisy count of clipped sites gets noise std z: the update's own noise
+    # is then z / sqrt(3/4), and both together are a Gaussian mechanism with z
+    return adaptive(inner, z, sites, initial_clipping_norm=norm, clipped_count_stddev=z)
+
+
+def central_epsilon(dp: PrivacyConfig, rounds: int) -> float:
+    """Epsilon at ``dp-delta`` of ``rounds`` releases of the noisy mean, each a
+    Gaussian mechanism of noise multiplier ``dp-noise-multiplier`` on one site's
+    clipped update (RDP accountant; no credit taken for sampling sites)."""
+    from oncofed.common.ml.privacy import epsilon_of
+
+    return epsilon_of([(dp.dp_noise_multiplier, 1.0, rounds)], dp.dp_delta, "rdp")
+
+
 def _site_of(msg: Message) -> str:
     site = msg.content.config_records.get(keys.SITE)
     return str(site[keys.SITE_ID]) if site else f"node-{msg.metadata.src_node_id}"
+
+
+def _held(msg: Message) -> list[tuple[str, str, str]]:
+    """(record name, kind, key) of everything a reply holds."""
+    content = msg.content
+    return [
+        (name, kind, key)
+        for kind, records in (
+            ("arrays", content.array_records),
+            ("metrics", content.metric_records),
+            ("config", content.config_records),
+        )
+        for name, record in records.items()
+        for key in record.keys()
+    ]
 
 
 def _reply_order(msg: Message) -> tuple[int, str, int]:
@@ -110,11 +165,19 @@ def _reply_order(msg: Message) -> tuple[int, str, int]:
 class RecordingStrategy(Strategy):
     """Delegates to ``inner`` and records each site's reply metrics."""
 
-    def __init__(self, inner: Strategy, store: RunStore, run_id: str) -> None:
+    def __init__(
+        self,
+        inner: Strategy,
+        store: RunStore,
+        run_id: str,
+        central: PrivacyConfig | None = None,
+    ) -> None:
         self.inner = inner
         self.store = store
         self.run_id = run_id
         self.last_site_metrics: dict[str, dict[str, dict[str, float]]] = {}
+        self.central = central  # dp 'central': account each noisy release
+        self.releases = 0
 
     def _record(self, rnd: int, phase: str, replies: Iterable[Message]) -> list:
         replies = sorted(replies, key=_reply_order)
@@ -137,6 +200,7 @@ class RecordingStrategy(Strategy):
             self.store.log_site(
                 self.run_id, rnd, site, str(msg.metadata.src_node_id), phase, metrics
             )
+            self.store.log_reply_keys(self.run_id, rnd, site, phase, _held(msg))
             self.last_site_metrics.setdefault(phase, {})[site] = metrics
         return replies
 
@@ -147,7 +211,40 @@ class RecordingStrategy(Strategy):
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
         replies = self._record(server_round, "train", replies)
-        return self.inner.aggregate_train(server_round, replies)
+        arrays, metrics = self.inner.aggregate_train(server_round, replies)
+        if self.central is not None and arrays is not None:
+            self._account(server_round)
+        return arrays, metrics
+
+    def _account(self, server_round: int) -> None:
+        """dp 'central': the run's epsilon after this round's noisy release,
+        with what it is computed from, in the run store (split 'privacy')."""
+        assert self.central is not None
+        self.releases += 1
+        eps = central_epsilon(self.central, self.releases)
+        norm = float(
+            getattr(self.inner, "clipping_norm", self.central.dp_clipping_norm)
+        )
+        self.store.log_global(
+            self.run_id,
+            server_round,
+            {
+                keys.DP_EPSILON: eps,
+                keys.DP_DELTA: self.central.dp_delta,
+                keys.DP_NOISE: self.central.dp_noise_multiplier,
+                keys.DP_CLIPPING_NORM: norm,
+                keys.DP_RELEASES: float(self.releases),
+            },
+            split=PRIVACY,
+        )
+        log.info(
+            "Round %d: central DP, site-level epsilon %.3f at delta %g after %d "
+            "noisy release(s)",
+            server_round,
+            eps,
+            self.central.dp_delta,
+            self.releases,
+        )
 
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid

@@ -3,6 +3,7 @@ exception reaches the server as a code and a generic reason only."""
 
 from __future__ import annotations
 
+import json
 import shutil
 import sqlite3
 
@@ -99,3 +100,114 @@ def test_site_label_is_opaque_and_checked():
     for bad in ("", "a b", "x" * 33, "../etc", "name;drop"):
         with pytest.raises(ConfigError, match="site-name"):
             site_label({"site-name": bad}, 1)
+
+
+# what a reply may hold besides weights: counts and flags...
+COUNTS = {"num-examples", "num-quarantined", "suppressed", "unit-weight"}
+# ...privacy accounting (computed from the site's size and the run config)...
+ACCOUNTING = {
+    "dp-epsilon",
+    "dp-delta",
+    "dp-noise-multiplier",
+    "dp-sample-rate",
+    "dp-steps",
+}
+# ...and aggregate metrics, sent only when computed on enough cases
+AGGREGATES = {
+    "loss",
+    "auc",
+    "accuracy",
+    "f1",
+    "sensitivity",
+    "specificity",
+    "brier",
+    "c-index",
+    "n-events",
+    "dice-liver",
+    "dice-liver-global",
+    "dice-tumour",
+    "dice-tumour-global",
+}
+
+
+@pytest.mark.slow
+def test_every_reply_holds_only_weights_counts_and_aggregates(
+    processes, small_dataset, tmp_path
+):
+    """Every record and key of every ClientApp reply, for every task and model
+    family (one sweep: classification, survival, segmentation, XGBoost, central
+    DP), as the server's reply audit (run store table reply_keys) saw them."""
+    from oncofed.common.data.site import load_site
+    from oncofed.common.ml.models import build_model
+
+    _superlink(processes, simulation=True)
+    run_root = tmp_path / "runs"
+    sweep = (
+        "modalities=ct,clinical; task=survival modalities=clinical; "
+        "task=segmentation modalities=ct; "
+        "model-family=xgboost strategy=fedxgb_bagging modalities=clinical; "
+        "dp=central dp-clipping=client-fixed"
+    )
+    log = _flwr_run(
+        processes,
+        "oncofed-test",
+        f"num-server-rounds=1 num-sites={SMALL_SITES} local-epochs=1 "
+        f"run-dir='{run_root}' sweep='{sweep}'",
+        "--federation-config",
+        f"num-supernodes={SMALL_SITES}",
+    )
+    stores = sorted(run_root.glob("*/run.sqlite"))
+    assert len(stores) == 5, log[-4000:]
+    cfg_weights = None
+    for store in stores:
+        with sqlite3.connect(store) as db:
+            held = db.execute(
+                "SELECT site, phase, record, kind, key FROM reply_keys"
+            ).fetchall()
+            values = {
+                (site, phase, metric): value
+                for site, phase, metric, value in db.execute(
+                    "SELECT site, phase, metric, value FROM site_metrics"
+                )
+            }
+            (config,) = db.execute("SELECT config_json FROM runs").fetchone()
+            accounted = dict(
+                db.execute(
+                    "SELECT metric, value FROM global_metrics WHERE split = 'privacy'"
+                ).fetchall()
+            )
+        phases = {p for _, p, _, _, _ in held}
+        assert phases == {"train", "evaluate"}, (store, log[-6000:])
+        assert len({s for s, *_ in held}) == SMALL_SITES, store
+        cfg = from_run_config(json.loads(config))
+        if cfg.privacy.dp == "central":  # the server accounted its one release
+            from oncofed.common.ml.privacy import epsilon_of
+
+            assert accounted["dp-releases"] == 1.0
+            assert accounted["dp-epsilon"] == pytest.approx(
+                epsilon_of([(1.0, 1.0, 1)], 1e-5, "rdp")
+            )
+        else:
+            assert not accounted
+        if cfg.model.family == "neural":
+            dims = load_site(small_dataset.site_dir(0), cfg.data).input_dims
+            cfg_weights = set(
+                build_model(cfg.model, cfg.data.image_depth, dims).state_dict()
+            )
+        for site, phase, record, kind, key in held:
+            where = (store.parent.name, site, phase, record, key)
+            if kind == "arrays":
+                assert phase == "train" and record == "arrays", where
+                if cfg.model.family == "neural":
+                    assert key in cfg_weights, where  # a weight of the model
+                else:
+                    assert key == "0", where  # the site's trees, one byte array
+            elif kind == "config":
+                assert (record, key) == ("site", "site-id"), where
+            else:
+                assert record == "metrics", where
+                assert key in COUNTS | ACCOUNTING | AGGREGATES, where
+                n = values[(site, phase, "num-examples")]
+                if key in AGGREGATES and values.get((site, phase, key)) is not None:
+                    # an aggregate is only sent over at least min-report-n cases
+                    assert n >= cfg.privacy.min_report_n, where

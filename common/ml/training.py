@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ from oncofed.common.config import TrainConfig
 from oncofed.common.data.augment import train_augmentation
 from oncofed.common.keys import CT, EVENT, LABEL, MASK, TIME, present_key
 from oncofed.common.ml.tasks import get_task
+
+if TYPE_CHECKING:
+    from oncofed.common.ml.privacy import DPSGD
 
 LossTerm = Callable[[nn.Module], torch.Tensor]
 
@@ -94,35 +97,49 @@ def train_local(
     seed: int,
     epochs: int | None = None,
     extra_terms: Sequence[LossTerm] = (),
+    dp: DPSGD | None = None,
 ) -> TrainResult:
-    """Train ``model`` in place on ``samples`` for ``epochs`` (default local-epochs)."""
+    """Train ``model`` in place on ``samples`` for ``epochs`` (default local-epochs).
+
+    ``dp``: example-level DP-SGD (:class:`common.ml.privacy.DPSGD`): Opacus
+    wraps model, optimiser and loader (Poisson-sampled batches; each case's
+    gradient clipped, noise added), and the plain model is left trained."""
     model.to(device).train()
     opt = torch.optim.AdamW(
-        model.parameters(), lr=cfg.learning_rate, weight_decay=cfg.weight_decay
+        [p for p in model.parameters() if p.requires_grad],
+        lr=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
     )
     # augmentation moves the CT only: a segmentation label map would not follow
     task = get_task(getattr(model, "task", "classification"))
     transform = train_augmentation(seed) if cfg.augment and task.augment else None
     loader = make_loader(samples, cfg.batch_size, True, seed, transform)
+    if dp is not None:  # Opacus' hooks sit on the model's own layers
+        opt, loader = dp.wrap(model, opt, loader)
     last = float("nan")
-    for _ in range(epochs or cfg.local_epochs):
-        total, n = 0.0, 0
-        for batch in loader:
-            batch = _to(batch, device)
-            # the model family's own loss (fused + auxiliary terms), see MultimodalNet
-            loss, logits = model.training_loss(  # type: ignore[operator]
-                batch, batch[LABEL].float()
-            )
-            for term in extra_terms:
-                loss = loss + term(model)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.max_grad_norm > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
-            opt.step()
-            total += float(loss.detach()) * len(logits)
-            n += len(logits)
-        last = total / max(n, 1)
+    try:
+        for _ in range(epochs or cfg.local_epochs):
+            total, n = 0.0, 0
+            for batch in loader:
+                batch = _to(batch, device)
+                # the family's own loss (fused + auxiliary terms), see MultimodalNet
+                loss, logits = model.training_loss(  # type: ignore[operator]
+                    batch, batch[LABEL].float()
+                )
+                for term in extra_terms:
+                    loss = loss + term(model)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if dp is None and cfg.max_grad_norm > 0:
+                    nn.utils.clip_grad_norm_(model.parameters(), cfg.max_grad_norm)
+                opt.step()  # DP-SGD: also when Poisson sampling drew no case
+                if len(logits):
+                    total += float(loss.detach()) * len(logits)
+                    n += len(logits)
+            last = total / max(n, 1)
+    finally:
+        if dp is not None:
+            dp.close()
     return TrainResult(loss=last, num_examples=len(samples))
 
 

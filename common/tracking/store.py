@@ -5,9 +5,13 @@ Tables (every metric keyed by run, round and, per site, the site)::
     runs(run_id, name, started_at, finished_at, status, config_json,
          selected_round)
     global_metrics(run_id, round, split, metric, value)     server-side evaluation
-                                                 split: 'val' | 'test'
+                                                 split: 'val' | 'test' |
+                                                 'privacy' (dp 'central')
     site_metrics(run_id, round, site, node_id, phase, metric, value)
                                                  phase: 'train' | 'evaluate'
+    reply_keys(run_id, round, site, phase, record, kind, key)
+                                                 what each site's reply held:
+                                                 record names and keys, no values
 
 The server scores the global model on its validation set after every round
 (``split = 'val'``) and picks ``selected_round`` by the validation primary metric;
@@ -32,6 +36,7 @@ import pandas as pd
 RUN_STORE = "run.sqlite"
 VAL = "val"
 TEST = "test"
+PRIVACY = "privacy"  # dp 'central': the server's privacy accounting per round
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -43,6 +48,9 @@ CREATE TABLE IF NOT EXISTS global_metrics (
 CREATE TABLE IF NOT EXISTS site_metrics (
     run_id TEXT, round INTEGER, site TEXT, node_id TEXT, phase TEXT, metric TEXT,
     value REAL, PRIMARY KEY (run_id, round, site, phase, metric));
+CREATE TABLE IF NOT EXISTS reply_keys (
+    run_id TEXT, round INTEGER, site TEXT, phase TEXT, record TEXT, kind TEXT,
+    key TEXT, PRIMARY KEY (run_id, round, site, phase, record, key));
 """
 
 
@@ -99,8 +107,10 @@ class RunStore:
         self, run_id: str, rnd: int, metrics: Mapping[str, Any], split: str = VAL
     ) -> None:
         """Server-side metrics of round ``rnd``'s global model on ``split``."""
-        if split not in (VAL, TEST):
-            raise ValueError(f"split must be '{VAL}' or '{TEST}', not {split!r}")
+        if split not in (VAL, TEST, PRIVACY):
+            raise ValueError(
+                f"split must be '{VAL}', '{TEST}' or '{PRIVACY}', not {split!r}"
+            )
         with self._conn() as c:
             c.executemany(
                 "INSERT OR REPLACE INTO global_metrics VALUES (?, ?, ?, ?, ?)",
@@ -124,6 +134,26 @@ class RunStore:
                     for k, v in metrics.items()
                 ],
             )
+
+    def log_reply_keys(
+        self,
+        run_id: str,
+        rnd: int,
+        site: str,
+        phase: str,
+        records: list[tuple[str, str, str]],
+    ) -> None:
+        """What one site's reply held: (record name, kind, key) triples, where
+        kind is 'arrays', 'metrics' or 'config'. Names only, never values: an
+        audit of what crossed the wire."""
+        with self._conn() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO reply_keys VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(run_id, rnd, site, phase, r, kind, k) for r, kind, k in records],
+            )
+
+    def reply_keys(self, run_id: str | None = None) -> pd.DataFrame:
+        return self._frame("reply_keys", run_id)
 
     def global_frame(self, run_id: str | None = None) -> pd.DataFrame:
         return self._frame("global_metrics", run_id)

@@ -41,8 +41,10 @@ class Monai3DEncoder(Encoder):
         super().__init__()
         from monai.networks.nets import ResNet
 
+        from oncofed.common.ml.models.blocks import BasicBlock
+
         self.trunk = ResNet(
-            block="basic",
+            block=BasicBlock,
             layers=layers,
             block_inplanes=widths,
             spatial_dims=3,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from oncofed.common.ml.models.layers import Learned
 from oncofed.common.registry import Registry
 
 FUSIONS: Registry[nn.Module] = Registry("fusion head")
@@ -49,8 +50,8 @@ class LateFusion(nn.Module):
         super().__init__()
         self.modalities = modalities
         self.heads = nn.ModuleDict({m: nn.Linear(embed_dim, 1) for m in modalities})
-        self.weight_logits = nn.Parameter(torch.zeros(len(modalities)))
-        self.stacked = stacked
+        # stacked: learned weights; mean: none (every present modality counts alike)
+        self.weight_logits = Learned(len(modalities)) if stacked else None
         self.last_weights: torch.Tensor | None = None
 
     def forward(
@@ -61,9 +62,11 @@ class LateFusion(nn.Module):
         )
         mask = _presence(present, self.modalities)
         base = (
-            self.weight_logits if self.stacked else torch.zeros_like(self.weight_logits)
+            self.weight_logits(mask)
+            if self.weight_logits is not None
+            else torch.zeros_like(mask)
         )
-        w = torch.softmax(base.expand_as(mask).masked_fill(mask == 0, -1e4), dim=1)
+        w = torch.softmax(base.masked_fill(mask == 0, -1e4), dim=1)
         self.last_weights = w.detach()
         return (w * logits).sum(1)
 
@@ -85,8 +88,7 @@ class DynamicFusionTransformer(nn.Module):
         super().__init__()
         self.modalities = modalities
         heads = heads if embed_dim % heads == 0 else 1
-        self.type_embed = nn.Parameter(torch.zeros(len(modalities), embed_dim))
-        nn.init.normal_(self.type_embed, std=0.02)
+        self.type_embed = Learned(len(modalities), embed_dim, std=0.02)
         layer = nn.TransformerEncoderLayer(
             embed_dim,
             heads,
@@ -96,8 +98,7 @@ class DynamicFusionTransformer(nn.Module):
             norm_first=True,
         )
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
-        self.query = nn.Parameter(torch.zeros(1, 1, embed_dim))
-        nn.init.normal_(self.query, std=0.02)
+        self.query = Learned(1, embed_dim, std=0.02)
         self.cross = nn.MultiheadAttention(embed_dim, heads, batch_first=True)
         self.norm = nn.LayerNorm(embed_dim)
         self.head = nn.Linear(embed_dim, 1)
@@ -107,9 +108,10 @@ class DynamicFusionTransformer(nn.Module):
         self, embeddings: dict[str, torch.Tensor], present: dict[str, torch.Tensor]
     ) -> torch.Tensor:
         tokens = torch.stack([embeddings[m] for m in self.modalities], dim=1)
-        tokens = self.encoder(tokens + self.type_embed)
-        mask = _presence(present, self.modalities) == 0  # True = ignore
-        q = self.query.expand(tokens.shape[0], -1, -1)
+        presence = _presence(present, self.modalities)
+        tokens = self.encoder(tokens + self.type_embed(presence))
+        mask = presence == 0  # True = ignore
+        q = self.query(presence)
         out, w = self.cross(q, tokens, tokens, key_padding_mask=mask)
         self.last_weights = w.squeeze(1).detach()
         return self.head(self.norm(out.squeeze(1))).squeeze(1)

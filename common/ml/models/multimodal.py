@@ -22,6 +22,7 @@ from oncofed.common.keys import (
 )
 from oncofed.common.ml.models.encoders import ENCODERS, load_pretrained
 from oncofed.common.ml.models.fusion import FUSIONS
+from oncofed.common.ml.models.layers import Learned
 from oncofed.common.ml.tasks import cox_loss, get_task
 
 __all__ = ["MultimodalNet", "build_model", "cox_loss", "load_checkpoint"]
@@ -46,15 +47,15 @@ class MultimodalNet(nn.Module):
     ) -> None:
         super().__init__()
         self.contrastive_weight = contrastive_weight
+        # example-level DP: the loss must be a mean of each case's own loss
+        self.per_case_loss = False
         self.task = task
         self.modality_dropout = modality_dropout
         self.aux_weight = aux_weight
         self.modalities = tuple(encoders)
         self.encoders = nn.ModuleDict(encoders)
         self.fusion = fusion
-        self.missing = nn.ParameterDict(
-            {m: nn.Parameter(torch.zeros(embed_dim)) for m in self.modalities}
-        )
+        self.missing = nn.ModuleDict({m: Learned(embed_dim) for m in self.modalities})
         # one linear head per modality, used only for the auxiliary training loss
         self.aux_heads = nn.ModuleDict(
             {m: nn.Linear(embed_dim, 1) for m in self.modalities}
@@ -79,7 +80,7 @@ class MultimodalNet(nn.Module):
                 keep = torch.rand_like(flag) >= self.modality_dropout
                 flag = flag * keep
             z = self.encoders[m].forward_features(batch[m])  # type: ignore[operator]
-            embeddings[m] = torch.where(flag[:, None] > 0, z, self.missing[m])
+            embeddings[m] = torch.where(flag[:, None] > 0, z, self.missing[m](flag))
             present[m] = flag
         return embeddings, present
 
@@ -104,7 +105,11 @@ class MultimodalNet(nn.Module):
         if self.aux_weight > 0 and len(self.modalities) > 1:
             for m in self.modalities:
                 aux = self.aux_heads[m](embeddings[m]).squeeze(1)
-                loss = loss + self.aux_weight * task.loss(aux, batch, present[m])
+                term = task.loss(aux, batch, present[m])
+                if self.per_case_loss:  # a mean over the batch, not over the
+                    # cases that have m: each case's share then depends on it alone
+                    term = term * present[m].sum().clamp(min=1.0) / len(aux)
+                loss = loss + self.aux_weight * term
         if self.contrastive_weight > 0:
             loss = loss + self.contrastive_weight * self.alignment_loss(
                 embeddings, present
@@ -146,8 +151,11 @@ def build_model(
     cfg: ModelConfig,
     image_depth: int = 16,
     input_dims: dict[str, int] | None = None,
+    private: bool = False,
 ) -> MultimodalNet:
-    """Create the network named by ``cfg`` (weights random unless ``pretrained``).
+    """Create the network named by ``cfg`` (weights random unless ``pretrained``);
+    ``private``: made trainable with example-level DP-SGD
+    (:func:`common.ml.privacy.private_model`), for run-config ``dp = "sample"``.
 
     ``input_dims``: feature sizes of the tabular modalities (``clinical``,
     ``genomics``) from the data's schema (:func:`common.data.schema.load_schema`);
@@ -193,7 +201,7 @@ def build_model(
     fusion = FUSIONS.create(
         cfg.fusion, modalities=tuple(encoders), embed_dim=cfg.embed_dim
     )
-    return MultimodalNet(
+    model = MultimodalNet(
         encoders,
         fusion,
         cfg.embed_dim,
@@ -202,6 +210,11 @@ def build_model(
         cfg.contrastive_weight,
         cfg.task,
     )
+    if private:
+        from oncofed.common.ml.privacy import private_model
+
+        return private_model(model)  # type: ignore[return-value]
+    return model
 
 
 def load_checkpoint(path: str | Path) -> tuple[MultimodalNet, Any, dict]:
@@ -212,6 +225,11 @@ def load_checkpoint(path: str | Path) -> tuple[MultimodalNet, Any, dict]:
 
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     cfg = from_run_config(ckpt["config"])
-    model = build_model(cfg.model, cfg.data.image_depth, ckpt.get("input_dims"))
+    model = build_model(
+        cfg.model,
+        cfg.data.image_depth,
+        ckpt.get("input_dims"),
+        private=cfg.privacy.per_example,
+    )
     model.load_state_dict(ckpt["state_dict"])
     return model.eval(), cfg, ckpt
