@@ -93,7 +93,8 @@ def federated_auc(eps: float | None, seed: int, work: Path) -> float:
         auc = test_auc(run_root)
     except (StopIteration, TypeError) as err:
         tail = (out.stdout + out.stderr)[-3000:]
-        raise SystemExit(f"run eps={eps} seed={seed} left no test AUC:\n{tail}") from err
+        what = f"run eps={eps} seed={seed}"
+        raise SystemExit(f"{what} left no test AUC:\n{tail}") from err
     print(
         f"  {'no DP' if eps is None else f'eps {eps:g}':>8}  seed {seed}: "
         f"test AUC {auc:.3f}  ({time.time() - t:.0f} s)",
