@@ -115,9 +115,15 @@ def epsilon_of(
     history: list[tuple[float, float, int]], delta: float, accountant: str
 ) -> float:
     """Opacus' epsilon at ``delta`` for an accountant ``history`` of
-    (noise multiplier, sample rate, steps)."""
+    (noise multiplier, sample rate, steps) (cached: the PRV accountant takes
+    about a second, and sites of one size share their histories)."""
+    return _epsilon(tuple(map(tuple, history)), delta, accountant)
+
+
+@functools.lru_cache(maxsize=256)
+def _epsilon(history: tuple, delta: float, accountant: str) -> float:
     acc = _accountant(accountant)
-    acc.history = list(history)
+    acc.history = [tuple(h) for h in history]
     with _quiet():
         return float(acc.get_epsilon(delta=delta))
 
@@ -206,9 +212,9 @@ def plan(n: int, cfg: OncoFedConfig) -> Plan:
 def check_budget(ledger: Ledger, p: Plan) -> None:
     """Refuse a round that would take the site past its epsilon."""
     after = ledger.add(p.noise, p.sample_rate, p.steps_per_round)
-    spent = ledger.epsilon(p.delta, p.accountant)
     eps = after.epsilon(p.delta, p.accountant)
     if eps > p.target_epsilon * (1 + 1e-6):
+        spent = ledger.epsilon(p.delta, p.accountant)
         raise BudgetSpent(
             f"privacy budget spent: another round would take epsilon from "
             f"{spent:.3f} to {eps:.3f}, above dp-epsilon = {p.target_epsilon} "
