@@ -97,26 +97,31 @@ def federated_auc(eps: float | None, seed: int, work: Path) -> float:
         what = f"run eps={eps} seed={seed}"
         raise SystemExit(f"{what} left no test AUC:\n{tail}") from err
     print(
-        f"  {'no DP' if eps is None else f'eps {eps:g}':>8}  seed {seed}: "
-        f"test AUC {auc:.3f}  ({time.time() - t:.0f} s)",
+        f"  {_label(eps)}  seed {seed}: test AUC {auc:.3f}  ({time.time() - t:.0f} s)",
         flush=True,
     )
     return auc
 
 
+def _label(eps: float | None) -> str:
+    return f"{'no DP' if eps is None else f'eps {eps:g}':>8}"
+
+
+def _row(eps: float | None, name: str, values: list[float]) -> dict:
+    """One budget's per-seed values with their mean and sd."""
+    return {
+        "dp_epsilon": eps,
+        name: values,
+        "mean": statistics.mean(values),
+        "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
+    }
+
+
 def part_auc(epsilons: list[float], seeds: list[int], work: Path) -> list[dict]:
-    rows = []
-    for eps in [None, *epsilons]:
-        values = [federated_auc(eps, s, work) for s in seeds]
-        rows.append(
-            {
-                "dp_epsilon": eps,
-                "test_auc_per_seed": values,
-                "mean": statistics.mean(values),
-                "sd": statistics.stdev(values) if len(values) > 1 else 0.0,
-            }
-        )
-    return rows
+    return [
+        _row(eps, "test_auc_per_seed", [federated_auc(eps, s, work) for s in seeds])
+        for eps in [None, *epsilons]
+    ]
 
 
 def _site(cfg):
@@ -236,16 +241,9 @@ def part_attack(epsilons: list[float], seeds: list[int], n_sites: int) -> list[d
     rows = []
     for eps in [None, *epsilons]:
         rates = [attack_success(eps, s, n_sites) for s in seeds]
-        rows.append(
-            {
-                "dp_epsilon": eps,
-                "success_per_seed": rates,
-                "mean": statistics.mean(rates),
-                "sd": statistics.stdev(rates) if len(rates) > 1 else 0.0,
-            }
-        )
+        rows.append(_row(eps, "success_per_seed", rates))
         print(
-            f"  {'no DP' if eps is None else f'eps {eps:g}':>8}: label guessed at "
+            f"  {_label(eps)}: label guessed at "
             f"{statistics.mean(rates):.0%} of {n_sites} one-case sites "
             f"(per seed {', '.join(f'{r:.0%}' for r in rates)})",
             flush=True,
@@ -283,10 +281,7 @@ def main() -> int:
             result["auc"] = part_auc(epsilons, seeds, Path(tmp))
             for row in result["auc"]:
                 eps = row["dp_epsilon"]
-                print(
-                    f"  {'no DP' if eps is None else f'eps {eps:g}':>8}: "
-                    f"{row['mean']:.3f} ± {row['sd']:.3f}"
-                )
+                print(f"  {_label(eps)}: {row['mean']:.3f} ± {row['sd']:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
