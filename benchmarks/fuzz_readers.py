@@ -38,6 +38,7 @@ from oncofed.common.experiments.fuzz import (
     FuzzReport,
     cbioportal_download,
     dicom_download,
+    flamby_download,
     fuzz_folder,
     nifti_download,
     prepare_reader,
@@ -92,6 +93,10 @@ def main() -> int:
              cbioportal_download(raw, tmp / "cbio")),
             ("prepare lits17 (NIfTI)", "lits17", nifti_download(tmp / "lits")),
             ("prepare crlm (DICOM)", "crlm", dicom_download(SHARED, tmp / "crlm")),
+            ("prepare crlm (DICOM, Excel table)", "crlm",
+             dicom_download(SHARED, tmp / "crlm-xlsx", excel=True)),
+            ("prepare tcga_brca_flamby (FLamby CSVs)", "tcga_brca_flamby",
+             flamby_download(SHARED, tmp / "flamby")),
         ]  # fmt: skip
         reports: list[tuple[str, FuzzReport]] = [("load_site", site_report)]
         for k, (name, dataset, folder) in enumerate(downloads):

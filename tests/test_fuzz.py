@@ -89,12 +89,15 @@ def test_a_repeated_clinical_line_is_named_though_no_case_is_lost(
     assert f"line {len(lines) + 1}" in q.reason and "duplicate" in q.reason
 
 
-@pytest.mark.parametrize("kind", ["gdc", "cbioportal", "nifti", "dicom"])
+@pytest.mark.parametrize(
+    "kind", ["gdc", "cbioportal", "nifti", "dicom", "excel", "flamby"]
+)
 def test_damaged_downloads_never_crash_prepare(kind, tmp_path):
     """``oncofed prepare`` on a damaged download finishes or refuses clearly."""
     from oncofed.common.experiments.fuzz import (
         cbioportal_download,
         dicom_download,
+        flamby_download,
         nifti_download,
         prepare_reader,
     )
@@ -102,14 +105,17 @@ def test_damaged_downloads_never_crash_prepare(kind, tmp_path):
     from tests.conftest import SHARED_DATA
 
     dataset = {"gdc": "tcga_lihc", "cbioportal": "tcga_lihc", "nifti": "lits17",
-               "dicom": "crlm"}[kind]  # fmt: skip
+               "dicom": "crlm", "excel": "crlm",
+               "flamby": "tcga_brca_flamby"}[kind]  # fmt: skip
     if kind in ("gdc", "cbioportal"):
         raw = write_tcga_export(tmp_path / "raw", num_sites=2, patients_per_site=15)
         folder = raw if kind == "gdc" else cbioportal_download(raw, tmp_path / "cb")
     elif kind == "nifti":
         folder = nifti_download(tmp_path / "lits")
+    elif kind == "flamby":
+        folder = flamby_download(SHARED_DATA, tmp_path / "flamby")
     else:
-        folder = dicom_download(SHARED_DATA, tmp_path / "crlm")
+        folder = dicom_download(SHARED_DATA, tmp_path / "crlm", excel=kind == "excel")
     files = sorted(p.name for p in folder.iterdir() if p.is_file())
     report = fuzz_folder(
         folder, files, prepare_reader(tmp_path, dataset), cases=12, seed=3

@@ -727,3 +727,20 @@ def test_flamby_bad_cell_quarantines_one_patient_not_the_run(tmp_path):
     reasons = [q["reason"] for q in report["quarantined"]]
     assert any("'12x' is not a number" in r for r in reasons)
     assert any("E = '2'" in r for r in reasons)
+
+
+def test_flamby_damaged_line_quarantines_its_patient_by_line(tmp_path):
+    """A stray delimiter in one line of brca.csv (as an editor leaves it) costs
+    that patient only, quarantined with the file's line number."""
+    root = tmp_path / "brca"
+    shutil.copytree(BRCA, root)
+    (root / "brca.csv").chmod(0o644)
+    lines = (root / "brca.csv").read_text().split("\n")
+    lines[5] = lines[5] + ",extra"  # line 6: one field too many
+    (root / "brca.csv").write_text("\n".join(lines))
+    report = prepare(
+        "tcga_brca_flamby", root, tmp_path / "out", PrepareOptions(), False
+    )
+    assert report["cases_kept"] == 1088 - 1
+    (bad,) = [q for q in report["quarantined"] if "line 6" in q["reason"]]
+    assert bad["path"].endswith("brca.csv")

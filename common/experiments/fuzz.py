@@ -223,9 +223,9 @@ def cbioportal_download(raw: Path, out: Path) -> Path:
     return out
 
 
-def dicom_download(shared_data: Path, out: Path) -> Path | None:
+def dicom_download(shared_data: Path, out: Path, excel: bool = False) -> Path | None:
     """The real 3-slice liver CT with its DICOM-SEG from ``shared_data`` (None
-    when it is not there) and a clinical table."""
+    when it is not there) and a clinical table (``excel``: as a user's ``.xlsx``)."""
     src = shared_data / "dcmqi_liver_ct3slice_seg"
     if not src.is_dir():
         return None
@@ -233,7 +233,26 @@ def dicom_download(shared_data: Path, out: Path) -> Path | None:
     for k, f in enumerate(sorted((src / "ct-3slice").glob("*.dcm"))):
         shutil.copy(f, out / f"slice{k}.dcm")
     shutil.copy(src / "liver.dcm", out / "seg.dcm")
-    (out / "clinical.csv").write_text("PatientID,age,sex\n99000,61,F\n")
+    if excel:
+        import pandas as pd
+
+        table = pd.DataFrame({"PatientID": ["99000"], "age": [61], "sex": ["F"]})
+        table.to_excel(out / "clinical.xlsx", index=False)
+    else:
+        (out / "clinical.csv").write_text("PatientID,age,sex\n99000,61,F\n")
+    return out
+
+
+def flamby_download(shared_data: Path, out: Path) -> Path | None:
+    """FLamby's real Fed-TCGA-BRCA files (``brca.csv``, ``centers.csv``,
+    ``train_test_split.csv``) from ``shared_data`` (None when not there)."""
+    src = shared_data / "flamby_tcga_brca"
+    if not src.is_dir():
+        return None
+    out.mkdir(parents=True)
+    for name in ("brca.csv", "centers.csv", "train_test_split.csv"):
+        if (src / name).is_file():
+            shutil.copy(src / name, out / name)
     return out
 
 

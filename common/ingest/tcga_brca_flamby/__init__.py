@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from oncofed.common.data.rows import Rows, read_rows
 from oncofed.common.data.schema import ColumnSpec
 from oncofed.common.errors import DataError
 from oncofed.common.ingest import DATASETS
@@ -32,10 +33,24 @@ from oncofed.common.ingest.prepare import (
 )
 from oncofed.common.ingest.tcga.barcode import patient_barcode, tss_code
 from oncofed.common.ingest.tcga.reader import slug
-from oncofed.common.ingest.text import read_table
 from oncofed.common.quarantine import Quarantined
 
 NAME = "tcga_brca_flamby"
+
+
+def _rows(path: Path, key: str, needed: tuple[str, ...]) -> Rows:
+    """``path``'s readable rows (FLamby writes comma-separated files); a header
+    without ``key`` or a ``needed`` column is refused naming the file."""
+    rows = read_rows(path, ",", key)
+    missing = [c for c in needed if c not in rows.columns]
+    if missing:
+        raise DataError(
+            path,
+            "header",
+            f"no column {', '.join(map(repr, missing))}",
+            "point --root at FLamby's unmodified fed_tcga_brca files",
+        )
+    return rows
 
 
 def _find(root: Path, columns: set[str]) -> Path | None:
@@ -72,20 +87,29 @@ class TcgaBrcaFlamby(PreparableDataset):
                 )
         assert table is not None and split_file is not None
         progress(table.name)
-        frame = read_table(table)
-        split_rows = read_table(split_file)
-        split = dict(zip(split_rows["pid"], split_rows["fold2"], strict=True))
+        # line by line: a damaged line costs its own row, named by file and line
+        frame = _rows(table, "pid", ("E", "T"))
+        split_rows = _rows(split_file, "pid", ("fold2",))
+        split = {r["pid"]: r["fold2"] for r in split_rows.rows}
         progress(split_file.name)
         regions = {}
+        quarantined: list[Quarantined] = [
+            Quarantined(b.key, b.path, f"line {b.line}: {b.reason}", "line")
+            for b in (*frame.bad, *split_rows.bad)
+        ]
         if centers is not None:
-            c = pd.read_csv(centers, dtype=str, keep_default_na=False)
-            regions = dict(zip(c["TSS Code"].str.upper(), c["Region"], strict=True))
+            centre_rows = _rows(centers, "TSS Code", ("Region",))
+            regions = {r["TSS Code"].upper(): r["Region"] for r in centre_rows.rows}
+            quarantined += [
+                Quarantined("", b.path, f"line {b.line}: {b.reason} (TSS code "
+                            f"{b.key!r} left without a region)", "line")
+                for b in centre_rows.bad
+            ]  # fmt: skip
             progress(centers.name)
         features = [c for c in frame.columns if c not in ("pid", "E", "T")]
         cases: list[Case] = []
-        quarantined: list[Quarantined] = []
         site_regions: dict[int, Counter[str]] = {}
-        for row in frame.to_dict("records"):
+        for row in frame.rows:
             pid = str(row["pid"])
             barcode = patient_barcode(pid)
             if barcode is None:
