@@ -23,7 +23,10 @@ Three measurements, each selectable with ``--parts`` (default: all three):
     the attacker reads the change of the fusion head's bias in the site's update
     and guesses "positive" when it rose. Success rate without DP and with DP-SGD at
     each ``--epsilons`` (the whole budget spent in that one round: the attacker's
-    best case), over ``--seeds`` seeds. 50 % is guessing.
+    best case), over ``--seeds`` seeds. 50 % is guessing. With SecAgg+ the
+    server sees only the sum of the sites' updates (``tests/test_dp.py`` checks
+    that it holds no single one), so its best guess is the sum's sign for every
+    site.
 
 The synthetic generator puts a learnable lesion signal in CT and clinical data;
 what DP costs here is what noise costs on that signal, not a clinical figure.
@@ -222,7 +225,7 @@ def attack_success(eps: float | None, seed: int, n_sites: int) -> float:
     start = to_arrays(
         build_model(cfg.model, cfg.data.image_depth, site.input_dims, private=private)
     )
-    right = 0
+    deltas, labels = [], []
     for k, case in enumerate(cases):
         model = build_model(
             cfg.model, cfg.data.image_depth, site.input_dims, private=private
@@ -232,16 +235,26 @@ def attack_success(eps: float | None, seed: int, n_sites: int) -> float:
         dp = DPSGD(plan(1, cfg), Ledger()) if private else None
         torch.manual_seed(seed * 1000 + k)
         train_local(model, [case], cfg.train, resolve_device("cpu"), seed + k, dp=dp)
-        guess = 1.0 if float((_head_bias(model) - before).sum()) > 0 else 0.0
-        right += int(guess == float(case["label"]))
-    return right / len(cases)
+        deltas.append(float((_head_bias(model) - before).sum()))
+        labels.append(float(case["label"]))
+    alone = sum((d > 0) == (y == 1.0) for d, y in zip(deltas, labels, strict=True))
+    # SecAgg+ shows the server the sum of the (one-case, so equally weighted)
+    # updates only: one guess, the sum's sign, for every site
+    summed = sum((sum(deltas) > 0) == (y == 1.0) for y in labels)
+    return alone / len(cases), summed / len(cases)
 
 
 def part_attack(epsilons: list[float], seeds: list[int], n_sites: int) -> list[dict]:
     rows = []
     for eps in [None, *epsilons]:
-        rates = [attack_success(eps, s, n_sites) for s in seeds]
+        both = [attack_success(eps, s, n_sites) for s in seeds]
+        rates = [a for a, _ in both]
         rows.append(_row(eps, "success_per_seed", rates))
+        rows[-1]["with_secagg"] = _row(eps, "success_per_seed", [b for _, b in both])
+        print(
+            f"  {_label(eps)} + SecAgg+: label guessed at "
+            f"{statistics.mean(b for _, b in both):.0%} (the sum's sign for all)"
+        )
         print(
             f"  {_label(eps)}: label guessed at "
             f"{statistics.mean(rates):.0%} of {n_sites} one-case sites "

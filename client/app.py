@@ -29,6 +29,13 @@ from flwr.app import (
 )
 from flwr.clientapp import ClientApp
 
+from oncofed.client.legacy import (
+    legacy_kind,
+    legacy_reply,
+    secure_aggregation,
+    sent_arrays,
+    sent_config,
+)
 from oncofed.client.site import site_data, site_label
 from oncofed.common import keys
 from oncofed.common.config import OncoFedConfig, from_run_config, sweep_run_config
@@ -51,6 +58,7 @@ from oncofed.common.ml.weights import (
     arrays_to_bytes,
     bytes_to_arrays,
     load_arrays,
+    named_arrays,
     norm_arrays,
     restore_norm,
     to_arrays,
@@ -77,15 +85,23 @@ def central_dp_clipping(msg: Message, context: Context, call_next) -> Message:
     return mod(msg, context, call_next)
 
 
-app = ClientApp(mods=[central_dp_clipping])
+# secure aggregation outermost: its key-exchange stages never reach the app
+app = ClientApp(mods=[secure_aggregation, central_dp_clipping])
 
 
 LOCAL_NORM = "local-norm"  # this site's own normalisation layers (FedBN)
 
 
+def _sent(msg: Message) -> ConfigRecord | None:
+    """The server's ConfigRecord (the legacy record under secure aggregation)."""
+    if legacy_kind(msg) is not None:
+        return sent_config(msg)
+    return msg.content.config_records.get(keys.CONFIG)
+
+
 def _sweep_index(msg: Message) -> int | None:
     """Which entry of run-config ``sweep`` the server is training (None: no sweep)."""
-    sent = msg.content.config_records.get(keys.CONFIG)
+    sent = _sent(msg)
     index = sent.get(keys.SWEEP_INDEX) if sent is not None else None
     return None if index is None else int(index)  # type: ignore[arg-type]
 
@@ -99,7 +115,8 @@ def _config(msg: Message, context: Context) -> OncoFedConfig:
 
 def _server_round(msg: Message) -> int:
     """The round the server's ``train`` message is for (0 if it names none)."""
-    value = msg.content.config_records[keys.CONFIG].get(keys.SERVER_ROUND, 0)
+    sent = _sent(msg)
+    value = sent.get(keys.SERVER_ROUND, 0) if sent is not None else 0
     return int(cast(int, value))
 
 
@@ -118,7 +135,10 @@ def _setup(msg: Message, context: Context, cfg: OncoFedConfig):
         data.input_dims,
         private=cfg.privacy.per_example,
     )
-    arrays: ArrayRecord = msg.content[keys.ARRAYS]  # type: ignore[assignment]
+    if legacy_kind(msg) is not None:  # secure aggregation: unnamed, in order
+        arrays = named_arrays(model, sent_arrays(msg))
+    else:
+        arrays = msg.content[keys.ARRAYS]  # type: ignore[assignment]
     load_arrays(model, arrays)
     norm_key = _norm_state_key(msg)
     if cfg.model.norm_layers == "local" and norm_key in context.state:
@@ -170,6 +190,8 @@ def _reply(
     site = site_label(dict(context.node_config), context.node_id, data.name)
     if cfg.privacy.dp == "central":  # the server's mean weighs every site alike
         metrics = {**metrics, keys.UNIT_WEIGHT: 1.0}
+    if legacy_kind(msg) is not None:  # secure aggregation's record layout
+        return legacy_reply(msg, arrays, _withhold(metrics, samples, cfg), site)
     content = RecordDict(
         {
             keys.METRICS: MetricRecord(_withhold(metrics, samples, cfg)),
@@ -270,7 +292,7 @@ def train(msg: Message, context: Context) -> Message:
     if cfg.model.family == "xgboost":
         return _xgb_train(msg, context, cfg)
     data, model, device = _setup(msg, context, cfg)
-    config = msg.content.config_records[keys.CONFIG]
+    config = _sent(msg) or ConfigRecord()
     server_round = _server_round(msg)
     samples = data.split("train")
     terms = []

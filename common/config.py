@@ -293,6 +293,15 @@ class PrivacyConfig:
         ),
     )
 
+    secure_aggregation: bool = field(
+        default=False,
+        metadata=_key(
+            "secure-aggregation",
+            "SecAgg+ (Flower's): the server only ever unmasks the sum of the "
+            "sites' weighted updates",
+        ),
+    )
+
     @property
     def per_example(self) -> bool:
         """Example-level DP-SGD at the sites (``dp = "sample"``)."""
@@ -527,6 +536,23 @@ DP_MODES = ("off", "sample", "central")
 CLIPPING = ("server-fixed", "client-fixed", "server-adaptive", "client-adaptive")
 
 
+def _validate_secure(cfg: OncoFedConfig, need: Any) -> None:
+    """SecAgg+ sums FedAvg's weighted updates of a neural model (Flower's legacy
+    workflow: :mod:`server.secure`)."""
+    why = "secure-aggregation (SecAgg+) runs"
+    need(
+        cfg.federation.strategy == "fedavg",
+        "strategy",
+        f"{why} FedAvg's weighted sum only: use fedavg",
+    )
+    need(
+        cfg.privacy.dp != "central",
+        "dp",
+        f"{why} without Flower's central-DP wrappers: use dp 'sample' or 'off'",
+    )
+    need(cfg.run.sweep == "", "sweep", f"{why} one model per run")
+
+
 def _validate_central(cfg: OncoFedConfig, need: Any) -> None:
     """Site-level DP on the server's aggregate: a plain mean of clipped updates
     plus Gaussian noise (Flower's wrappers), accounted per round."""
@@ -548,6 +574,8 @@ def _validate_dp(cfg: OncoFedConfig, need: Any) -> None:
     look_up_option(dp.dp, DP_MODES, "dp")
     look_up_option(dp.dp_accountant, ("prv", "rdp"), "dp-accountant")
     look_up_option(dp.dp_clipping, CLIPPING, "dp-clipping")
+    if dp.secure_aggregation:
+        _validate_secure(cfg, need)
     if dp.dp == "central":
         _validate_central(cfg, need)
     if dp.dp != "sample":

@@ -18,6 +18,7 @@ import time
 from functools import lru_cache
 from logging import ERROR, INFO, WARNING
 from pathlib import Path
+from typing import Any
 
 from flwr.app import ConfigRecord, Context
 from flwr.common.logger import log
@@ -43,6 +44,7 @@ from oncofed.common.ml.weights import bytes_to_arrays, to_arrays
 from oncofed.common.paths import default_runs_dir
 from oncofed.common.tracking.store import RUN_STORE, RunStore
 from oncofed.server.evaluation import ServerEvaluator, XgbEvaluator
+from oncofed.server.secure import federate_secure
 from oncofed.server.strategies import (
     STRATEGIES,
     RecordingStrategy,
@@ -101,7 +103,7 @@ def main(grid: Grid, context: Context) -> None:
     cfg = from_run_config(run_config)
     entries = parse_sweep(cfg.run.sweep)
     if not entries:
-        train_model(grid, cfg, str(context.run_id), None)
+        train_model(grid, context, cfg, str(context.run_id), None)
         return
     failed = []
     for k, overrides in enumerate(entries):
@@ -114,7 +116,8 @@ def main(grid: Grid, context: Context) -> None:
         )
         entry_cfg = from_run_config(sweep_run_config(run_config, k))
         try:
-            train_model(grid, entry_cfg, f"{context.run_id}-{sweep_label(k)}", k)
+            run_id = f"{context.run_id}-{sweep_label(k)}"
+            train_model(grid, context, entry_cfg, run_id, k)
         except Exception as err:  # one entry failing must not cost the others
             log(ERROR, "OncoFed | sweep entry %d failed: %r", k + 1, err)
             failed.append(k + 1)
@@ -123,7 +126,11 @@ def main(grid: Grid, context: Context) -> None:
 
 
 def train_model(
-    grid: Grid, cfg: OncoFedConfig, run_id: str, sweep_index: int | None
+    grid: Grid,
+    context: Context,
+    cfg: OncoFedConfig,
+    run_id: str,
+    sweep_index: int | None,
 ) -> None:
     """Federate one model: initial weights, ``num-server-rounds`` rounds of the
     strategy, server-side evaluation and checkpoints after each."""
@@ -134,7 +141,7 @@ def train_model(
     log(INFO, "OncoFed | run directory: %s", run_dir)
     status = "failed"
     try:
-        _federate(grid, cfg, store, run_id, run_dir, sweep_index)
+        _federate(grid, context, cfg, store, run_id, run_dir, sweep_index)
         status = "finished"
     finally:
         store.finish_run(run_id, status)
@@ -143,6 +150,7 @@ def train_model(
 
 def _federate(
     grid: Grid,
+    context: Context,
     cfg: OncoFedConfig,
     store: RunStore,
     run_id: str,
@@ -170,16 +178,26 @@ def _federate(
         rounds,
     )
     _warn_if_too_few_nodes(grid, cfg, len(dataset.sites))
-    strategy.start(
-        grid=grid,
-        initial_arrays=_initial_arrays(cfg, input_dims),
-        num_rounds=rounds,
-        timeout=cfg.federation.round_timeout,
-        train_config=to_sites,
-        evaluate_config=to_sites,
-        evaluate_fn=evaluator,
-    )
-    _log_site_table(strategy, cfg)
+    initial = _initial_arrays(cfg, input_dims)
+    recorder: Any = strategy
+    if cfg.privacy.secure_aggregation:  # SecAgg+: Flower's legacy workflow
+        log(
+            INFO, "OncoFed | secure aggregation: SecAgg+ (the server unmasks sums only)"
+        )
+        recorder = federate_secure(
+            grid, context, cfg, evaluator, store, run_id, initial, dict(to_sites)
+        )
+    else:
+        strategy.start(
+            grid=grid,
+            initial_arrays=initial,
+            num_rounds=rounds,
+            timeout=cfg.federation.round_timeout,
+            train_config=to_sites,
+            evaluate_config=to_sites,
+            evaluate_fn=evaluator,
+        )
+    _log_site_table(recorder, cfg)
     selection = evaluator.finish()  # the only time the test set is read
     if selection is not None:
         log(INFO, "OncoFed | %s", selection.line())
@@ -256,7 +274,7 @@ def _warn_if_too_few_nodes(grid: Grid, cfg: OncoFedConfig, n_sites: int) -> None
         )
 
 
-def _log_site_table(strategy: RecordingStrategy, cfg: OncoFedConfig) -> None:
+def _log_site_table(strategy: Any, cfg: OncoFedConfig) -> None:
     evaluated = strategy.last_site_metrics.get("evaluate", {})
     if not evaluated:
         log(INFO, "OncoFed | no per-site evaluation (fraction-evaluate = 0)")

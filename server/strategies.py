@@ -142,7 +142,7 @@ def _site_of(msg: Message) -> str:
     return str(site[keys.SITE_ID]) if site else f"node-{msg.metadata.src_node_id}"
 
 
-def _held(msg: Message) -> list[tuple[str, str, str]]:
+def held(msg: Message) -> list[tuple[str, str, str]]:
     """(record name, kind, key) of everything a reply holds."""
     content = msg.content
     return [
@@ -200,7 +200,7 @@ class RecordingStrategy(Strategy):
             self.store.log_site(
                 self.run_id, rnd, site, str(msg.metadata.src_node_id), phase, metrics
             )
-            self.store.log_reply_keys(self.run_id, rnd, site, phase, _held(msg))
+            self.store.log_reply_keys(self.run_id, rnd, site, phase, held(msg))
             self.last_site_metrics.setdefault(phase, {})[site] = metrics
         return replies
 

@@ -193,3 +193,52 @@ def test_dp_run_records_each_sites_epsilon_every_round(
             assert again == pytest.approx(m["dp-epsilon"], rel=0.01), (site, r)
         # the training cases are what DP protects: no noiseless figure of them
         assert rounds[3]["auc"] is None and rounds[3]["loss"] is None
+
+
+@pytest.mark.slow
+def test_secure_aggregation_gives_fedavgs_model_from_masked_updates_only(
+    processes, small_dataset, tmp_path
+):
+    """SecAgg+ with DP-SGD: the same global model as the same run without
+    SecAgg+ (within its quantisation), while every reply the server received
+    held its weights only as a masked vector (no array record with a weight)."""
+    _superlink(processes, simulation=True)
+    models = {}
+    for secure in ("true", "false"):
+        run_root = tmp_path / f"secure-{secure}"
+        log = _flwr_run(
+            processes,
+            "oncofed-test",
+            f"num-server-rounds=1 num-sites={SMALL_SITES} local-epochs=1 "
+            f"dp='sample' secure-aggregation={secure} run-dir='{run_root}'",
+            "--federation-config",
+            f"num-supernodes={SMALL_SITES}",
+        )
+        assert "OncoFed | round 1/1" in log, log[-4000:]
+        (ckpt,) = run_root.glob("*/checkpoints/last.pt")
+        models[secure] = torch.load(ckpt, weights_only=True)["state_dict"]
+        with sqlite3.connect(next(run_root.glob("*/run.sqlite"))) as db:
+            held = db.execute(
+                "SELECT phase, record, kind, key FROM reply_keys"
+            ).fetchall()
+            eps = db.execute(
+                "SELECT COUNT(*) FROM site_metrics WHERE metric = 'dp-epsilon'"
+            ).fetchone()[0]
+        assert eps == SMALL_SITES  # each site's epsilon reached the run store
+        arrays = [h for h in held if h[2] == "arrays"]
+        if secure == "true":
+            assert not arrays, arrays  # no weight ever arrived unmasked
+            assert (
+                "secagg",
+                "secaggplus_configs",
+                "config",
+                "masked_params",
+            ) in held
+        else:
+            assert arrays  # without SecAgg+ the server holds each site's weights
+    secure, plain = models["true"], models["false"]
+    assert set(secure) == set(plain)
+    diff = max(
+        float((secure[k].double() - plain[k].double()).abs().max()) for k in plain
+    )
+    assert diff < 2e-4, diff  # quantised to 2^22 levels over +-8 x weight share

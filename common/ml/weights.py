@@ -92,3 +92,23 @@ def arrays_to_bytes(arrays: ArrayRecord) -> bytes:
     if not len(arrays):
         return b""
     return bytes(next(iter(arrays.values())).numpy().tobytes())
+
+
+def named_arrays(model: nn.Module, ndarrays: list) -> ArrayRecord:
+    """Unnamed arrays in :func:`to_arrays`' order (Flower's legacy ``Parameters``,
+    as SecAgg+ delivers them) as an ArrayRecord named after ``model``'s tensors."""
+    import numpy as np
+
+    state = shared_state(model)
+    names = list(state)
+    if len(names) != len(ndarrays):
+        raise KeyError(
+            f"received {len(ndarrays)} arrays for a model of {len(names)} tensors: "
+            "server and site run different model configs"
+        )
+    return ArrayRecord(
+        {
+            n: torch.from_numpy(np.array(a).reshape(state[n].shape))  # (1,) -> ()
+            for n, a in zip(names, ndarrays, strict=True)
+        }
+    )

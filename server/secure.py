@@ -1,0 +1,165 @@
+"""Secure aggregation (run-config ``secure-aggregation = true``): SecAgg+.
+
+Flower 1.41 runs SecAgg+ only through its legacy workflow API, so this run
+drives ``DefaultWorkflow(fit_workflow=SecAggPlusWorkflow(...))`` with a legacy
+FedAvg instead of the Message-API strategy. Each site masks its weighted update
+(``num-examples`` x weights, quantised within +/- ``clipping_range``) with
+pairwise masks agreed through Diffie-Hellman key exchange and secret sharing; the
+server adds the masked vectors and removes the masks of the sum only. It never
+holds one site's unmasked update: what the legacy strategy's ``aggregate_fit``
+receives is the unmasked *sum*, handed to it once per replying site.
+
+Each site's metrics (already withheld below ``min-report-n``) still reach the
+server in the clear and go to the run store as usual; the server-side
+evaluation, checkpoints and model selection are the same as in
+:mod:`server.app`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from flwr.app import Array, ArrayRecord, Context
+from flwr.common import ndarrays_to_parameters
+from flwr.serverapp import Grid
+
+from oncofed.common import keys
+from oncofed.common.config import OncoFedConfig
+from oncofed.common.tracking.store import RunStore
+
+log = logging.getLogger(__name__)
+
+# every sampled site shares its key with every other (SecAgg); a mask is rebuilt
+# when 2/3 of them answer: fine for hospital-sized federations
+NUM_SHARES = 1.0
+RECONSTRUCTION_THRESHOLD = 0.67
+
+
+class AuditGrid:
+    """``grid`` recording what every reply the server receives holds: record
+    names and keys (never values) in the run store's ``reply_keys`` under phase
+    ``secagg``. Arrays a SecAgg+ site masked leave as an empty ArrayRecord (the
+    masked vector travels as bytes in the ``secaggplus`` ConfigRecord), so no
+    weight name appears there: the audit shows that no unmasked update arrived."""
+
+    def __init__(self, grid: Grid, store: RunStore, run_id: str) -> None:
+        self._grid = grid
+        self._store = store
+        self._run_id = run_id
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._grid, name)
+
+    def send_and_receive(self, messages: Any, *, timeout: float | None = None) -> Any:
+        from oncofed.server.strategies import held
+
+        replies = list(self._grid.send_and_receive(messages, timeout=timeout))
+        for msg in replies:
+            if msg.has_content():
+                rnd = int(msg.metadata.group_id or 0)
+                node = f"node-{msg.metadata.src_node_id}"
+                self._store.log_reply_keys(self._run_id, rnd, node, "secagg", held(msg))
+        return replies
+
+
+def _scalars(metrics: dict) -> dict[str, float]:
+    return {k: float(v) for k, v in metrics.items() if k != keys.SITE_ID}
+
+
+def federate_secure(
+    grid: Grid,
+    context: Context,
+    cfg: OncoFedConfig,
+    evaluator: Any,
+    store: RunStore,
+    run_id: str,
+    initial: ArrayRecord,
+    to_sites: dict,
+) -> Any:
+    """Run ``num-server-rounds`` rounds of FedAvg under SecAgg+; returns the
+    strategy (its ``last_site_metrics`` feed the final per-site table)."""
+    from flwr.server import LegacyContext, ServerConfig
+    from flwr.server.strategy import FedAvg
+    from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
+
+    names = list(initial.keys())
+    shapes = [
+        a.shape for a in initial.to_numpy_ndarrays()
+    ]  # sites send scalars as (1,)
+    fed = cfg.federation
+
+    def named(ndarrays: list[np.ndarray]) -> ArrayRecord:
+        arrays = (
+            Array(np.asarray(a).reshape(shape))
+            for a, shape in zip(ndarrays, shapes, strict=True)
+        )
+        return ArrayRecord(dict(zip(names, arrays, strict=True)))
+
+    def evaluate(server_round: int, ndarrays: list, _config: dict):
+        metrics = evaluator(server_round, named(ndarrays))
+        if metrics is None:
+            return None
+        return float(metrics.get(keys.LOSS, float("nan"))), dict(metrics)
+
+    class Recording(FedAvg):
+        """FedAvg recording each reply's metrics (as RecordingStrategy does)."""
+
+        def _record(self, rnd: int, phase: str, results: list) -> None:
+            for proxy, res in sorted(results, key=lambda r: str(r[1].metrics)):
+                site = str(res.metrics.get(keys.SITE_ID, f"node-{proxy.node_id}"))
+                metrics = _scalars(res.metrics)
+                store.log_site(run_id, rnd, site, str(proxy.node_id), phase, metrics)
+                store.log_reply_keys(
+                    run_id,
+                    rnd,
+                    site,
+                    phase,
+                    [("metrics", "metrics", k) for k in res.metrics],
+                )
+                self.last_site_metrics.setdefault(phase, {})[site] = metrics  # type: ignore[attr-defined]
+
+        def aggregate_fit(self, server_round, results, failures):  # type: ignore[no-untyped-def]
+            self._record(server_round, "train", results)
+            for _, res in results:
+                res.metrics = {}
+            return super().aggregate_fit(server_round, results, failures)
+
+        def aggregate_evaluate(self, server_round, results, failures):  # type: ignore[no-untyped-def]
+            self._record(server_round, "evaluate", results)
+            return None, {}
+
+    def sent(server_round: int) -> dict:
+        return {**to_sites, keys.SERVER_ROUND: server_round}
+
+    strategy = Recording(
+        fraction_fit=fed.fraction_train,
+        fraction_evaluate=fed.fraction_evaluate,
+        min_fit_clients=fed.min_sites,
+        min_evaluate_clients=fed.min_sites if fed.fraction_evaluate > 0 else 0,
+        min_available_clients=fed.min_sites,
+        evaluate_fn=evaluate,
+        on_fit_config_fn=sent,
+        on_evaluate_config_fn=sent,
+        initial_parameters=ndarrays_to_parameters(
+            [np.atleast_1d(a) for a in initial.to_numpy_ndarrays()]
+        ),
+    )
+    strategy.last_site_metrics = {}  # type: ignore[attr-defined]
+    legacy = LegacyContext(
+        context,
+        config=ServerConfig(
+            num_rounds=fed.num_server_rounds, round_timeout=fed.round_timeout
+        ),
+        strategy=strategy,
+    )
+    workflow = DefaultWorkflow(
+        fit_workflow=SecAggPlusWorkflow(
+            num_shares=NUM_SHARES,
+            reconstruction_threshold=RECONSTRUCTION_THRESHOLD,
+            timeout=fed.round_timeout,
+        )
+    )
+    workflow(AuditGrid(grid, store, run_id), legacy)  # type: ignore[arg-type]
+    return strategy
