@@ -18,7 +18,6 @@ import time
 from functools import lru_cache
 from logging import ERROR, INFO, WARNING
 from pathlib import Path
-from typing import Any
 
 from flwr.app import ConfigRecord, Context
 from flwr.common.logger import log
@@ -179,12 +178,12 @@ def _federate(
     )
     _warn_if_too_few_nodes(grid, cfg, len(dataset.sites))
     initial = _initial_arrays(cfg, input_dims)
-    recorder: Any = strategy
+    sites = strategy.sites
     if cfg.privacy.secure_aggregation:  # SecAgg+: Flower's legacy workflow
         log(
             INFO, "OncoFed | secure aggregation: SecAgg+ (the server unmasks sums only)"
         )
-        recorder = federate_secure(
+        sites = federate_secure(
             grid, context, cfg, evaluator, store, run_id, initial, dict(to_sites)
         )
     else:
@@ -197,7 +196,7 @@ def _federate(
             evaluate_config=to_sites,
             evaluate_fn=evaluator,
         )
-    _log_site_table(recorder, cfg)
+    _log_site_table(sites.last.get("evaluate", {}), cfg)
     selection = evaluator.finish()  # the only time the test set is read
     if selection is not None:
         log(INFO, "OncoFed | %s", selection.line())
@@ -274,8 +273,7 @@ def _warn_if_too_few_nodes(grid: Grid, cfg: OncoFedConfig, n_sites: int) -> None
         )
 
 
-def _log_site_table(strategy: Any, cfg: OncoFedConfig) -> None:
-    evaluated = strategy.last_site_metrics.get("evaluate", {})
+def _log_site_table(evaluated: dict[str, dict[str, float]], cfg: OncoFedConfig) -> None:
     if not evaluated:
         log(INFO, "OncoFed | no per-site evaluation (fraction-evaluate = 0)")
         return

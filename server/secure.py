@@ -28,6 +28,7 @@ from flwr.serverapp import Grid
 from oncofed.common import keys
 from oncofed.common.config import OncoFedConfig
 from oncofed.common.tracking.store import RunStore
+from oncofed.server.strategies import SiteLog, held
 
 log = logging.getLogger(__name__)
 
@@ -53,8 +54,6 @@ class AuditGrid:
         return getattr(self._grid, name)
 
     def send_and_receive(self, messages: Any, *, timeout: float | None = None) -> Any:
-        from oncofed.server.strategies import held
-
         replies = list(self._grid.send_and_receive(messages, timeout=timeout))
         for msg in replies:
             if msg.has_content():
@@ -77,18 +76,18 @@ def federate_secure(
     run_id: str,
     initial: ArrayRecord,
     to_sites: dict,
-) -> Any:
+) -> SiteLog:
     """Run ``num-server-rounds`` rounds of FedAvg under SecAgg+; returns the
-    strategy (its ``last_site_metrics`` feed the final per-site table)."""
+    sites' log (its last metrics feed the final per-site table)."""
     from flwr.server import LegacyContext, ServerConfig
     from flwr.server.strategy import FedAvg
     from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 
     names = list(initial.keys())
-    shapes = [
-        a.shape for a in initial.to_numpy_ndarrays()
-    ]  # sites send scalars as (1,)
+    # the sites send scalars as (1,): back to the model's own shapes
+    shapes = [a.shape for a in initial.to_numpy_ndarrays()]
     fed = cfg.federation
+    sites = SiteLog(store, run_id)
 
     def named(ndarrays: list[np.ndarray]) -> ArrayRecord:
         arrays = (
@@ -107,18 +106,11 @@ def federate_secure(
         """FedAvg recording each reply's metrics (as RecordingStrategy does)."""
 
         def _record(self, rnd: int, phase: str, results: list) -> None:
-            for proxy, res in sorted(results, key=lambda r: str(r[1].metrics)):
+            for proxy, res in results:
                 site = str(res.metrics.get(keys.SITE_ID, f"node-{proxy.node_id}"))
+                held = [("metrics", "metrics", k) for k in res.metrics]
                 metrics = _scalars(res.metrics)
-                store.log_site(run_id, rnd, site, str(proxy.node_id), phase, metrics)
-                store.log_reply_keys(
-                    run_id,
-                    rnd,
-                    site,
-                    phase,
-                    [("metrics", "metrics", k) for k in res.metrics],
-                )
-                self.last_site_metrics.setdefault(phase, {})[site] = metrics  # type: ignore[attr-defined]
+                sites.record(rnd, phase, site, str(proxy.node_id), metrics, held)
 
         def aggregate_fit(self, server_round, results, failures):  # type: ignore[no-untyped-def]
             self._record(server_round, "train", results)
@@ -146,7 +138,6 @@ def federate_secure(
             [np.atleast_1d(a) for a in initial.to_numpy_ndarrays()]
         ),
     )
-    strategy.last_site_metrics = {}  # type: ignore[attr-defined]
     legacy = LegacyContext(
         context,
         config=ServerConfig(
@@ -162,4 +153,4 @@ def federate_secure(
         )
     )
     workflow(AuditGrid(grid, store, run_id), legacy)  # type: ignore[arg-type]
-    return strategy
+    return sites

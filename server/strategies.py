@@ -162,6 +162,29 @@ def _reply_order(msg: Message) -> tuple[int, str, int]:
     return (1, "", node) if msg.has_error() else (0, _site_of(msg), node)
 
 
+class SiteLog:
+    """Each site's reply metrics, written to the run store (and what the reply
+    held, names only) and the last of each phase kept for the final table."""
+
+    def __init__(self, store: RunStore, run_id: str) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.last: dict[str, dict[str, dict[str, float]]] = {}
+
+    def record(
+        self,
+        rnd: int,
+        phase: str,
+        site: str,
+        node: str,
+        metrics: dict[str, float],
+        held: list[tuple[str, str, str]],
+    ) -> None:
+        self.store.log_site(self.run_id, rnd, site, node, phase, metrics)
+        self.store.log_reply_keys(self.run_id, rnd, site, phase, held)
+        self.last.setdefault(phase, {})[site] = metrics
+
+
 class RecordingStrategy(Strategy):
     """Delegates to ``inner`` and records each site's reply metrics."""
 
@@ -175,7 +198,7 @@ class RecordingStrategy(Strategy):
         self.inner = inner
         self.store = store
         self.run_id = run_id
-        self.last_site_metrics: dict[str, dict[str, dict[str, float]]] = {}
+        self.sites = SiteLog(store, run_id)
         self.central = central  # dp 'central': account each noisy release
         self.releases = 0
 
@@ -196,12 +219,8 @@ class RecordingStrategy(Strategy):
                 for k, v in next(iter(msg.content.metric_records.values())).items()
                 if not isinstance(v, list)
             }
-            site = _site_of(msg)
-            self.store.log_site(
-                self.run_id, rnd, site, str(msg.metadata.src_node_id), phase, metrics
-            )
-            self.store.log_reply_keys(self.run_id, rnd, site, phase, held(msg))
-            self.last_site_metrics.setdefault(phase, {})[site] = metrics
+            node = str(msg.metadata.src_node_id)
+            self.sites.record(rnd, phase, _site_of(msg), node, metrics, held(msg))
         return replies
 
     def configure_train(

@@ -239,7 +239,6 @@ class DPSGD:
         with _quiet():
             self.engine = PrivacyEngine(accountant=self.plan.accountant)
         self.engine.accountant.history = self.ledger.history()
-        start = self.ledger.total_steps
         wrapped, opt, dp_loader = self.engine.make_private(
             module=model,
             optimizer=optimizer,
@@ -253,19 +252,25 @@ class DPSGD:
                 f"DP-SGD sample rate {dp_loader.sample_rate} differs from the "
                 f"planned {self.plan.sample_rate}"
             )
-        self.wrapped, self._start = wrapped, start
+        self.wrapped = wrapped
         return opt, dp_loader
 
     def close(self) -> Ledger:
         """Remove Opacus' hooks (the model is sent as a plain module) and record
         the round's steps."""
         assert self.engine is not None and self.wrapped is not None
-        taken = sum(s for _, _, s in self.engine.accountant.history) - self._start
-        self.wrapped.remove_hooks()
-        for p in self.wrapped._module.parameters():
-            p.grad_sample = None
+        taken = sum(s for _, _, s in self.engine.accountant.history)
+        taken -= self.ledger.total_steps  # the history began as the ledger's
+        _unhook(self.wrapped)
         self.ledger = self.ledger.add(self.plan.noise, self.plan.sample_rate, taken)
         return self.ledger
+
+
+def _unhook(wrapped: Any) -> None:
+    """Opacus' hooks and per-case gradients off the model it wrapped."""
+    wrapped.remove_hooks()
+    for p in wrapped._module.parameters():
+        p.grad_sample = None
 
 
 def _unused(model: nn.Module) -> Iterator[nn.Parameter]:
@@ -322,10 +327,8 @@ def dp_problem(model: nn.Module, batch: dict) -> str | None:
     except Exception as err:  # noqa: BLE001 - the reason is what we report
         return f"{type(err).__name__}: {str(err).splitlines()[0]}"
     finally:
-        wrapped.remove_hooks()
+        _unhook(wrapped)
         model.zero_grad(set_to_none=True)
-        for p in model.parameters():
-            p.grad_sample = None  # type: ignore[attr-defined]
 
 
 def _image_encoders(batch: dict) -> list[str]:
