@@ -18,6 +18,7 @@ from oncofed.common.ml.privacy import (
     Ledger,
     check_budget,
     check_private,
+    conv3d_per_case,
     dp_problem,
     epsilon_of,
     plan,
@@ -122,6 +123,36 @@ def test_per_case_gradients_are_each_cases_own(small_dataset, fusion):
                 torch.testing.assert_close(
                     per_case[name][i], p.grad, atol=1e-5, rtol=1e-4, msg=name
                 )
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"kernel_size": 3, "stride": 2, "padding": 1, "bias": False},
+        {"kernel_size": 3, "stride": 1, "padding": 2, "dilation": 2},
+        {"kernel_size": (1, 3, 2), "stride": (2, 1, 1), "padding": 0},
+        {"kernel_size": 3, "padding": 1, "groups": 2},
+        {"kernel_size": 3, "padding": "same"},
+        {"kernel_size": 1, "stride": 2},
+    ],
+)
+def test_conv3d_per_case_gradients_are_opacus_own(kw):
+    """The grouped-convolution per-case gradient of a Conv3d equals Opacus' own
+    (unfold) one, and the gradient of each case alone."""
+    from opacus.grad_sample.conv import compute_conv_grad_sample
+
+    torch.manual_seed(0)
+    layer = nn.Conv3d(4, 6, **kw)
+    x = torch.randn(5, 4, 9, 8, 7)
+    out = layer(x)
+    grad_out = torch.randn_like(out)
+    ours = conv3d_per_case(layer, x, grad_out)
+    theirs = compute_conv_grad_sample(layer, [x], grad_out)
+    assert ours.keys() == theirs.keys()
+    for p in ours:
+        torch.testing.assert_close(ours[p], theirs[p], atol=1e-5, rtol=1e-4)
+    layer(x[2:3]).backward(grad_out[2:3])
+    torch.testing.assert_close(ours[layer.weight][2], layer.weight.grad)
 
 
 def test_dp_training_records_its_steps_and_sends_a_plain_model(small_dataset):
