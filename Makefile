@@ -8,8 +8,12 @@ BIN := $(VENV)/bin
 setup:  ## create .venv, install OncoFed and configure the local Flower simulation
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,tracking]"
 	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m oncofed.common.cli.flower_setup
+	@# the dashboard's browser test drives Debian's chromium: installed when missing
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q chromium >/dev/null; }; }; } || \
+	  echo "note: no chromium; the dashboard test needs it: sudo apt-get install -y chromium"
 
 test:  ## the test command CI runs
 	$(BIN)/python -m pytest -q

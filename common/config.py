@@ -323,6 +323,15 @@ class RunConfig:
             "e.g. 'fusion=concat; fusion=transformer'; '' = one model",
         ),
     )
+    tracking: str = field(
+        default="none",
+        metadata=_key(
+            "tracking",
+            "also log the run to an experiment tracker in the run folder: "
+            "'mlflow' (RUN/mlflow/mlflow.db), 'tensorboard' (RUN/tensorboard/) or "
+            "'none'; needs pip install 'oncofed[tracking]'",
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -498,6 +507,7 @@ def _validate(cfg: OncoFedConfig) -> None:
         "run-dir",
         "must be an absolute path (the ServerApp runs in the SuperLink's folder)",
     )
+    look_up_option(cfg.run.tracking, ("none", "mlflow", "tensorboard"), "tracking")
     look_up_option(cfg.data.imputation, ("reference", "mice"), "imputation")
     look_up_option(cfg.data.ct_roi, ("none", "liver"), "ct-roi")
     need(bool(cfg.model.modality_list), "modalities", "name at least one modality")

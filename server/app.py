@@ -6,6 +6,10 @@ the run directory::
     RUN_DIR/<timestamp>-run<id>/run.sqlite      run store (see common.tracking.store)
     RUN_DIR/<timestamp>-run<id>/checkpoints/    best.pt (validation-selected),
                                                 last.pt
+    RUN_DIR/<timestamp>-run<id>/provenance.json the data: dataset, synthetic or
+                                                not, and the preparation's
+                                                report.json (cases per site,
+                                                split and label; quarantine)
 
 With run-config ``sweep``, every entry trains in turn and gets its own
 ``RUN_DIR/<timestamp>-run<id>-sweep<k>/`` (k from 0) with the same contents.
@@ -23,7 +27,7 @@ from flwr.app import ConfigRecord, Context
 from flwr.common.logger import log
 from flwr.serverapp import Grid, ServerApp
 
-from oncofed.common import keys
+from oncofed.common import code_version, keys
 from oncofed.common.config import (
     DataConfig,
     OncoFedConfig,
@@ -32,17 +36,19 @@ from oncofed.common.config import (
     sweep_label,
     sweep_run_config,
 )
-from oncofed.common.data.prepared import open_prepared
+from oncofed.common.data.prepared import PreparedDataset, open_prepared
 from oncofed.common.data.site import SiteData, load_site
 from oncofed.common.ingest import ensure_prepared
+from oncofed.common.ingest.prepare import REPORT_JSON
 from oncofed.common.ml.models import build_model
 from oncofed.common.ml.privacy import check_private
 from oncofed.common.ml.tasks import get_task
 from oncofed.common.ml.training import seed_everything
 from oncofed.common.ml.weights import bytes_to_arrays, to_arrays
 from oncofed.common.paths import default_runs_dir
+from oncofed.common.reporting.export import Tracker
 from oncofed.common.tracking.store import RUN_STORE, RunStore
-from oncofed.server.evaluation import ServerEvaluator, XgbEvaluator
+from oncofed.server.evaluation import SafeTracker, ServerEvaluator, XgbEvaluator
 from oncofed.server.secure import federate_secure
 from oncofed.server.strategies import (
     STRATEGIES,
@@ -139,12 +145,27 @@ def train_model(
     store.start_run(run_id, run_dir.name, cfg.to_flat())
     log(INFO, "OncoFed | run directory: %s", run_dir)
     status = "failed"
+    tracker = None
     try:
-        _federate(grid, context, cfg, store, run_id, run_dir, sweep_index)
+        tracker = _tracker(cfg, run_dir)
+        _federate(grid, context, cfg, store, run_id, run_dir, sweep_index, tracker)
         status = "finished"
     finally:
         store.finish_run(run_id, status)
+        if tracker is not None:
+            tracker.finish()
     log(INFO, "OncoFed | run directory: %s", run_dir)
+
+
+def _tracker(cfg: OncoFedConfig, run_dir: Path) -> SafeTracker | None:
+    """run-config ``tracking``: the run also logged to MLflow or TensorBoard in
+    the run folder (refused before round 1 when the extra is not installed)."""
+    kind = cfg.run.tracking
+    if kind == "none":
+        return None
+    tracker = SafeTracker(Tracker(kind, run_dir, run_dir / kind))
+    log(INFO, "OncoFed | tracking: %s in %s", kind, run_dir / kind)
+    return tracker
 
 
 def _federate(
@@ -155,6 +176,7 @@ def _federate(
     run_id: str,
     run_dir: Path,
     sweep_index: int | None,
+    tracker: SafeTracker | None = None,
 ) -> None:
     """Prepare (the embedded default only), evaluate, federate, report."""
     # the sites apply the same sweep entry to their own copy of the run config
@@ -164,7 +186,9 @@ def _federate(
     # the one preparation step at run time: a scenario's embedded synthetic
     # default is written (once, cached) before round 1, so the sites find it
     dataset = ensure_prepared(cfg.data)
+    write_provenance(cfg, dataset, run_dir)
     evaluator, input_dims = _evaluator(cfg, store, run_id, run_dir)
+    evaluator.tracker = tracker
     if cfg.privacy.per_example:  # refuse a model DP-SGD cannot train, now
         check_private(cfg, evaluator.val, input_dims)
     strategy = _strategy(cfg, store, run_id, len(dataset.sites))
@@ -200,6 +224,27 @@ def _federate(
     selection = evaluator.finish()  # the only time the test set is read
     if selection is not None:
         log(INFO, "OncoFed | %s", selection.line())
+
+
+def write_provenance(
+    cfg: OncoFedConfig, dataset: PreparedDataset, run_dir: Path
+) -> None:
+    """``provenance.json``: what the run trained and was scored on, for the
+    dashboard and the report's model card."""
+    report_path = dataset.root / REPORT_JSON
+    try:
+        report = json.loads(report_path.read_text()) if report_path.is_file() else {}
+    except (OSError, ValueError) as err:  # the run goes on without it
+        log(WARNING, "OncoFed | %s unreadable (%s): no provenance", report_path, err)
+        report = {}
+    provenance = {
+        "dataset": cfg.data.dataset,
+        "synthetic": not cfg.data.data_root,  # the embedded default is generated
+        "sites": list(dataset.sites),
+        "code": code_version(),
+        "preparation": report,
+    }
+    (run_dir / "provenance.json").write_text(json.dumps(provenance, indent=2))
 
 
 def _strategy(

@@ -33,6 +33,7 @@ from oncofed.common.ml.models import build_model
 from oncofed.common.ml.tasks import get_task
 from oncofed.common.ml.training import Predictions, predict_detailed, resolve_device
 from oncofed.common.ml.weights import arrays_to_bytes, load_arrays
+from oncofed.common.reporting.export import Tracker
 from oncofed.common.tracking.store import TEST, VAL, RunStore
 
 BEST = "best.pt"
@@ -96,6 +97,29 @@ class Selection:
         )
 
 
+class SafeTracker:
+    """An experiment tracker that never stops the run: a failure is logged once
+    and the tracker is switched off."""
+
+    def __init__(self, tracker: Tracker) -> None:
+        self.tracker: Tracker | None = tracker
+
+    def _call(self, what: str) -> None:
+        if self.tracker is None:
+            return
+        try:
+            getattr(self.tracker, what)()
+        except Exception as err:  # a tracker's disk or library must not cost the run
+            log(WARNING, "OncoFed | tracking stopped: %r", err)
+            self.tracker = None
+
+    def sync(self) -> None:
+        self._call("sync")
+
+    def finish(self) -> None:
+        self._call("finish")
+
+
 class ServerEvaluator:
     """``evaluate_fn`` for ``Strategy.start``: the validation set every round,
     checkpoints, and (in :meth:`finish`) the test set for the selected model.
@@ -132,6 +156,7 @@ class ServerEvaluator:
         self.best_state: Any = None
         self.last_round = -1
         self.last_state: Any = None
+        self.tracker: SafeTracker | None = None  # run-config tracking
         self._t0 = time.time()
 
     # -- what differs between model families
@@ -157,15 +182,33 @@ class ServerEvaluator:
         metrics.update(breakdown(pred, subsets=self.task.by_subset))
         return metrics
 
+    def keep(
+        self, rnd: int, split: str, pred: Predictions, metrics: dict
+    ) -> tuple[float, float]:
+        """Store ``metrics`` with the primary metric's percentile bootstrap 95 %
+        interval (``auc-lo`` / ``auc-hi``; 1,000 resamples on the test set, 200 on
+        validation) and, for a binary task, each case's probability (the
+        dashboard's and report's ROC, calibration and confusion panels); return
+        the interval."""
+        lo, hi = self.task.primary_interval(
+            pred, n_resamples=1000 if split == TEST else 200, seed=self.cfg.data.seed
+        )
+        metrics = {**metrics, f"{self.primary}-lo": lo, f"{self.primary}-hi": hi}
+        self.store.log_global(self.run_id, rnd, metrics, split)
+        if self.task.name == "classification":
+            self.store.log_predictions(self.run_id, rnd, split, pred.labels, pred.probs)
+        return lo, hi
+
     # -- every round
     def __call__(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
         """Score the global model of ``server_round`` on the validation set; log,
         store, checkpoint."""
         state = self.state_of(arrays)
-        metrics = self.score(self.predict(state, self.val))
+        pred = self.predict(state, self.val)
+        metrics = self.score(pred)
         metrics[keys.NUM_EXAMPLES] = len(self.val)
         metrics[keys.ELAPSED] = time.time() - self._t0
-        self.store.log_global(self.run_id, server_round, metrics, VAL)
+        self.keep(server_round, VAL, pred, metrics)
         ckpt = {
             "round": server_round,
             "state_dict": state,
@@ -191,6 +234,8 @@ class ServerEvaluator:
             len(self.val),
             time.time() - self._t0,
         )
+        if self.tracker is not None:
+            self.tracker.sync()
         return MetricRecord(dict[str, MetricRecordValues](metrics))
 
     # -- once, at the end
@@ -211,7 +256,7 @@ class ServerEvaluator:
             self.best_round, self.best_state = self.last_round, self.last_state
             shutil.copyfile(self.ckpt_dir / LAST, self.ckpt_dir / BEST)
         self.store.select_round(self.run_id, self.best_round)
-        scored: dict[int, tuple[dict[str, float], Predictions]] = {}
+        scored: dict[int, tuple[dict[str, float], tuple[float, float]]] = {}
         for rnd, state in (
             (self.best_round, self.best_state),
             (self.last_round, self.last_state),
@@ -220,18 +265,15 @@ class ServerEvaluator:
                 continue
             pred = self.predict(state, self.test)
             metrics = {**self.score(pred), keys.NUM_EXAMPLES: len(self.test)}
-            self.store.log_global(self.run_id, rnd, metrics, TEST)
-            scored[rnd] = (metrics, pred)
-        best_metrics, best_pred = scored[self.best_round]
+            scored[rnd] = (metrics, self.keep(rnd, TEST, pred, metrics))
+        best_metrics, best_interval = scored[self.best_round]
         return Selection(
             label=self.task.label,
             round=self.best_round,
             by_validation=by_validation,
             validation=self.best_score,
             test=best_metrics[self.primary],
-            test_interval=self.task.primary_interval(
-                best_pred, seed=self.cfg.data.seed
-            ),
+            test_interval=best_interval,
             last_round=self.last_round,
             last_test=scored[self.last_round][0][self.primary],
         )

@@ -108,9 +108,9 @@ class Processes:
         return (self.logdir / f"{name}.log").read_text(errors="replace")
 
 
-@pytest.fixture()
-def processes(tmp_path, oncofed_home) -> Iterator[Processes]:
-    flwr_home = tmp_path / "flwr-home"
+def new_processes(folder: Path, oncofed_home: Path) -> Processes:
+    """Processes logging into ``folder``, with a private FLWR_HOME there."""
+    flwr_home = folder / "flwr-home"
     flwr_home.mkdir()
     env = dict(
         os.environ,
@@ -120,7 +120,12 @@ def processes(tmp_path, oncofed_home) -> Iterator[Processes]:
         NO_PROXY="127.0.0.1,localhost",
         no_proxy="127.0.0.1,localhost",
     )
-    procs = Processes(env, tmp_path)
+    return Processes(env, folder)
+
+
+@pytest.fixture()
+def processes(tmp_path, oncofed_home) -> Iterator[Processes]:
+    procs = new_processes(tmp_path, oncofed_home)
     yield procs
     procs.stop_all()
 

@@ -3,8 +3,9 @@
 ``common`` imports neither ``client`` nor ``server``; ``client`` and ``server`` never
 import each other. Inside ``common`` data flows one way: the offline ingestion
 (``common.ingest``) is never imported by the run-time layers (``data``, ``ml``,
-``tracking``) or by the apps; nothing below the CLI imports the CLI. Every module
-imports OncoFed as ``oncofed.*``, never as a bare top-level ``common``.
+``tracking``) or by the apps; ``reporting`` (dashboard, reports) sits above
+``tracking``, ``ml`` and ``experiments``; nothing below the CLI imports the CLI.
+Every module imports OncoFed as ``oncofed.*``, never as a bare top-level ``common``.
 """
 
 import ast
@@ -23,6 +24,7 @@ FORBIDDEN = {
                   "oncofed.common.cli"},
     "common/tracking": {"oncofed.common.ingest", "oncofed.common.ml",
                         "oncofed.common.experiments", "oncofed.common.cli"},
+    "common/reporting": {"oncofed.common.ingest", "oncofed.common.cli"},
     "common/ingest": {"oncofed.common.experiments", "oncofed.common.cli"},
     "common/experiments": {"oncofed.common.cli"},
 }  # fmt: skip

@@ -3,7 +3,9 @@
 Subcommands: ``generate`` (write the synthetic virtual hospitals), ``show`` (print a
 run's metrics from its run store), ``config`` (every run-config key with its
 default), ``prepare`` (a dataset into site folders), ``export`` (ONNX), ``ablate``
-(modalities x fusion x local/pooled/federated with confidence intervals).
+(modalities x fusion x local/pooled/federated with confidence intervals),
+``dashboard`` (runs in the browser, live), ``report`` (PDF / HTML),
+``export-runs`` (MLflow / TensorBoard).
 """
 
 from __future__ import annotations
@@ -12,7 +14,17 @@ import argparse
 import sys
 
 from oncofed.common import __version__
-from oncofed.common.cli import ablate, config_keys, export, generate, prepare, show
+from oncofed.common.cli import (
+    ablate,
+    config_keys,
+    dashboard,
+    export,
+    export_runs,
+    generate,
+    prepare,
+    report,
+    show,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,7 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"oncofed {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-    for command in (generate, show, prepare, export, ablate, config_keys):
+    for command in (
+        generate,
+        show,
+        dashboard,
+        report,
+        prepare,
+        export,
+        export_runs,
+        ablate,
+        config_keys,
+    ):
         command.add(sub)
     return p
 

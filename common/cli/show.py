@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if not path.is_file():
         print(f"{path}: no run store here (expected {RUN_STORE})", file=sys.stderr)
         return 2
-    store = RunStore(path)
+    store = RunStore(path, readonly=True)  # never writes, even the schema
     g = store.global_frame()
     if g.empty:
         print("no global metrics recorded yet")

@@ -12,6 +12,13 @@ Tables (every metric keyed by run, round and, per site, the site)::
     reply_keys(run_id, round, site, phase, record, kind, key)
                                                  what each site's reply held:
                                                  record names and keys, no values
+    predictions(run_id, round, split, case_index, label, prob)
+                                                 the server's own validation and
+                                                 test cases (binary tasks): what
+                                                 ROC, calibration and confusion
+                                                 panels draw; a position in the
+                                                 server's split, no identifier,
+                                                 never a site's case
 
 The server scores the global model on its validation set after every round
 (``split = 'val'``) and picks ``selected_round`` by the validation primary metric;
@@ -51,6 +58,9 @@ CREATE TABLE IF NOT EXISTS site_metrics (
 CREATE TABLE IF NOT EXISTS reply_keys (
     run_id TEXT, round INTEGER, site TEXT, phase TEXT, record TEXT, kind TEXT,
     key TEXT, PRIMARY KEY (run_id, round, site, phase, record, key));
+CREATE TABLE IF NOT EXISTS predictions (
+    run_id TEXT, round INTEGER, split TEXT, case_index INTEGER, label REAL,
+    prob REAL, PRIMARY KEY (run_id, round, split, case_index));
 """
 
 
@@ -63,15 +73,25 @@ def _clean(value: Any) -> float | None:
 
 
 class RunStore:
-    """Append-only writer/reader of ``run.sqlite``."""
+    """Append-only writer/reader of ``run.sqlite``; ``readonly=True`` opens an
+    existing store read-only (SQLite's ``mode=ro``), as the dashboard and reports
+    do while a run may still be writing it."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, readonly: bool = False) -> None:
         self.path = Path(path)
+        self.readonly = readonly
+        if readonly:
+            if not self.path.is_file():
+                raise FileNotFoundError(f"{self.path}: no run store here")
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._conn() as c:
             c.executescript(SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
+        if self.readonly:
+            uri = f"{self.path.resolve().as_uri()}?mode=ro"
+            return sqlite3.connect(uri, uri=True, timeout=5)
         return sqlite3.connect(self.path, timeout=30)
 
     def start_run(self, run_id: str, name: str, config: Mapping[str, Any]) -> None:
@@ -152,6 +172,25 @@ class RunStore:
                 [(run_id, rnd, site, phase, r, kind, k) for r, kind, k in records],
             )
 
+    def log_predictions(
+        self, run_id: str, rnd: int, split: str, labels: Any, probs: Any
+    ) -> None:
+        """The predicted probability of each of the server's own ``split`` cases
+        for round ``rnd``'s global model, by position in that split."""
+        if split not in (VAL, TEST):
+            raise ValueError(f"split must be '{VAL}' or '{TEST}', not {split!r}")
+        with self._conn() as c:
+            c.executemany(
+                "INSERT OR REPLACE INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (run_id, rnd, split, i, _clean(y), _clean(p))
+                    for i, (y, p) in enumerate(zip(labels, probs, strict=True))
+                ],
+            )
+
+    def predictions(self, run_id: str | None = None) -> pd.DataFrame:
+        return self._frame("predictions", run_id)
+
     def reply_keys(self, run_id: str | None = None) -> pd.DataFrame:
         return self._frame("reply_keys", run_id)
 
@@ -167,6 +206,12 @@ class RunStore:
         if run_id is not None:
             query, args = query + " WHERE run_id = ?", (run_id,)
         with self._conn() as c:
+            known = c.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+                (table,),
+            ).fetchone()
+            if not known:  # a store written before this table existed
+                return pd.DataFrame()
             return pd.read_sql_query(query + " ORDER BY round", c, params=args)
 
     def runs(self) -> pd.DataFrame:

@@ -126,22 +126,27 @@ DEGENERATE = (
 )
 
 
+CSV_COLUMNS = [
+    "regime",
+    "trained_as",
+    "arm",
+    "modalities",
+    "fusion",
+    "site",
+    "train_n",
+    "test_set",
+    "test_n",
+    "test_positives",
+    *(f"{m}{s}" for m in METRICS for s in ("", "_ci_low", "_ci_high")),
+    "val_auc",
+    "one_class_at_0.5",
+    "wall_s",
+    "error",
+]
+
+
 def write_csv(path: Path, scored: list[Scored]) -> None:
-    cols = [
-        "regime",
-        "trained_as",
-        "arm",
-        "modalities",
-        "fusion",
-        "site",
-        "train_n",
-        "test_set",
-        "test_n",
-        "test_positives",
-    ]
-    for m in METRICS:
-        cols += [m, f"{m}_ci_low", f"{m}_ci_high"]
-    cols += ["val_auc", "one_class_at_0.5", "wall_s", "error"]
+    cols = CSV_COLUMNS
     tmp = path.with_suffix(".csv.part")
     with open(tmp, "w", newline="") as f:
         w = csv.writer(f)
