@@ -312,6 +312,7 @@ def train(msg: Message, context: Context) -> Message:
         keys.LOSS: result.loss,
         primary: float("nan"),
         keys.NUM_QUARANTINED: len(data.quarantined),
+        **data.harmonise,  # harmonise-*: this site's harmonisation and its guard rails
     }
     if dp is None:
         fit = task_metrics(

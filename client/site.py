@@ -23,8 +23,9 @@ from pathlib import Path
 
 from oncofed.common.config import DataConfig
 from oncofed.common.data.prepared import open_prepared
-from oncofed.common.data.site import SiteData, load_site
+from oncofed.common.data.site import SiteData
 from oncofed.common.errors import ConfigError
+from oncofed.common.ml.harmonise import load_harmonised
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,7 @@ def resolve_site_dir(node_config: dict, cfg: DataConfig) -> Path:
 @lru_cache(maxsize=32)
 def _cached(site_dir: str, cfg: DataConfig, masks: bool) -> SiteData:
     # training and validation only: a site's test split is for reports, not runs
-    data = load_site(site_dir, cfg, splits=("train", "val"), masks=masks)
+    data = load_harmonised(site_dir, cfg, splits=("train", "val"), masks=masks)
     log.info(
         "Site %s: %d train, %d validation cases, %d quarantined",
         data.name,

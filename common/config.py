@@ -23,6 +23,10 @@ def _key(name: str, doc: str) -> Any:
     return {"key": name, "doc": doc}
 
 
+HARMONISE_OPTIONS = ("none", "histogram", "zscore", "fedbn", "cyclegan")
+HU_HARMONISERS = ("histogram", "zscore", "cyclegan")  # they map HU, before the window
+
+
 @dataclass(frozen=True)
 class DataConfig:
     dataset: str = field(
@@ -51,6 +55,25 @@ class DataConfig:
     )
     tile_size: int = field(
         default=64, metadata=_key("tile-size", "histology tile side after resizing")
+    )
+    harmonise: str = field(
+        default="none",
+        metadata=_key(
+            "harmonise",
+            "map each site's CT to the public reference cohort's scanner before "
+            "the model sees it: 'none', 'histogram' (histogram matching to the "
+            "reference cohort), 'zscore' (z-score within the liver, on the "
+            "reference's liver scale), 'fedbn' (no mapping; norm-layers = 'local'), "
+            "'cyclegan' (each site's own CycleGAN); all but none/fedbn need a "
+            "reference/ cohort in each site folder",
+        ),
+    )
+    harmonise_steps: int = field(
+        default=300,
+        metadata=_key(
+            "harmonise-steps",
+            "harmonise = 'cyclegan': training updates of each site's CycleGAN",
+        ),
     )
     ct_roi: str = field(
         default="none",
@@ -416,6 +439,10 @@ def from_run_config(run_config: dict[str, Any]) -> OncoFedConfig:
             for name, vals in per_section.items()
         }
     )
+    if cfg.data.harmonise == "fedbn":  # FedBN: the sites keep their norm layers
+        cfg = dataclasses.replace(
+            cfg, model=dataclasses.replace(cfg.model, norm_layers="local")
+        )
     _validate(cfg)
     for k in range(len(parse_sweep(cfg.run.sweep))):
         entry = sweep_run_config(run_config, k)  # every entry must resolve too
@@ -509,6 +536,18 @@ def _validate(cfg: OncoFedConfig) -> None:
     )
     look_up_option(cfg.run.tracking, ("none", "mlflow", "tensorboard"), "tracking")
     look_up_option(cfg.data.imputation, ("reference", "mice"), "imputation")
+    look_up_option(cfg.data.harmonise, HARMONISE_OPTIONS, "harmonise")
+    need(cfg.data.harmonise_steps >= 1, "harmonise-steps", "must be >= 1")
+    need(
+        cfg.data.harmonise not in HU_HARMONISERS or cfg.data.ct_roi == "liver",
+        "harmonise",
+        f"'{cfg.data.harmonise}' works on the liver crop: set ct-roi = 'liver'",
+    )
+    need(
+        cfg.data.harmonise != "cyclegan" or cfg.data.image_size % 4 == 0,
+        "image-size",
+        "harmonise = 'cyclegan' needs an image-size divisible by 4",
+    )
     look_up_option(cfg.data.ct_roi, ("none", "liver"), "ct-roi")
     need(bool(cfg.model.modality_list), "modalities", "name at least one modality")
     for modality in cfg.model.modality_list:

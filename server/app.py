@@ -37,9 +37,10 @@ from oncofed.common.config import (
     sweep_run_config,
 )
 from oncofed.common.data.prepared import PreparedDataset, open_prepared
-from oncofed.common.data.site import SiteData, load_site
+from oncofed.common.data.site import SiteData
 from oncofed.common.ingest import ensure_prepared
 from oncofed.common.ingest.prepare import REPORT_JSON
+from oncofed.common.ml.harmonise import load_harmonised
 from oncofed.common.ml.models import build_model
 from oncofed.common.ml.privacy import check_private
 from oncofed.common.ml.tasks import get_task
@@ -88,7 +89,9 @@ def site_table(
 def server_set(data: DataConfig, split: str, masks: bool) -> SiteData:
     """The server's validation (``split='val'``) or test set."""
     folder = open_prepared(data).server_dir(split)
-    held = load_site(folder, data, splits=(split,), masks=masks)
+    held = load_harmonised(
+        folder, data, splits=(split,), masks=masks, reference_domain=True
+    )
     if held.quarantined:
         log(
             WARNING,

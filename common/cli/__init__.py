@@ -5,7 +5,7 @@ run's metrics from its run store), ``config`` (every run-config key with its
 default), ``prepare`` (a dataset into site folders), ``export`` (ONNX), ``ablate``
 (modalities x fusion x local/pooled/federated with confidence intervals),
 ``dashboard`` (runs in the browser, live), ``report`` (PDF / HTML),
-``export-runs`` (MLflow / TensorBoard).
+``export-runs`` (MLflow / TensorBoard), ``harmonise-preview`` (before/after CT).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from oncofed.common.cli import (
     export,
     export_runs,
     generate,
+    harmonise_preview,
     prepare,
     report,
     show,
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
         export_runs,
         ablate,
         config_keys,
+        harmonise_preview,
     ):
         command.add(sub)
     return p

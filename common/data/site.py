@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from oncofed.common.config import DataConfig
+from oncofed.common.config import HU_HARMONISERS, DataConfig
 from oncofed.common.data.clinical import ClinicalValueError
 from oncofed.common.data.histology import bag_tensor, load_bag
 from oncofed.common.data.impute import mice_fill
@@ -27,7 +27,7 @@ from oncofed.common.data.limits import check_nifti
 from oncofed.common.data.rows import Rows, read_rows
 from oncofed.common.data.schema import Schema, load_schema
 from oncofed.common.data.transforms import ct_mask_transforms, ct_transforms
-from oncofed.common.errors import DataError
+from oncofed.common.errors import ConfigError, DataError
 from oncofed.common.keys import (
     CASE_ID,
     CLINICAL,
@@ -60,6 +60,7 @@ class SiteData:
     splits: dict[str, list[dict]] = field(default_factory=dict)
     quarantined: list[Quarantined] = field(default_factory=list)
     schema: Schema = field(default_factory=Schema)
+    harmonise: dict[str, float] = field(default_factory=dict)  # harmonise-* figures
 
     @property
     def input_dims(self) -> dict[str, int]:
@@ -113,7 +114,9 @@ class _CaseLoader:
     """Turns one manifest row of a site folder into a sample dict (see the module
     docstring), or raises :class:`_Rejected` naming the file and the reason."""
 
-    def __init__(self, site_dir: Path, name: str, cfg: DataConfig, masks: bool):
+    def __init__(
+        self, site_dir: Path, name: str, cfg: DataConfig, masks: bool, hu: bool = False
+    ):
         self.site_dir, self.name, self.cfg, self.masks = site_dir, name, cfg, masks
         self.schema = load_schema(site_dir)
         self.tables = {
@@ -123,8 +126,8 @@ class _CaseLoader:
         self.records = {
             m: (t.by_key(CASE_ID) if t else {}) for m, t in self.tables.items()
         }
-        self.ct_pipeline = ct_transforms(cfg)
-        self.joint_pipeline = ct_mask_transforms(cfg)
+        self.ct_pipeline = ct_transforms(cfg, window=not hu)
+        self.joint_pipeline = ct_mask_transforms(cfg, window=not hu)
         self.roi = cfg.ct_roi == "liver"
         self.empty_bag = torch.zeros(
             cfg.bag_size, 3, cfg.tile_size, cfg.tile_size, dtype=torch.uint8
@@ -276,16 +279,27 @@ def load_site(
     splits: tuple[str, ...] = ("train", "val", "test"),
     site_name: str | None = None,
     masks: bool = False,
+    hu: bool = False,
 ) -> SiteData:
     """Load and preprocess every case of ``splits`` from ``site_dir``; with
     ``masks`` also each case's label map (``mask``, ``mask_present``).
 
     With ``ct-roi = 'liver'`` a CT is read together with its label map and cropped
-    to the liver; a case whose CT has no usable label map is quarantined."""
+    to the liver; a case whose CT has no usable label map is quarantined.
+
+    ``hu=True`` leaves CT in Hounsfield units (not windowed) for a harmoniser; run
+    config ``harmonise`` set to one that maps HU requires it, and is loaded through
+    ``oncofed.common.ml.harmonise.load_harmonised``, which windows afterwards."""
+    if cfg.harmonise in HU_HARMONISERS and not hu:
+        raise ConfigError(
+            f"harmonise = '{cfg.harmonise}': load sites with "
+            "oncofed.common.ml.harmonise.load_harmonised, which maps HU before the "
+            "window"
+        )
     site_dir = Path(site_dir)
     name = site_name or site_dir.name
     manifest = read_manifest(site_dir)
-    load_case = _CaseLoader(site_dir, name, cfg, masks)
+    load_case = _CaseLoader(site_dir, name, cfg, masks, hu)
     out = SiteData(name=name, splits={s: [] for s in splits}, schema=load_case.schema)
     for line in manifest.bad:  # damaged or repeated manifest lines
         out.quarantined.append(

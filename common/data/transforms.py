@@ -6,6 +6,7 @@ import logging
 import warnings
 from contextlib import contextmanager
 
+import torch
 from monai.transforms import (
     Compose,
     CropForegroundd,
@@ -124,21 +125,28 @@ def _window(cfg: DataConfig) -> ScaleIntensityRanged:
     )
 
 
-def ct_transforms(cfg: DataConfig) -> Compose:
+def window_hu(ct: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
+    """Hounsfield units -> [0, 1] over [hu-min, hu-max], clipped: what the
+    pipelines' window does, for CT that a harmoniser mapped in HU first."""
+    return ((ct - cfg.hu_min) / (cfg.hu_max - cfg.hu_min)).clamp(0.0, 1.0)
+
+
+def ct_transforms(cfg: DataConfig, window: bool = True) -> Compose:
     """``{ct: path}`` -> float tensor (1, S, S, D) in [0, 1] over the HU window.
 
     Loads NIfTI (or anything MONAI reads), reorients to RAS, clips to
     [hu-min, hu-max] and resamples the whole field of view to ``image-size`` x
     ``image-size`` x ``image-depth`` whatever the scanner's spacing. (With
     ``ct-roi = 'liver'`` CT is read with its label map: :func:`ct_mask_transforms`.)
+    ``window=False`` keeps Hounsfield units, for a harmoniser to map first
+    (``common/ml/harmonise.py``), which then windows.
     """
     keys = (CT,)
-    return Compose(
-        [*_load_and_orient(keys), _window(cfg), *_resize(cfg, keys, "trilinear")]
-    )
+    scale = [_window(cfg)] if window else []
+    return Compose([*_load_and_orient(keys), *scale, *_resize(cfg, keys, "trilinear")])
 
 
-def ct_mask_transforms(cfg: DataConfig) -> Compose:
+def ct_mask_transforms(cfg: DataConfig, window: bool = True) -> Compose:
     """``{ct: path, mask: path}`` -> the CT as :func:`ct_transforms` gives it and its
     LiTS label map (uint8-valued) on the same output grid.
 
@@ -148,7 +156,11 @@ def ct_mask_transforms(cfg: DataConfig) -> Compose:
     fills the ``image-size`` x ``image-size`` x ``image-depth`` grid.
     """
     keys = (CT, MASK)
-    steps = [*_load_and_orient(keys), SameGridd(keys), _window(cfg)]
+    steps = [
+        *_load_and_orient(keys),
+        SameGridd(keys),
+        *([_window(cfg)] if window else []),
+    ]
     if cfg.ct_roi == "liver":
         steps += [
             RequireForegroundd(keys=(MASK,)),

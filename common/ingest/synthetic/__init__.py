@@ -23,7 +23,9 @@ from oncofed.common.data.prepared import DATASET_JSON, SERVER_FOLDERS
 from oncofed.common.errors import DataError
 from oncofed.common.ingest import DATASETS
 from oncofed.common.ingest.synthetic.generator import (
+    SiteProfile,
     SyntheticSpec,
+    reference_profile,
     site_profiles,
     write_cases,
 )
@@ -37,12 +39,17 @@ MULTIMODAL_NAME = "synthetic_multimodal"
 SITE_SPLITS = (0.25, 0.15)
 # seed streams of the server's held-out sets (site cases use stream 1)
 SERVER_STREAMS = {"test": 2, "val": 3}
+REFERENCE_STREAM = 4  # the public reference cohort (scanner-shift)
+REFERENCE_DIR = "reference"  # in each site folder: the unlabelled public cohort
+REFERENCE_CASES = 24
 
 
 # control scenarios (see generator.py): the same hospitals minus one built-in effect
 CONTROLS = {
     "synthetic_shared_signal": "shared-signal",
     "synthetic_iid_sites": "iid-sites",
+    # not a control: harder scanner differences and a public reference cohort
+    "synthetic_scanner_shift": "scanner-shift",
 }
 
 
@@ -62,13 +69,15 @@ def generate(spec: SyntheticSpec, out: Path) -> Path:
     for p in profiles:
         rng = np.random.default_rng([spec.seed, p.index, 1])
         write_cases(out / p.name, p, spec, p.n_cases, rng, SITE_SPLITS, "case-")
-    # server's held-out sets: the same number of fresh cases from every site
+    # server's held-out sets: the same number of fresh cases from every site (in
+    # scanner-shift: as many from the reference scanner)
+    shift = spec.scenario == "scanner-shift"
     for split, folder in SERVER_FOLDERS.items():
         for p in profiles:
             rng = np.random.default_rng([spec.seed, p.index, SERVER_STREAMS[split]])
             write_cases(
                 out / folder / p.name,
-                p,
+                reference_profile(spec, p.index) if shift else p,
                 spec,
                 spec.test_cases_per_site,
                 rng,
@@ -79,6 +88,9 @@ def generate(spec: SyntheticSpec, out: Path) -> Path:
         for p in profiles:
             held_out = [out / f / p.name for f in SERVER_FOLDERS.values()]
             add_histology(out / p.name, held_out, p.index, spec.seed)
+    if shift:  # every site and the server hold the same public cohort
+        for folder_name in [p.name for p in profiles] + list(SERVER_FOLDERS.values()):
+            write_reference(out / folder_name / REFERENCE_DIR, spec)
     for folder in SERVER_FOLDERS.values():
         _merge_server_folder(out / folder, [p.name for p in profiles])
     _write_split_report(out, [p.name for p in profiles])
@@ -88,8 +100,25 @@ def generate(spec: SyntheticSpec, out: Path) -> Path:
         "spec": spec.to_dict(),
         "profiles": [vars(p) for p in profiles],
     }
+    if shift:
+        meta["reference_scanner"] = vars(reference_profile(spec))
     (out / DATASET_JSON).write_text(json.dumps(meta, indent=2))
     return out
+
+
+def write_reference(folder: Path, spec: SyntheticSpec) -> None:
+    """The public reference cohort as one site holds it: ``REFERENCE_CASES``
+    scans of the reference scanner with their liver/tumour label maps and a
+    manifest without labels (the same files at every site, as every hospital
+    downloads the same public dataset)."""
+    import pandas as pd
+
+    ref: SiteProfile = reference_profile(spec)
+    rng = np.random.default_rng([spec.seed, ref.index, REFERENCE_STREAM])
+    manifest = write_cases(folder, ref, spec, REFERENCE_CASES, rng, "train", "ref-")
+    (folder / "clinical.tsv").unlink()
+    keep = [c for c in manifest.columns if c in ("case_id", "ct_path", "mask_path")]
+    pd.DataFrame(manifest[keep]).to_csv(folder / "manifest.csv", index=False)
 
 
 def _write_split_report(out: Path, sites: list[str]) -> None:

@@ -34,6 +34,16 @@ default was built to contain, so that an experiment can be seen to say "no":
   missingness, and no referral pathways. Nothing a site learns alone is misleading
   elsewhere; a federation can only win by having more cases.
 
+A harder scenario, ``scanner-shift``, keeps the patients of the default and makes
+the scanners differ as reconstruction kernels, noise texture, calibration and MR
+do (:data:`SCANNERS`): sharp and smooth kernels, white and coarse-grained noise,
+HU offsets to +-150 and gains 0.6-1.5, slices of 1-7.5 mm, and one site whose
+images have MRI-like contrast (tissue intensities remapped, lesions bright). Every
+site also holds the same unlabelled **public reference cohort** (``reference/``:
+scans from one reference scanner, as each hospital of a real consortium would
+download a public dataset such as LiTS itself), and the server's validation and
+test sets are labelled cases from that reference scanner.
+
 Everything derives from ``np.random.default_rng`` seeded by (seed, site), so the same
 spec always writes the same files.
 """
@@ -41,6 +51,7 @@ spec always writes the same files.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 import nibabel as nib
 import numpy as np
@@ -49,7 +60,7 @@ import pandas as pd
 from oncofed.common.keys import CASE_ID, LABEL
 
 GENERATOR_VERSION = 3  # bump when the content for a given spec changes
-SCENARIOS = ("default", "shared-signal", "iid-sites")
+SCENARIOS = ("default", "shared-signal", "iid-sites", "scanner-shift")
 OCCULT_FRACTION = 0.35  # positives whose tumours CT cannot show (caps image AUC)
 AFP_RAISED_FRACTION = 0.4  # positives with a raised AFP (caps clinical AUC)
 REFERRAL_SHIFT_SD = 1.0  # size of a site's referral-pathway lab shift, in lab SDs
@@ -134,6 +145,13 @@ class SiteProfile:
     clinical_missing: float  # probability that a case has no clinical record
     referral: tuple[tuple[str, float], ...] = ()  # (lab, shift in SDs) for positives
     shared_signal: bool = False  # CT visibility and AFP follow one hidden finding
+    # scanner-shift scenario: reconstruction kernel (> 0: Gaussian smoothing sigma
+    # in voxels; < 0: unsharp-mask sharpening of that strength), the noise's
+    # grain (sigma in voxels of its spatial correlation; 0 = white) and MRI-like
+    # contrast (tissue intensities remapped by MRI_LIKE)
+    kernel: float = 0.0
+    noise_grain: float = 0.0
+    mri_like: bool = False
 
     @property
     def name(self) -> str:
@@ -178,7 +196,55 @@ def site_profiles(spec: SyntheticSpec) -> list[SiteProfile]:
         ]
     elif spec.scenario == "shared-signal":
         profiles = [replace(p, referral=(), shared_signal=True) for p in profiles]
+    elif spec.scenario == "scanner-shift":
+        profiles = [
+            replace(p, **SCANNERS[i % len(SCANNERS)], ct_missing=0.0)
+            for i, p in enumerate(profiles)
+        ]
     return profiles
+
+
+# scanner-shift: one scanner per site (cycled when there are more sites), and the
+# reference scanner of the public cohort and of the server's validation/test sets
+SCANNERS: tuple[dict[str, Any], ...] = (
+    {"hu_offset": 10.0, "hu_gain": 1.0, "noise_sd": 14.0, "kernel": 0.6,
+     "noise_grain": 0.0, "slice_mm": 2.5},  # close to the reference
+    {"hu_offset": 120.0, "hu_gain": 1.35, "noise_sd": 38.0, "kernel": -1.5,
+     "noise_grain": 0.0, "slice_mm": 1.0},  # sharp kernel, thin slices, fine noise
+    {"hu_offset": -150.0, "hu_gain": 0.65, "noise_sd": 22.0, "kernel": 1.6,
+     "noise_grain": 1.5, "slice_mm": 5.0},  # smooth kernel, coarse noise texture
+    {"hu_offset": 0.0, "hu_gain": 1.0, "noise_sd": 20.0, "kernel": 0.8,
+     "noise_grain": 0.8, "slice_mm": 3.0, "mri_like": True},  # MRI-like contrast
+    {"hu_offset": 70.0, "hu_gain": 1.5, "noise_sd": 45.0, "kernel": 0.0,
+     "noise_grain": 1.0, "slice_mm": 7.5},  # thick slices, high gain, coarse noise
+    {"hu_offset": -90.0, "hu_gain": 0.75, "noise_sd": 30.0, "kernel": -1.0,
+     "noise_grain": 0.0, "slice_mm": 2.0},
+    {"hu_offset": 40.0, "hu_gain": 1.2, "noise_sd": 12.0, "kernel": 2.0,
+     "noise_grain": 2.0, "slice_mm": 5.0},
+)  # fmt: skip
+REFERENCE_SCANNER: dict[str, Any] = {"hu_offset": 0.0, "hu_gain": 1.0, "noise_sd": 12.0,
+                     "kernel": 0.5, "noise_grain": 0.0, "slice_mm": 2.5}  # fmt: skip
+# MRI-like contrast: CT intensity (HU) -> signal, piecewise linear: fat and
+# fluid-like lesions bright, liver mid-grey, bone dark (roughly T2-weighted)
+MRI_LIKE = (
+    (-1000.0, -100.0, -10.0, 35.0, 62.0, 200.0, 450.0),
+    (-1000.0, 320.0, 260.0, 110.0, 60.0, -150.0, -250.0),
+)
+
+
+def reference_profile(spec: SyntheticSpec, index: int = 99) -> SiteProfile:
+    """The reference scanner (scanner-shift): the public cohort's and the
+    server's validation and test sets'."""
+    return SiteProfile(
+        index=index,
+        n_cases=spec.test_cases_per_site,
+        prevalence=0.5,
+        pixel_mm=0.75 * 512 / spec.in_plane,
+        lab_missing=0.05,
+        ct_missing=0.0,
+        clinical_missing=0.0,
+        **REFERENCE_SCANNER,
+    )
 
 
 def _referral_pathways(spec: SyntheticSpec) -> list[tuple[tuple[str, float], ...]]:
@@ -317,11 +383,29 @@ def ct_volume(
             lesion = (d2 <= radius_mm**2) & liver
             vol[lesion] = liver_hu + contrast
             seg[lesion] = 2
-    # scanner: gain around water, offset, noise
+    return scanner(vol, profile, rng), seg
+
+
+def scanner(vol: np.ndarray, profile: SiteProfile, rng: np.random.Generator):
+    """What the site's scanner makes of the anatomy ``vol`` (HU): MRI-like
+    remapping, reconstruction kernel, gain around water, offset, noise (white or
+    grained), clipped to the int16 CT range."""
+    from scipy.ndimage import gaussian_filter
+
+    if profile.mri_like:
+        vol = np.interp(vol, *MRI_LIKE)
+    if profile.kernel > 0:  # smooth kernel
+        vol = gaussian_filter(vol, profile.kernel)
+    elif profile.kernel < 0:  # sharp kernel: unsharp mask
+        vol = vol + (-profile.kernel) * (vol - gaussian_filter(vol, 1.0))
     vol = (vol * profile.hu_gain) + profile.hu_offset
-    vol += rng.normal(0, profile.noise_sd, vol.shape)
-    vol = np.clip(vol, -1024, 3071)
-    return vol.astype(np.int16), seg
+    if profile.noise_grain > 0:
+        vol = (
+            vol + _smooth_noise(rng, vol.shape, profile.noise_grain) * profile.noise_sd
+        )
+    else:
+        vol = vol + rng.normal(0, profile.noise_sd, vol.shape)
+    return np.clip(vol, -1024, 3071).astype(np.int16)
 
 
 def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma: float):
