@@ -118,6 +118,8 @@ def test_dashboard_follows_a_live_federation(federation, tmp_path):
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        requested: list[str] = []  # every script, style and call the page makes
+        page.on("request", lambda r: requested.append(r.url))
         page.goto(f"http://127.0.0.1:{port}/")
         # the run is listed once the ServerApp has made its folder
         link = page.locator("#runs-table a").first
@@ -150,6 +152,11 @@ def test_dashboard_follows_a_live_federation(federation, tmp_path):
         assert (
             "test set, selected round" in page.locator("#scored-caption").inner_text()
         )
+        # offline: nothing was fetched from anywhere but the dashboard itself
+        local = f"http://127.0.0.1:{port}/"
+        assert requested and all(u.startswith((local, "data:")) for u in requested), [
+            u for u in requested if not u.startswith(local)
+        ]
         shot = tmp_path / "dashboard.png"
         page.screenshot(path=str(shot), full_page=False)
         browser.close()

@@ -38,7 +38,7 @@ import numpy as np
 
 from oncofed.common.config import OncoFedConfig, from_run_config
 from oncofed.common.data.prepared import PreparedDataset
-from oncofed.common.data.site import SiteData, load_site
+from oncofed.common.data.site import SiteData
 from oncofed.common.errors import ConfigError
 from oncofed.common.experiments.ablation.federation import (
     leave_one_out_view,
@@ -57,6 +57,7 @@ from oncofed.common.experiments.ablation.plan import (
 from oncofed.common.experiments.ablation.results import Result, TestSet
 from oncofed.common.ingest import ensure_prepared
 from oncofed.common.keys import present_key
+from oncofed.common.ml.harmonise import load_harmonised
 
 Echo = Callable[[str], None]
 LOSO = "leave-one-site-out"
@@ -126,7 +127,7 @@ def held_out_set(
     """The server's validation (``split='val'``) or test set; the union of the
     sites' splits where the server folder is empty."""
     folder = ds.server_dir(split)
-    server = load_site(folder, cfg.data, splits=(split,))
+    server = load_harmonised(folder, cfg.data, splits=(split,), reference_domain=True)
     if server.split(split):
         return TestSet(folder.name, server.split(split))
     return TestSet(
@@ -225,8 +226,9 @@ class Ablation:
             f"OncoFed ablate | scenario {self.scenario.name} | dataset "
             f"{cfg.data.dataset} ({len(self.ds.sites)} sites) | loading ..."
         )
-        self.sites = [
-            load_site(self.ds.site_dir(i), cfg.data) for i in range(len(self.ds.sites))
+        self.sites = [  # each site through its own harmoniser (run-config harmonise)
+            load_harmonised(self.ds.site_dir(i), cfg.data)
+            for i in range(len(self.ds.sites))
         ]
         self.val = held_out_set(self.ds, cfg, self.sites, "val")
         self.test = held_out_set(self.ds, cfg, self.sites, "test")

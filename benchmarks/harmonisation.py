@@ -1,0 +1,163 @@
+"""Scanner harmonisation on the scanner-shift scenario (issue 18), first part.
+
+For each ``--methods`` option (run-config ``harmonise``) and each ``--seeds`` seed:
+
+``loso``
+    ``oncofed ablate --scenario scanner_shift_sites --regimes pooled --loso pooled``
+    with ``--set harmonise=METHOD``: CT only, clinical only and early fusion,
+    each trained pooled on all sites but one,
+    tested on every case of the held-out site, which maps its scans with its own
+    harmoniser, fitted without labels. Reported: test AUC per held-out site and
+    its mean over sites, per arm; and, for scale, each arm trained pooled on
+    every site and tested on the server's test set (reference scanner).
+``rails``
+    each site loaded through the method as a federated run would: the guard-rail
+    figures (``harmonise-*``), whether the site fell back, and the CPU seconds
+    of fitting (the CycleGAN's training).
+
+Not yet here (issue 18 lists them): paired intervals between methods, the domain
+gap, the federated reference-side discriminator, the label-efficiency study with
+federated Models Genesis.
+
+The scenario was built with scanner differences the default does not have (see
+docs/synthetic-data.md, "Scanner shift"); what a method recovers here is what it
+recovers of those, not of real scanners.
+
+    python benchmarks/harmonisation.py --json /tmp/harmonisation.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCENARIO = "scanner_shift_sites"
+
+
+def _oncofed() -> str:
+    return str(Path(sys.executable).parent / "oncofed")
+
+
+def loso(method: str, seed: int, out: Path, rounds: int) -> dict:
+    """Per arm: {held-out site: test AUC} of one ablation."""
+    folder = out / f"{method}-seed-{seed}"
+    t = time.time()
+    cmd = [
+        _oncofed(), "ablate", "--scenario", SCENARIO, "--out", str(folder),
+        "--regimes", "pooled", "--fusions", "concat", "--loso", "pooled",
+        "--loso-arms", "all",
+        "--rounds", str(rounds), "--set", f"harmonise={method}",
+        "--set", f"seed={seed}",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    per_arm: dict[str, dict[str, float]] = {}
+    pooled: dict[str, float] = {}  # every site, tested on the reference scanner
+    with open(folder / "ablation.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            if row["regime"] == "leave-one-site-out" and row["auc"]:
+                per_arm.setdefault(row["arm"], {})[row["site"]] = float(row["auc"])
+            elif row["regime"] == "pooled" and row["auc"]:
+                pooled[row["arm"]] = float(row["auc"])
+    means = {a: statistics.mean(v.values()) for a, v in per_arm.items()}
+    print(
+        f"  {method:>9} seed {seed}: "
+        + "; ".join(
+            f"{a} LOSO AUC {m:.3f} (pooled: {pooled.get(a, float('nan')):.3f} on "
+            "the reference scanner)"
+            for a, m in means.items()
+        )
+        + f" ({time.time() - t:.0f} s)",
+        flush=True,
+    )
+    return {"per_site": per_arm, "mean": means, "pooled_reference_test": pooled}
+
+
+def rails(method: str, seed: int) -> dict:
+    """Each site's guard-rail figures and fitting time under ``method``."""
+    from oncofed.common.config import from_run_config
+    from oncofed.common.data.prepared import open_prepared
+    from oncofed.common.ingest import ensure_prepared
+    from oncofed.common.ml.harmonise import load_harmonised
+
+    app = _app_config()
+    cfg = from_run_config({**app, "harmonise": method, "seed": seed}).data
+    ensure_prepared(cfg)
+    ds = open_prepared(cfg)
+    out = {}
+    for i, name in enumerate(ds.sites):
+        t = time.process_time()
+        data = load_harmonised(ds.site_dir(i), cfg, ("train",))
+        out[name] = {**data.harmonise, "fit-cpu-s": time.process_time() - t}
+    return out
+
+
+def _app_config() -> dict:
+    import tomllib
+
+    toml = tomllib.loads(
+        (ROOT / "simulations" / SCENARIO / "pyproject.toml").read_text()
+    )
+    return dict(toml["tool"]["flwr"]["app"]["config"])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--methods", default="none,histogram,zscore,fedbn,cyclegan")
+    ap.add_argument("--seeds", default="2024,2025,2026")
+    ap.add_argument("--parts", default="loso,rails", help="loso,rails")
+    ap.add_argument("--rounds", type=int, default=8, help="ablate --rounds (8)")
+    ap.add_argument("--json", help="write the results here as JSON")
+    args = ap.parse_args()
+    methods = args.methods.split(",")
+    seeds = [int(s) for s in args.seeds.split(",")]
+    parts = set(args.parts.split(","))
+    result: dict = {
+        "command": "python " + " ".join(sys.argv),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}",
+        "seeds": seeds,
+    }
+    if "rails" in parts:
+        print("Guard rails per site (train scans):", flush=True)
+        result["rails"] = {
+            m: {s: rails(m, s) for s in seeds}
+            for m in methods
+            if m not in ("none", "fedbn")
+        }
+        for m, by_seed in result["rails"].items():
+            fell = [
+                site for r in by_seed.values() for site, v in r.items()
+                if v.get("harmonise-fallback") == 1.0
+            ]  # fmt: skip
+            print(f"  {m:>9}: sites falling back (over seeds): {sorted(fell)}")
+    if "loso" in parts:
+        print("Leave-one-site-out test AUC (pooled on the other sites):", flush=True)
+        with tempfile.TemporaryDirectory() as tmp:
+            result["loso"] = {
+                m: {s: loso(m, s, Path(tmp), args.rounds) for s in seeds}
+                for m in methods
+            }
+        for m, by_seed in result["loso"].items():
+            for arm in next(iter(by_seed.values()))["mean"]:
+                vals = [r["mean"][arm] for r in by_seed.values() if arm in r["mean"]]
+                sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
+                print(f"  {m:>9} {arm}: {statistics.mean(vals):.3f} ± {sd:.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
