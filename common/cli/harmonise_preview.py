@@ -25,7 +25,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--cases", type=int, default=4, help="scans to show (4)")
     p.add_argument("--image-size", type=int, default=32, help="grid side (32)")
-    p.add_argument("--steps", type=int, default=300, help="cyclegan updates (300)")
+    p.add_argument("--steps", type=int, default=1500, help="cyclegan updates (1500)")
     p.set_defaults(func=run)
 
 
