@@ -43,6 +43,7 @@ from oncofed.common.experiments.fuzz import (
     nifti_download,
     prepare_reader,
     site_reader,
+    slide_download,
 )
 from oncofed.common.ingest.prepare import PrepareOptions, prepare
 from oncofed.common.ingest.synthetic.tcga_export import write_tcga_export
@@ -97,6 +98,8 @@ def main() -> int:
              dicom_download(SHARED, tmp / "crlm-xlsx", excel=True)),
             ("prepare tcga_brca_flamby (FLamby CSVs)", "tcga_brca_flamby",
              flamby_download(SHARED, tmp / "flamby")),
+            ("prepare tcga_coad_read (tiles and an SVS slide)", "tcga_coad_read",
+             slide_download(SHARED, tmp / "slides")),
         ]  # fmt: skip
         reports: list[tuple[str, FuzzReport]] = [("load_site", site_report)]
         for k, (name, dataset, folder) in enumerate(downloads):
@@ -104,10 +107,14 @@ def main() -> int:
                 print(f"{name}: ../shared/data not beside the checkout; skipped")
                 continue
             files = sorted(p.name for p in folder.iterdir() if p.is_file())
+            label = None
+            if "slide" in name:  # images damaged, not the table; no AJCC stage
+                files = [f for f in files if not f.endswith(".tsv")]
+                label = "os-event"
             n = args.prepare_cases
             with tqdm(total=n, desc=name, unit="case") as bar:
                 r = fuzz_folder(
-                    folder, files, prepare_reader(tmp, dataset), n,
+                    folder, files, prepare_reader(tmp, dataset, label), n,
                     args.seed + 1 + k, lambda _: bar.update(1),
                 )  # fmt: skip
             reports.append((f"{name}: {', '.join(files)}", r))

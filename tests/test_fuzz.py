@@ -90,7 +90,7 @@ def test_a_repeated_clinical_line_is_named_though_no_case_is_lost(
 
 
 @pytest.mark.parametrize(
-    "kind", ["gdc", "cbioportal", "nifti", "dicom", "excel", "flamby"]
+    "kind", ["gdc", "cbioportal", "nifti", "dicom", "excel", "flamby", "slides"]
 )
 def test_damaged_downloads_never_crash_prepare(kind, tmp_path):
     """``oncofed prepare`` on a damaged download finishes or refuses clearly."""
@@ -100,13 +100,15 @@ def test_damaged_downloads_never_crash_prepare(kind, tmp_path):
         flamby_download,
         nifti_download,
         prepare_reader,
+        slide_download,
     )
     from oncofed.common.ingest.synthetic.tcga_export import write_tcga_export
     from tests.conftest import SHARED_DATA
 
     dataset = {"gdc": "tcga_lihc", "cbioportal": "tcga_lihc", "nifti": "lits17",
                "dicom": "crlm", "excel": "crlm",
-               "flamby": "tcga_brca_flamby"}[kind]  # fmt: skip
+               "flamby": "tcga_brca_flamby",
+               "slides": "tcga_coad_read"}[kind]  # fmt: skip
     if kind in ("gdc", "cbioportal"):
         raw = write_tcga_export(tmp_path / "raw", num_sites=2, patients_per_site=15)
         folder = raw if kind == "gdc" else cbioportal_download(raw, tmp_path / "cb")
@@ -114,11 +116,17 @@ def test_damaged_downloads_never_crash_prepare(kind, tmp_path):
         folder = nifti_download(tmp_path / "lits")
     elif kind == "flamby":
         folder = flamby_download(SHARED_DATA, tmp_path / "flamby")
+    elif kind == "slides":
+        folder = slide_download(SHARED_DATA, tmp_path / "slides")
     else:
         folder = dicom_download(SHARED_DATA, tmp_path / "crlm", excel=kind == "excel")
     files = sorted(p.name for p in folder.iterdir() if p.is_file())
+    label = None
+    if kind == "slides":  # the tiles and the slide are damaged, not the table
+        files = [f for f in files if not f.endswith(".tsv")]
+        label = "os-event"
     report = fuzz_folder(
-        folder, files, prepare_reader(tmp_path, dataset), cases=12, seed=3
+        folder, files, prepare_reader(tmp_path, dataset, label), cases=12, seed=3
     )
     assert report.tried == 12
     assert report.outcomes["crashed"] == 0, report.examples

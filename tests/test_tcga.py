@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -249,6 +250,61 @@ def test_project_comes_from_the_files_and_an_unknown_project_is_never_kept(
         PrepareOptions(min_site_cases=1, label="stage-3-4"), False,
     )  # fmt: skip
     assert report["cases_kept"] == 2
+
+
+# GDC's tissue-source-site code table, in its published columns
+TSS_TABLE = (
+    "TSS Code,Source Site,Study Name,BCR\r\n"
+    "DD,Mayo Clinic - Rochester,Liver hepatocellular carcinoma,NCH\r\n"
+    "BC,University of Pittsburgh,Pancreatic adenocarcinoma,NCH\r\n"
+    "Q1,Somewhere,Not a TCGA study,NCH\r\n"
+    "???,Broken row,Liver hepatocellular carcinoma,NCH\r\n"
+)
+TSS_PATIENTS = CBIO_PATIENT.replace(
+    "TCGA-ZZ-12\tMale\t50", "TCGA-XY-A0A0\tMale\t50"
+)
+
+
+def test_tss_code_table_gives_the_project_when_the_files_name_none(tmp_path):
+    """A cBioPortal layout without cancer type or study metadata: the GDC's TSS
+    code table (given with --tss-table, or lying in --root, re-saved with a BOM
+    and CRLF) decides each patient's project; a code it does not list leaves the
+    patient quarantined, never kept."""
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    (bare / "data_clinical_patient.txt").write_text(TSS_PATIENTS)
+    table = tmp_path / "tissueSourceSite.csv"
+    table.write_bytes(b"\xef\xbb\xbf" + TSS_TABLE.encode())
+    opts = PrepareOptions(min_site_cases=1, tss_table=str(table))
+    report = prepare("tcga_lihc", bare, tmp_path / "o1", opts, False)
+    reasons = {q["case_id"]: q["reason"] for q in report["quarantined"]}
+    assert report["cases_kept"] == 2  # the two TCGA-DD patients
+    assert "project TCGA-PAAD is not one of TCGA-LIHC" in reasons["TCGA-BC-A10Q"]
+    assert "TSS code XY is in no TSS code table" in reasons["TCGA-XY-A0A0"]
+    notes = "\n".join(report["notes"])
+    assert "took their project from the TSS code table" in notes
+    assert "1 row(s) without a two-character TSS code left out" in notes
+    assert "not TCGA studies left out (Not a TCGA study)" in notes
+    # the same table inside --root is recognised by its columns
+    shutil.copy(table, bare / "tss.csv")
+    report = prepare(
+        "tcga_lihc", bare, tmp_path / "o2", PrepareOptions(min_site_cases=1), False
+    )
+    assert report["cases_kept"] == 2
+    roles = {Path(s["file"]).name: s["role"] for s in report["sources"]}
+    assert roles["tss.csv"] == "tss-table"
+    # without any table nothing is guessed
+    (bare / "tss.csv").unlink()
+    with pytest.raises(DataError, match="give the GDC's with --tss-table"):
+        prepare("tcga_lihc", bare, tmp_path / "o3", PrepareOptions(), False)
+    # a table without the published columns is refused naming the column
+    wrong = tmp_path / "wrong.csv"
+    wrong.write_text("Code,Site\nDD,Mayo\n")
+    with pytest.raises(DataError, match="TSS Code"):
+        prepare(
+            "tcga_lihc", bare, tmp_path / "o4",
+            PrepareOptions(tss_table=str(wrong)), False,
+        )  # fmt: skip
 
 
 def _genomics_root(tmp_path, n=30):
@@ -744,3 +800,23 @@ def test_flamby_damaged_line_quarantines_its_patient_by_line(tmp_path):
     assert report["cases_kept"] == 1088 - 1
     (bad,) = [q for q in report["quarantined"] if "line 6" in q["reason"]]
     assert bad["path"].endswith("brca.csv")
+
+
+def test_report_counts_agree_and_the_audit_catches_a_disagreement(tmp_path):
+    """Every prepare checks its report's counts against each other; the check
+    fails on a report whose sites do not add up."""
+    from oncofed.common.ingest.prepare import audit_report
+
+    report = prepare("tcga_coad_read", COAD.parent, tmp_path / "o",
+                     PrepareOptions(label="os-event"), False)  # fmt: skip
+    audit_report(report)  # prepare already ran it; the figures below are its
+    assert report["cases_kept"] == sum(s["cases"] for s in report["sites"].values())
+    assert report["entries_quarantined"] == len(report["quarantined"])
+    broken = json.loads(json.dumps(report))
+    next(iter(broken["sites"].values()))["test"] += 1
+    with pytest.raises(RuntimeError, match="train \\+ val \\+ test != cases"):
+        audit_report(broken)
+    broken = json.loads(json.dumps(report))
+    broken["cases_kept"] += 1
+    with pytest.raises(RuntimeError, match="do not add up to cases_kept"):
+        audit_report(broken)

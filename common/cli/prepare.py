@@ -72,6 +72,13 @@ def add(sub: argparse._SubParsersAction) -> None:
         "grouping TCGA tissue-source sites into regions",
     )
     p.add_argument(
+        "--tss-table",
+        help="TCGA: the GDC's tissue-source-site code table (columns TSS Code, "
+        "Source Site, Study Name, BCR; from gdc.cancer.gov, TCGA code tables), "
+        "which gives the project of patients whose files name none; a table "
+        "inside --root is found by itself",
+    )
+    p.add_argument(
         "--min-site-cases",
         type=int,
         default=20,
@@ -110,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
         test_fraction=args.test_fraction,
         val_fraction=args.val_fraction,
         site_map=args.site_map,
+        tss_table=args.tss_table,
         min_site_cases=args.min_site_cases,
         label_column=args.label_column,
         label=args.label,

@@ -174,15 +174,15 @@ def _flags(folder: Path) -> dict[str, dict[str, str]]:
 
 
 # ---------------------------------------------------------------- downloads
-def prepare_reader(tmp: Path, dataset: str) -> Reader:
+def prepare_reader(tmp: Path, dataset: str, label: str | None = None) -> Reader:
     """``prepare DATASET`` as a fuzz reader: outcomes only (no row accounting)."""
     counter = iter(range(10**9))
+    opts = PrepareOptions(min_site_cases=1, label=label)
 
     def read(folder: Path) -> tuple[int, int, int, int]:
         out = tmp / f"out-{next(counter)}"
         try:
-            report = prepare(dataset, folder, out, PrepareOptions(min_site_cases=1),
-                             False)  # fmt: skip
+            report = prepare(dataset, folder, out, opts, False)
         finally:
             shutil.rmtree(out, ignore_errors=True)
         return 0, report["cases_kept"], len(report["quarantined"]), 0
@@ -253,6 +253,38 @@ def flamby_download(shared_data: Path, out: Path) -> Path | None:
     for name in ("brca.csv", "centers.csv", "train_test_split.csv"):
         if (src / name).is_file():
             shutil.copy(src / name, out / name)
+    return out
+
+
+SLIDE_PATIENTS = 6
+
+
+def slide_download(shared_data: Path, out: Path) -> Path | None:
+    """Histology as TCGA ships it, from ``shared_data`` (None when not there): the
+    real GDC clinical rows of a few TCGA-COAD patients, the real TCGA tiles of
+    TCGA-AD-6964 and the small Aperio slide (OpenSlide's CMU-1-Small-Region, named
+    after another of those patients: the damage, not the tissue, is under test).
+    Read with ``--label os-event``, as these patients have no AJCC stage."""
+    clinical = shared_data / "tcga_coad_gdc" / "clinical.tsv"
+    tiles = (
+        shared_data / "histology_he" / "mopadi_tcga_tiles" / "TCGA-AD-6964-01Z-00-DX1"
+    )
+    slide = shared_data / "histology_he" / "cmu_small_region.svs"
+    if not (clinical.is_file() and tiles.is_dir() and slide.is_file()):
+        return None
+    lines = clinical.read_text(encoding="utf-8").splitlines()
+    key = lines[0].split("\t").index("cases.submitter_id")
+    ids = ["TCGA-AD-6964"]
+    for ln in lines[1:]:
+        b = ln.split("\t")[key]
+        if b not in ids and len(ids) < SLIDE_PATIENTS:
+            ids.append(b)
+    out.mkdir(parents=True)
+    keep = [ln for ln in lines[1:] if ln.split("\t")[key] in ids]
+    (out / "clinical.tsv").write_text("\n".join([lines[0], *keep]) + "\n")
+    for k, tile in enumerate(sorted(tiles.glob("*.jpg"))):
+        shutil.copy(tile, out / f"TCGA-AD-6964-01Z-00-DX1-tile{k}.jpg")
+    shutil.copy(slide, out / f"{ids[1]}-01Z-00-DX1.svs")
     return out
 
 

@@ -123,6 +123,7 @@ class PrepareOptions:
     # stopping, tuning), carved from what is not test
     val_fraction: float = 0.15
     site_map: str | None = None  # CSV mapping tissue-source sites to regions
+    tss_table: str | None = None  # GDC's TSS code table: TCGA projects by TSS code
     min_site_cases: int = 20  # natural sites smaller than this are grouped
     label_column: str | None = None  # imaging datasets: clinical column = label
     label: str | None = None  # TCGA datasets: which label rule (see --label)
@@ -348,6 +349,7 @@ def write_prepared(
     }
     (out / DATASET_JSON).write_text(json.dumps(meta, indent=2))
     report = build_report(dataset, cases, result, opts, columns)
+    audit_report(report)
     (out / REPORT_JSON).write_text(json.dumps(report, indent=2, default=str))
     (out / REPORT_MD).write_text(report_markdown(report))
     return report
@@ -473,6 +475,30 @@ def build_report(
         "unrecognised_files": result.unrecognised,
         "notes": result.notes,
     }
+
+
+def audit_report(report: dict[str, Any]) -> None:
+    """Check that a report's counts agree with each other, and raise
+    ``RuntimeError`` naming the first that does not (a bug, never bad input):
+    sites add up to the cases kept; each site's splits and labels add up to its
+    cases; the entries are the quarantine list; the patients quarantined are
+    named in it and are none of the cases kept."""
+    sites = report["sites"]
+    problems = []
+    if sum(s["cases"] for s in sites.values()) != report["cases_kept"]:
+        problems.append("the sites' cases do not add up to cases_kept")
+    for name, s in sites.items():
+        if s["train"] + s["val"] + s["test"] != s["cases"]:
+            problems.append(f"{name}: train + val + test != cases")
+        if sum(s["labels"].values()) != s["cases"]:
+            problems.append(f"{name}: the label counts do not add up to its cases")
+    if report["entries_quarantined"] != len(report["quarantined"]):
+        problems.append("entries_quarantined is not the length of the list")
+    named = {q["case_id"] for q in report["quarantined"] if q["case_id"]}
+    if report["cases_quarantined"] > len(named):
+        problems.append("more patients quarantined than the list names")
+    if problems:
+        raise RuntimeError("prepare report counts disagree: " + "; ".join(problems))
 
 
 def _modalities(c: Case) -> Iterable[str]:

@@ -41,6 +41,7 @@ from oncofed.common.ingest.prepare import (
     PrepareOptions,
     ReadResult,
     Staging,
+    audit_report,
     prepare,
     report_markdown,
 )
@@ -103,6 +104,7 @@ class CrcMetastasis(PreparableDataset):
             ],
             "notes": [n for r in parts.values() for n in r["notes"]],
         }
+        audit_report(report)
         (out / REPORT_JSON).write_text(json.dumps(report, indent=2, default=str))
         (out / REPORT_MD).write_text(report_markdown(report))
         for sub in parts:

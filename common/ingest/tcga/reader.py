@@ -36,6 +36,7 @@ from oncofed.common.ingest.synthetic.tcga_export import (
 )
 from oncofed.common.ingest.tcga import clinical as tc
 from oncofed.common.ingest.tcga import genomics as tg
+from oncofed.common.ingest.tcga import tss
 from oncofed.common.ingest.tcga.barcode import (
     looks_like_barcode,
     patient_barcode,
@@ -137,6 +138,8 @@ def classify(path: Path) -> tuple[str, str] | None:
         h.strip() for h in next(csv.reader([body[0].rstrip("\n")], delimiter=sep))
     ]
     lower = [h.lower() for h in header]
+    if tss.is_tss_table(lower):
+        return "tss-table", sep
     if tc.is_gdc_clinical(lower) or tc.is_biotab_clinical(lower):
         return "gdc-clinical", sep
     if set(lower) & {"cases.submitter_id", "case_submitter_id", tc.BIOTAB_ID}:
@@ -202,6 +205,8 @@ class _Scan:
     histology: dict[str, list[Path]] = field(default_factory=dict)
     follow_ups: dict[str, float] = field(default_factory=dict)
     studies: dict[str, str] = field(default_factory=dict)  # folder -> project
+    tss: tss.TssTable = field(default_factory=tss.TssTable)  # TSS code -> project
+    from_tss: int = 0  # patients whose project only the TSS table gave
 
 
 def read_tcga(
@@ -214,6 +219,15 @@ def read_tcga(
 ) -> ReadResult:
     """Recognise every file under ``root`` and build one case per patient."""
     scan = _Scan()
+    if opts.tss_table:
+        table = Path(opts.tss_table)
+        if not table.is_file():
+            raise DataError(
+                table, "--tss-table", "file not found",
+                "give the GDC's tissue-source-site code table (TSV or CSV)",
+            )  # fmt: skip
+        scan.tss.update(tss.read_tss_table(table))
+        scan.sources.append({"file": str(table), "role": "tss-table", "why": ""})
     for path in sorted(p for p in root.rglob("*") if p.is_file()):
         if progress:
             progress(path.name)
@@ -226,6 +240,7 @@ def read_tcga(
             "point --root at the folder holding the GDC / cBioPortal download",
         )
     _merge_sources(scan)
+    scan.notes += scan.tss.notes
     if projects:
         _keep_projects(scan, projects)
     _quarantine_unlabelled(scan)
@@ -318,6 +333,8 @@ def _read_by_kind(scan: _Scan, path: Path, kind: str, sep: str) -> None:
             recs, q = tc.read_cbioportal_patients(path, False, sep)
             scan.quarantined += q
             tc.merge_records(scan.cbio_patients, recs)
+    elif kind == "tss-table":
+        scan.tss.update(tss.read_tss_table(path))
     elif kind == "cbioportal-other":
         pass  # timeline / gene-panel tables: recognised, not used
     elif kind == "genomics-segments":
@@ -387,7 +404,10 @@ def _project_of(scan: _Scan, rec: tc.PatientRecord) -> str | None:
         for folder in Path(src).parents:
             if str(folder) in scan.studies:
                 return scan.studies[str(folder)]
-    return None
+    proj = scan.tss.project(tss_code(rec.barcode))
+    if proj:
+        scan.from_tss += 1
+    return proj
 
 
 def _keep_projects(scan: _Scan, projects: tuple[str, ...]) -> None:
@@ -403,8 +423,10 @@ def _keep_projects(scan: _Scan, projects: tuple[str, ...]) -> None:
         if proj is None:
             why = (
                 f"project cannot be established (no project id, cancer-type "
-                f"acronym or cBioPortal study in its files), so it cannot be "
-                f"checked against {', '.join(sorted(keep))}"
+                f"acronym or cBioPortal study in its files, and its TSS code "
+                f"{tss_code(b)} is in no TSS code table: give the GDC's with "
+                f"--tss-table), so it cannot be checked against "
+                f"{', '.join(sorted(keep))}"
             )
         elif members & keep:
             continue
@@ -414,6 +436,10 @@ def _keep_projects(scan: _Scan, projects: tuple[str, ...]) -> None:
             Quarantined(b, "; ".join(rec.sources), why, "project_id")
         )
         del scan.patients[b]
+    if scan.from_tss:
+        scan.notes.append(
+            f"{scan.from_tss} patient(s) took their project from the TSS code table"
+        )
 
 
 def _quarantine_unlabelled(scan: _Scan) -> None:
