@@ -36,7 +36,7 @@ from oncofed.client.legacy import (
     sent_arrays,
     sent_config,
 )
-from oncofed.client.site import site_data, site_label
+from oncofed.client.site import pretraining_samples, site_data, site_label
 from oncofed.common import keys
 from oncofed.common.config import OncoFedConfig, from_run_config, sweep_run_config
 from oncofed.common.data.site import SiteData
@@ -153,7 +153,7 @@ def reportable(samples: list[dict], cfg: OncoFedConfig) -> bool:
     of events and of censored cases; segmentation: cases only)."""
     if len(samples) < cfg.privacy.min_report_n:
         return False
-    if cfg.model.task == "segmentation":
+    if cfg.model.task in ("segmentation", "pretrain"):
         return True
     key = keys.EVENT if cfg.model.task == "survival" else keys.LABEL
     ones = sum(1 for s in samples if float(s[key]) == 1.0)
@@ -295,6 +295,8 @@ def train(msg: Message, context: Context) -> Message:
     config = _sent(msg) or ConfigRecord()
     server_round = _server_round(msg)
     samples = data.split("train")
+    if cfg.model.task == "pretrain":  # no labels needed: the reference cohort too
+        samples = pretraining_samples(dict(context.node_config), cfg.data)
     terms = []
     if keys.PROXIMAL_MU in config:  # sent by FedProx
         terms.append(ProximalTerm(model, float(cast(float, config[keys.PROXIMAL_MU]))))

@@ -22,8 +22,9 @@ from functools import lru_cache
 from pathlib import Path
 
 from oncofed.common.config import DataConfig
+from oncofed.common.data.harmonise import reference_samples
 from oncofed.common.data.prepared import open_prepared
-from oncofed.common.data.site import SiteData
+from oncofed.common.data.site import SiteData, label_subset
 from oncofed.common.errors import ConfigError
 from oncofed.common.ml.harmonise import load_harmonised
 
@@ -72,6 +73,13 @@ def resolve_site_dir(node_config: dict, cfg: DataConfig) -> Path:
 def _cached(site_dir: str, cfg: DataConfig, masks: bool) -> SiteData:
     # training and validation only: a site's test split is for reports, not runs
     data = load_harmonised(site_dir, cfg, splits=("train", "val"), masks=masks)
+    if cfg.label_fraction < 1.0:  # label-efficiency studies: fewer labels
+        full = data.split("train")
+        data.splits["train"] = label_subset(full, cfg.label_fraction, cfg.seed)
+        log.info(
+            "Site %s: label-fraction %.2f keeps %d of %d training labels",
+            data.name, cfg.label_fraction, len(data.split("train")), len(full),
+        )  # fmt: skip
     log.info(
         "Site %s: %d train, %d validation cases, %d quarantined",
         data.name,
@@ -84,3 +92,22 @@ def _cached(site_dir: str, cfg: DataConfig, masks: bool) -> SiteData:
 
 def site_data(node_config: dict, cfg: DataConfig, masks: bool = False) -> SiteData:
     return _cached(str(resolve_site_dir(node_config, cfg)), cfg, masks)
+
+
+@lru_cache(maxsize=8)
+def _reference(site_dir: str, cfg: DataConfig, template_key: str) -> list[dict]:
+    data = _cached(site_dir, cfg, False)
+    template = next(s for s in data.split("train") if s["case_id"] == template_key)
+    return reference_samples(site_dir, cfg, template)
+
+
+def pretraining_samples(node_config: dict, cfg: DataConfig) -> list[dict]:
+    """Task ``pretrain``: every CT the site may learn from without labels: its
+    training cases (labels unused) and, where the site holds it, the public
+    reference cohort (``reference/``). Validation and test cases are left out:
+    they score the restoration."""
+    site_dir = str(resolve_site_dir(node_config, cfg))
+    train = _cached(site_dir, cfg, False).split("train")
+    if not train:
+        return []
+    return [*train, *_reference(site_dir, cfg, train[0]["case_id"])]

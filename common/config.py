@@ -68,6 +68,14 @@ class DataConfig:
             "reference/ cohort in each site folder",
         ),
     )
+    label_fraction: float = field(
+        default=1.0,
+        metadata=_key(
+            "label-fraction",
+            "share of each site's training labels used (stratified by class, "
+            "seeded; at least one case of each class): label-efficiency studies",
+        ),
+    )
     harmonise_steps: int = field(
         default=1500,
         metadata=_key(
@@ -114,7 +122,9 @@ class ModelConfig:
         metadata=_key(
             "task",
             "'classification' (binary label, BCE, AUC), 'survival' (Cox head on "
-            "time and event, C-index) or 'segmentation' (UNet on CT, Dice)",
+            "time and event, C-index), 'segmentation' (UNet on CT, Dice) or "
+            "'pretrain' (Models Genesis restoration of CT, no labels; writes "
+            "checkpoints/ct-encoder.pt for run-config 'pretrained')",
         ),
     )
     image_encoder: str = field(
@@ -540,6 +550,7 @@ def _validate(cfg: OncoFedConfig) -> None:
     look_up_option(cfg.data.imputation, ("reference", "mice"), "imputation")
     look_up_option(cfg.data.harmonise, HARMONISE_OPTIONS, "harmonise")
     need(cfg.data.harmonise_steps >= 1, "harmonise-steps", "must be >= 1")
+    need(0 < cfg.data.label_fraction <= 1, "label-fraction", "must be in (0, 1]")
     need(
         cfg.data.harmonise not in HU_HARMONISERS or cfg.data.ct_roi == "liver",
         "harmonise",
@@ -561,12 +572,29 @@ def _validate(cfg: OncoFedConfig) -> None:
     need(cfg.model.contrastive_weight >= 0, "contrastive-weight", "must be >= 0")
     look_up_option(cfg.model.norm_layers, ("aggregate", "local"), "norm-layers")
     look_up_option(
-        cfg.model.task, ("classification", "survival", "segmentation"), "task"
+        cfg.model.task,
+        ("classification", "survival", "segmentation", "pretrain"),
+        "task",
     )
     need(
         cfg.model.task != "segmentation" or cfg.model.modality_list == ("ct",),
         "modalities",
         "task 'segmentation' segments CT: set modalities = 'ct'",
+    )
+    need(
+        cfg.model.task != "pretrain" or cfg.model.modality_list == ("ct",),
+        "modalities",
+        "task 'pretrain' (Models Genesis) restores CT: set modalities = 'ct'",
+    )
+    need(
+        cfg.model.task != "pretrain" or cfg.data.label_fraction == 1.0,
+        "label-fraction",
+        "task 'pretrain' uses no labels: leave label-fraction at 1",
+    )
+    need(
+        cfg.model.task != "pretrain" or cfg.privacy.dp == "off",
+        "dp",
+        "task 'pretrain' has no DP-SGD path yet: set dp = 'off'",
     )
     look_up_option(cfg.model.family, ("neural", "xgboost"), "model-family")
     _validate_dp(cfg, need)

@@ -38,6 +38,7 @@ from oncofed.common.tracking.store import TEST, VAL, RunStore
 
 BEST = "best.pt"
 LAST = "last.pt"
+CT_ENCODER = "ct-encoder.pt"  # task 'pretrain': the selected round's CT encoder
 MIN_SUBSET_CASES = 5
 
 
@@ -221,6 +222,8 @@ class ServerEvaluator:
         torch.save(ckpt, self.ckpt_dir / LAST)
         self.last_round, self.last_state = server_round, state
         score = metrics[self.primary]
+        if self.task.name == "pretrain" and server_round == 0:
+            score = math.nan  # the untrained encoder is no pretraining result
         if score == score and score > self.best_score:  # NaN never becomes best
             self.best_score, self.best_round = score, server_round
             self.best_state = state
@@ -256,6 +259,8 @@ class ServerEvaluator:
             self.best_round, self.best_state = self.last_round, self.last_state
             shutil.copyfile(self.ckpt_dir / LAST, self.ckpt_dir / BEST)
         self.store.select_round(self.run_id, self.best_round)
+        if self.task.name == "pretrain":
+            self.export_encoder()
         scored: dict[int, tuple[dict[str, float], tuple[float, float]]] = {}
         for rnd, state in (
             (self.best_round, self.best_state),
@@ -277,6 +282,24 @@ class ServerEvaluator:
             last_round=self.last_round,
             last_test=scored[self.last_round][0][self.primary],
         )
+
+
+    def export_encoder(self) -> Path:
+        """Task ``pretrain``: the selected round's CT encoder as a plain state
+        dict, which run-config ``pretrained = "ct=PATH"`` loads for fine-tuning."""
+        self.model.load_state_dict(self.best_state)
+        path = self.ckpt_dir / CT_ENCODER
+        torch.save(self.model.encoder.state_dict(), path)
+        log(
+            INFO,
+            "OncoFed | CT encoder of round %d (validation %s %.2f) saved: fine-tune "
+            "with run-config pretrained = \"ct=%s\"",
+            self.best_round,
+            self.task.label,
+            self.best_score,
+            path,
+        )
+        return path
 
 
 class XgbEvaluator(ServerEvaluator):

@@ -74,3 +74,41 @@ def load_reference(
                         "check the cohort's files (quarantined: "
                         f"{'; '.join(q.reason for q in bad[:3])})")  # fmt: skip
     return out, bad
+
+
+def reference_samples(
+    folder: str | Path, cfg: DataConfig, template: dict
+) -> list[dict]:
+    """The reference cohort under ``folder`` as unlabelled training samples shaped
+    like ``template`` (a sample of the site): its CT windowed as the task's
+    pipeline does, every other modality absent. An empty list when the folder
+    holds no cohort. For self-supervised pretraining (task ``pretrain``), which
+    needs no label."""
+    from oncofed.common.data.transforms import window_hu
+    from oncofed.common.keys import LABEL, MODALITIES, SITE_KEY, present_key
+
+    if not (Path(folder) / REFERENCE_DIR / "manifest.csv").is_file():
+        return []
+    scans, _ = load_reference(folder, cfg)
+    out = []
+    for k, scan in enumerate(scans):
+        sample = {
+            key: (torch.zeros_like(v) if torch.is_tensor(v) else v)
+            for key, v in template.items()
+        }
+        sample.update({CASE_ID: f"reference-{k:03d}", LABEL: float("nan")})
+        sample[SITE_KEY] = template.get(SITE_KEY, "")
+        for m in MODALITIES:
+            if present_key(m) in sample:
+                sample[present_key(m)] = _flag(template[present_key(m)], m == CT)
+        sample[CT] = window_hu(scan[CT], cfg)
+        out.append(sample)
+    return out
+
+
+def _flag(like: object, on: bool) -> object:
+    """A presence flag of the same type as ``like`` (float or tensor)."""
+    value = 1.0 if on else 0.0
+    if torch.is_tensor(like):
+        return torch.full_like(like, value)
+    return value

@@ -368,3 +368,22 @@ def _float_or_nan(text: str) -> float:
         return float(text)
     except (TypeError, ValueError):
         return float("nan")
+
+
+def label_subset(samples: list[dict], fraction: float, seed: int) -> list[dict]:
+    """A seeded, class-stratified ``fraction`` of ``samples`` (run-config
+    ``label-fraction``): of each class, ``ceil(fraction * n)`` cases, at least one.
+    The rest are treated as unlabelled, i.e. not trained on."""
+    if fraction >= 1.0:
+        return list(samples)
+    import math
+    import random
+
+    rng = random.Random(seed)
+    keep: list[dict] = []
+    for value in sorted({float(s[LABEL]) for s in samples}):
+        members = [s for s in samples if float(s[LABEL]) == value]
+        rng.shuffle(members)
+        keep += members[: max(1, math.ceil(fraction * len(members)))]
+    order = {id(s): i for i, s in enumerate(samples)}
+    return sorted(keep, key=lambda s: order[id(s)])

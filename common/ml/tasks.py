@@ -207,6 +207,25 @@ class Segmentation(Task):
         )
 
 
+class Pretrain(Task):
+    """Models Genesis restoration (:mod:`oncofed.common.ml.models.genesis`): the
+    network's output per case is its restoration error on a fixed distortion;
+    the primary metric is the PSNR of the mean error (higher is better, so the
+    best round is chosen as for the other tasks). Labels are not used."""
+
+    def metrics(self, pred) -> dict[str, float]:  # type: ignore[no-untyped-def]
+        from oncofed.common.ml.models.genesis import restoration_metrics
+
+        errors = pred.logits if pred.logits is not None else np.zeros(0)
+        return restoration_metrics(np.asarray(errors, dtype=float))
+
+    def round_line(self, m: dict[str, float]) -> str:
+        return (
+            f"restoration PSNR {m['restore-psnr']:.2f} dB "
+            f"(MSE {m['restore-mse']:.5f})"
+        )
+
+
 TASKS: Registry[Task] = Registry("task")
 
 
@@ -251,6 +270,17 @@ def _segmentation() -> Task:
         ),
         needs_masks=True,
         augment=False,
+    )
+
+
+@TASKS.register("pretrain")
+def _pretrain() -> Task:
+    return Pretrain(
+        "pretrain",
+        "restore-psnr",
+        "restoration PSNR (dB)",
+        (("PSNR", "restore-psnr"), ("MSE", "restore-mse")),
+        augment=False,  # the distortions are the task's own
     )
 
 

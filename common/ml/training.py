@@ -213,6 +213,8 @@ def predict_detailed(
     if task.name == "survival":  # the evaluation loss is the task's own
         batch_all = {TIME: torch.from_numpy(times), EVENT: torch.from_numpy(events)}
         loss = float(task.loss(torch.from_numpy(logits_all), batch_all))
+    elif task.name == "pretrain":  # the output is each case's restoration error
+        loss = float(np.mean(logits_all))
     return Predictions(
         np.concatenate(ys),
         np.concatenate(ps),

@@ -165,6 +165,16 @@ def build_model(
         from oncofed.common.ml.models.segmentation import SegmentationNet
 
         return SegmentationNet()  # type: ignore[return-value]
+    if cfg.task == "pretrain":  # Models Genesis: the CT encoder and a decoder
+        from oncofed.common.ml.models.genesis import GenesisNet
+
+        encoder = ENCODERS.create(
+            cfg.image_encoder, embed_dim=cfg.embed_dim, in_slices=image_depth
+        )
+        for modality, path in cfg.pretrained_files.items():
+            if modality == CT:  # continue from an earlier pretraining
+                load_pretrained(encoder, path)
+        return GenesisNet(encoder)  # type: ignore[return-value]
     # modality names are validated with the config (common.config)
     dims = {CLINICAL: NUM_FEATURES, GENOMICS: 0, **(input_dims or {})}
     encoders: dict[str, nn.Module] = {}
