@@ -24,6 +24,7 @@ from oncofed.common.cli import (
     harmonise_preview,
     prepare,
     report,
+    score,
     show,
 )
 
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         ablate,
         config_keys,
         harmonise_preview,
+        score,
     ):
         command.add(sub)
     return p

@@ -76,6 +76,8 @@ class Yardstick:
     liver_mean: float
     liver_sd: float
     detector: Any  # sklearn: scaler + logistic regression on lesion_features
+    # a seeded sample of the cohort's HU per tissue (liver, lesion): the domain gap
+    tissue: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def _liver_stats(ct: Volume, seg: Volume) -> tuple[float, float]:
@@ -148,7 +150,43 @@ def yardstick(reference: list[dict[str, torch.Tensor]]) -> Yardstick:
     if len(set(y[known])) == 2:
         detector = make_pipeline(StandardScaler(), LogisticRegression(C=10.0))
         detector.fit(x[known], y[known])
-    return Yardstick(liver_mean=mean, liver_sd=sd, detector=detector)
+    return Yardstick(
+        liver_mean=mean, liver_sd=sd, detector=detector, tissue=_tissue_hu(reference)
+    )
+
+
+GAP_SAMPLE = 20000  # voxels per tissue kept for the HU-distribution distance
+
+
+def _tissue_hu(scans: list[dict[str, torch.Tensor]]) -> dict[int, np.ndarray]:
+    """A seeded sample of the scans' HU per tissue (liver, lesion)."""
+    rng = np.random.default_rng(0)
+    out = {}
+    for tissue in (LIVER, LESION):
+        v = np.concatenate([s[CT][s[MASK] == tissue].numpy() for s in scans] or [[]])
+        if len(v) > GAP_SAMPLE:
+            v = rng.choice(v, GAP_SAMPLE, replace=False)
+        out[tissue] = v.astype(float)
+    return out
+
+
+def tissue_gap(
+    scans: list[dict[str, torch.Tensor]], ref: Yardstick
+) -> dict[str, float]:
+    """Per tissue, the distance between the scans' HU distribution and the
+    reference cohort's: the 1-Wasserstein distance in HU (scipy), NaN where a
+    tissue is absent. The domain gap a harmoniser should shrink."""
+    from scipy.stats import wasserstein_distance
+
+    own = _tissue_hu(scans)
+    return {
+        name: (
+            float(wasserstein_distance(own[t], ref.tissue[t]))
+            if len(own[t]) and len(ref.tissue.get(t, ()))
+            else math.nan
+        )
+        for name, t in (("liver", LIVER), ("lesion", LESION))
+    }
 
 
 def _scores(detector: Any, x: np.ndarray) -> np.ndarray:
@@ -215,6 +253,11 @@ def guard_rails(
         b["lesion"] - a["lesion"] - DETECTOR_BOUND,  # a lesion erased
     ]
     m["harmonise-ok"] = float(not any(x > 0 for x in shortfalls))
+    gap_b = tissue_gap([{CT: ct, MASK: seg} for ct, seg in pairs], ref)
+    gap_a = tissue_gap([{CT: mapping(ct, seg), MASK: seg} for ct, seg in pairs], ref)
+    for tissue in ("liver", "lesion"):  # reported, not checked
+        m[f"harmonise-gap-{tissue}-before"] = gap_b[tissue]
+        m[f"harmonise-gap-{tissue}-after"] = gap_a[tissue]
     return m
 
 
@@ -332,6 +375,8 @@ RAIL_KEYS = (
     "harmonise-liver-dice-before", "harmonise-liver-dice-after",
     "harmonise-detector-free-before", "harmonise-detector-free-after",
     "harmonise-detector-lesion-before", "harmonise-detector-lesion-after",
+    "harmonise-gap-liver-before", "harmonise-gap-liver-after",
+    "harmonise-gap-lesion-before", "harmonise-gap-lesion-after",
     "harmonise-ok", "harmonise-fallback",
 )  # fmt: skip
 METHOD_KEYS = {"cyclegan": ("harmonise-train-s", "harmonise-cycle-loss")}

@@ -233,8 +233,13 @@ def load_checkpoint(path: str | Path) -> tuple[MultimodalNet, Any, dict]:
     config (:class:`common.config.OncoFedConfig`) and the raw checkpoint."""
     from oncofed.common.config import from_run_config
 
+    import dataclasses
+
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     cfg = from_run_config(ckpt["config"])
+    # the weights are the checkpoint's: a 'pretrained' path in its config (a file
+    # of the machine that trained it) is never opened here
+    cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=""))
     model = build_model(
         cfg.model,
         cfg.data.image_depth,
