@@ -15,9 +15,15 @@ For each ``--methods`` option (run-config ``harmonise``) and each ``--seeds`` se
     figures (``harmonise-*``), whether the site fell back, and the CPU seconds
     of fitting (the CycleGAN's training).
 
-Not yet here (issue 18 lists them): paired intervals between methods, the domain
-gap, the federated reference-side discriminator, the label-efficiency study with
-federated Models Genesis.
+Paired comparison: for each method and arm, the held-out-site AUC minus that of
+``none`` on the same site and seed, averaged; its 95 % interval resamples the
+held-out sites (a percentile bootstrap over sites, each site's difference
+averaged over seeds). Domain gap: each site's per-tissue HU distance to the
+reference cohort (1-Wasserstein, liver and lesion) before and after, and "in
+use" (after, or before where the site fell back). Label efficiency with
+federated Models Genesis is ``benchmarks/pretraining.py``. Not here: the
+federated reference-side discriminator, the site-vs-reference classifier on
+the task encoder's features.
 
 The scenario was built with scanner differences the default does not have (see
 docs/synthetic-data.md, "Scanner shift"); what a method recovers here is what it
@@ -71,6 +77,8 @@ def loso(method: str, seed: int, out: Path, rounds: int) -> dict:
             elif row["regime"] == "pooled" and row["auc"]:
                 pooled[row["arm"]] = float(row["auc"])
     means = {a: statistics.mean(v.values()) for a, v in per_arm.items()}
+    fits = folder / "harmonisation.json"  # the sites' guard rails, as fitted there
+    rails_seen = json.loads(fits.read_text()) if fits.is_file() else {}
     print(
         f"  {method:>9} seed {seed}: "
         + "; ".join(
@@ -81,7 +89,13 @@ def loso(method: str, seed: int, out: Path, rounds: int) -> dict:
         + f" ({time.time() - t:.0f} s)",
         flush=True,
     )
-    return {"per_site": per_arm, "mean": means, "pooled_reference_test": pooled}
+    return {
+        "per_site": per_arm,
+        "mean": means,
+        "pooled_reference_test": pooled,
+        "rails": rails_seen,
+        "seconds": time.time() - t,
+    }
 
 
 def rails(method: str, seed: int) -> dict:
@@ -100,6 +114,54 @@ def rails(method: str, seed: int) -> dict:
         t = time.process_time()
         data = load_harmonised(ds.site_dir(i), cfg, ("train",))
         out[name] = {**data.harmonise, "fit-cpu-s": time.process_time() - t}
+    return out
+
+
+def paired(loso_result: dict, method: str, arm: str, seed: int = 0) -> dict:
+    """``method`` minus ``none`` on the same held-out site and seed: the mean
+    over sites of the seed-averaged difference, with a 95 % percentile
+    bootstrap interval over sites (2,000 resamples)."""
+    import numpy as np
+
+    per_site: dict[str, list[float]] = {}
+    for s, r in loso_result[method].items():
+        base = loso_result["none"][s]["per_site"].get(arm, {})
+        for site, auc in r["per_site"].get(arm, {}).items():
+            if site in base:
+                per_site.setdefault(site, []).append(auc - base[site])
+    diffs = np.array([np.mean(v) for v in per_site.values()])
+    if not len(diffs):
+        return {"mean": float("nan"), "lo": float("nan"), "hi": float("nan")}
+    rng = np.random.default_rng(seed)
+    boot = [rng.choice(diffs, len(diffs)).mean() for _ in range(2000)]
+    return {
+        "mean": float(diffs.mean()),
+        "lo": float(np.percentile(boot, 2.5)),
+        "hi": float(np.percentile(boot, 97.5)),
+        "sites": len(diffs),
+    }
+
+
+def gap_summary(rails_result: dict) -> dict:
+    """Per method, the mean over sites and seeds of each tissue's HU distance to
+    the reference: before, after, and in use (before where the site fell back);
+    and how many site-seeds fell back."""
+    out = {}
+    for m, by_seed in rails_result.items():
+        rows = [v for r in by_seed.values() for v in r.values()]
+        row = {"fallbacks": sum(v.get("harmonise-fallback") == 1.0 for v in rows),
+               "site_seeds": len(rows)}  # fmt: skip
+        for t in ("liver", "lesion"):
+            b = [v[f"harmonise-gap-{t}-before"] for v in rows]
+            a = [v[f"harmonise-gap-{t}-after"] for v in rows]
+            used = [
+                bb if v.get("harmonise-fallback") == 1.0 else aa
+                for bb, aa, v in zip(b, a, rows, strict=True)
+            ]
+            row[f"{t}_before"] = statistics.mean(b)
+            row[f"{t}_after"] = statistics.mean(a)
+            row[f"{t}_in_use"] = statistics.mean(used)
+        out[m] = row
     return out
 
 
@@ -129,19 +191,6 @@ def main() -> int:
         f"Python {platform.python_version()}",
         "seeds": seeds,
     }
-    if "rails" in parts:
-        print("Guard rails per site (train scans):", flush=True)
-        result["rails"] = {
-            m: {s: rails(m, s) for s in seeds}
-            for m in methods
-            if m not in ("none", "fedbn")
-        }
-        for m, by_seed in result["rails"].items():
-            fell = [
-                site for r in by_seed.values() for site, v in r.items()
-                if v.get("harmonise-fallback") == 1.0
-            ]  # fmt: skip
-            print(f"  {m:>9}: sites falling back (over seeds): {sorted(fell)}")
     if "loso" in parts:
         print("Leave-one-site-out test AUC (pooled on the other sites):", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
@@ -149,11 +198,47 @@ def main() -> int:
                 m: {s: loso(m, s, Path(tmp), args.rounds) for s in seeds}
                 for m in methods
             }
+    if "rails" in parts:
+        print("Guard rails per site (train scans):", flush=True)
+        result["rails"] = {
+            m: {
+                s: (result.get("loso", {}).get(m, {}).get(s, {}).get("rails")
+                    or rails(m, s))
+                for s in seeds
+            }
+            for m in methods
+            if m not in ("none", "fedbn")
+        }  # fmt: skip
+        for m, by_seed in result["rails"].items():
+            fell = [
+                site for r in by_seed.values() for site, v in r.items()
+                if v.get("harmonise-fallback") == 1.0
+            ]  # fmt: skip
+            print(f"  {m:>9}: sites falling back (over seeds): {sorted(fell)}")
+        result["gap"] = gap_summary(result["rails"])
+        print("HU distance to the reference cohort (mean over sites and seeds):")
+        for m, g in result["gap"].items():
+            print(
+                f"  {m:>9}: liver {g['liver_before']:.1f} -> {g['liver_after']:.1f} "
+                f"(in use {g['liver_in_use']:.1f}); lesion {g['lesion_before']:.1f} "
+                f"-> {g['lesion_after']:.1f} (in use {g['lesion_in_use']:.1f}); "
+                f"fell back {g['fallbacks']}/{g['site_seeds']}"
+            )
+    if "loso" in parts:
+        print("Leave-one-site-out test AUC, mean over held-out sites:", flush=True)
         for m, by_seed in result["loso"].items():
             for arm in next(iter(by_seed.values()))["mean"]:
                 vals = [r["mean"][arm] for r in by_seed.values() if arm in r["mean"]]
                 sd = statistics.stdev(vals) if len(vals) > 1 else 0.0
-                print(f"  {m:>9} {arm}: {statistics.mean(vals):.3f} ± {sd:.3f}")
+                line = f"  {m:>9} {arm}: {statistics.mean(vals):.3f} ± {sd:.3f}"
+                if m != "none" and "none" in result["loso"]:
+                    d = paired(result["loso"], m, arm)
+                    result.setdefault("paired", {})[f"{m} {arm}"] = d
+                    line += (
+                        f"; minus none, paired by site: {d['mean']:+.3f} "
+                        f"[{d['lo']:+.3f}, {d['hi']:+.3f}]"
+                    )
+                print(line)
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0

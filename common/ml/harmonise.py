@@ -163,7 +163,8 @@ def _tissue_hu(scans: list[dict[str, torch.Tensor]]) -> dict[int, np.ndarray]:
     rng = np.random.default_rng(0)
     out = {}
     for tissue in (LIVER, LESION):
-        v = np.concatenate([s[CT][s[MASK] == tissue].numpy() for s in scans] or [[]])
+        parts = [s[CT][s[MASK] == tissue].numpy() for s in scans]
+        v = np.concatenate(parts) if parts else np.zeros(0)
         if len(v) > GAP_SAMPLE:
             v = rng.choice(v, GAP_SAMPLE, replace=False)
         out[tissue] = v.astype(float)

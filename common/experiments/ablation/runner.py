@@ -28,6 +28,7 @@ is recorded with its reason and the ablation goes on.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
@@ -61,6 +62,7 @@ from oncofed.common.ml.harmonise import load_harmonised
 
 Echo = Callable[[str], None]
 LOSO = "leave-one-site-out"
+HARMONISATION_JSON = "harmonisation.json"  # run-config harmonise: each site's fit
 
 
 def _say(line: str) -> None:
@@ -226,10 +228,20 @@ class Ablation:
             f"OncoFed ablate | scenario {self.scenario.name} | dataset "
             f"{cfg.data.dataset} ({len(self.ds.sites)} sites) | loading ..."
         )
-        self.sites = [  # each site through its own harmoniser (run-config harmonise)
-            load_harmonised(self.ds.site_dir(i), cfg.data)
-            for i in range(len(self.ds.sites))
-        ]
+        self.sites = []  # each site through its own harmoniser (run-config harmonise)
+        fits: dict[str, dict[str, float]] = {}
+        for i in range(len(self.ds.sites)):
+            t = time.process_time()
+            site = load_harmonised(self.ds.site_dir(i), cfg.data)
+            self.sites.append(site)
+            if site.harmonise:
+                fits[site.name] = {
+                    **site.harmonise,
+                    "fit-cpu-s": time.process_time() - t,
+                }
+        if fits:  # each site's guard-rail figures and fitting time
+            opts.out.mkdir(parents=True, exist_ok=True)
+            (opts.out / HARMONISATION_JSON).write_text(json.dumps(fits, indent=2))
         self.val = held_out_set(self.ds, cfg, self.sites, "val")
         self.test = held_out_set(self.ds, cfg, self.sites, "test")
         mods = _present(cfg.model.modality_list, self.sites)

@@ -129,7 +129,8 @@ class GenesisNet(nn.Module):
         super().__init__()
         self.encoder = encoder
         width = 32
-        self.fc = nn.Linear(encoder.embed_dim, width * math.prod(self.seed_shape))
+        embed_dim = int(encoder.embed_dim)  # type: ignore[arg-type]
+        self.fc = nn.Linear(embed_dim, width * math.prod(self.seed_shape))
         self.width = width
 
         def up(cin: int, cout: int) -> list[nn.Module]:

@@ -231,9 +231,9 @@ def load_checkpoint(path: str | Path) -> tuple[MultimodalNet, Any, dict]:
     """A global model saved by the server (``checkpoints/best.pt`` / ``last.pt``):
     the network rebuilt from the checkpoint's own config, in eval mode, with that
     config (:class:`common.config.OncoFedConfig`) and the raw checkpoint."""
-    from oncofed.common.config import from_run_config
-
     import dataclasses
+
+    from oncofed.common.config import from_run_config
 
     ckpt = torch.load(path, map_location="cpu", weights_only=True)
     cfg = from_run_config(ckpt["config"])
