@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import sqlite3
 
 import nibabel as nib
@@ -242,3 +243,29 @@ def test_harmonise_preview_draws_before_and_after(shifted, tmp_path, capsys):
     assert out.stat().st_size > 5_000 and out.read_bytes()[:4] == b"\x89PNG"
     # the MRI-like site: z-scoring cannot undo its contrast, and says so
     assert "failed: falls back to none" in capsys.readouterr().out
+
+
+def test_tissue_gap_measures_the_hu_shift_per_tissue():
+    """The domain-gap figure: 0 for the reference's own scans, the offset for a
+    scanner that adds a constant, NaN for a tissue a set does not have."""
+    from oncofed.common.ml.harmonise import tissue_gap, yardstick
+
+    rng = torch.Generator().manual_seed(0)
+    scans = []
+    for k in range(6):
+        seg = torch.zeros(1, 16, 16, 8, dtype=torch.uint8)
+        seg[:, 2:14, 2:14, 1:7] = 1
+        if k % 2:
+            seg[:, 6:10, 6:10, 3:5] = 2
+        ct = 60 + 10 * torch.randn(1, 16, 16, 8, generator=rng)
+        ct[seg == 2] -= 40
+        scans.append({"ct": ct, "mask": seg})
+    ref = yardstick(scans)
+    same = tissue_gap(scans, ref)
+    assert same["liver"] == pytest.approx(0.0, abs=1e-6)
+    assert same["lesion"] == pytest.approx(0.0, abs=1e-6)
+    shifted = tissue_gap([{**s, "ct": s["ct"] + 100} for s in scans], ref)
+    assert shifted["liver"] == pytest.approx(100.0, abs=1.0)
+    assert shifted["lesion"] == pytest.approx(100.0, abs=1.0)
+    lesion_free = [s for s in scans if not (s["mask"] == 2).any()]
+    assert math.isnan(tissue_gap(lesion_free, ref)["lesion"])
