@@ -82,6 +82,11 @@ class RunCache:
         return [v for v in views if v is not None]
 
     def by_name(self, name: str) -> RunView | None:
+        """The run whose folder is ``name``: a folder already read is found
+        without walking the runs tree again (a run page refreshes every 2 s)."""
+        for d in list(self._views):
+            if d.name == name and (d / RUN_STORE).is_file():
+                return self.get(d)
         for d in find_runs(self.root):
             if d.name == name:
                 return self.get(d)
