@@ -4,8 +4,9 @@ For each ``--methods`` option (run-config ``harmonise``) and each ``--seeds`` se
 
 ``loso``
     ``oncofed ablate --scenario scanner_shift_sites --regimes pooled --loso pooled``
-    with ``--set harmonise=METHOD``: CT only, clinical only and early fusion,
-    each trained pooled on all sites but one,
+    with ``--set harmonise=METHOD``: the ``--arms`` (CT only and clinical only
+    by default; early fusion with ``--arms ct,clinical,concat``), each trained
+    pooled on all sites but one,
     tested on every case of the held-out site, which maps its scans with its own
     harmoniser, fitted without labels. Reported: test AUC per held-out site and
     its mean over sites, per arm; and, for scale, each arm trained pooled on
@@ -54,14 +55,14 @@ def _oncofed() -> str:
     return str(Path(sys.executable).parent / "oncofed")
 
 
-def loso(method: str, seed: int, out: Path, rounds: int) -> dict:
+def loso(method: str, seed: int, out: Path, rounds: int, arms: str) -> dict:
     """Per arm: {held-out site: test AUC} of one ablation."""
     folder = out / f"{method}-seed-{seed}"
     t = time.time()
     cmd = [
         _oncofed(), "ablate", "--scenario", SCENARIO, "--out", str(folder),
         "--regimes", "pooled", "--fusions", "concat", "--loso", "pooled",
-        "--loso-arms", "all",
+        "--loso-arms", arms,
         "--rounds", str(rounds), "--set", f"harmonise={method}",
         "--set", f"seed={seed}",
     ]  # fmt: skip
@@ -185,6 +186,13 @@ def main() -> int:
     ap.add_argument("--seeds", default="2024,2025,2026")
     ap.add_argument("--parts", default="loso,rails", help="loso,rails")
     ap.add_argument("--rounds", type=int, default=4, help="ablate --rounds (4)")
+    ap.add_argument(
+        "--arms",
+        default="ct,clinical",
+        help="ablate --loso-arms (ct,clinical: the clinical arm never sees CT, "
+        "so harmonisation must leave it unchanged: the control that says no; "
+        "add concat for early fusion)",
+    )
     ap.add_argument("--json", help="write the results here as JSON")
     args = ap.parse_args()
     methods = args.methods.split(",")
@@ -200,7 +208,7 @@ def main() -> int:
         print("Leave-one-site-out test AUC (pooled on the other sites):", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
             result["loso"] = {
-                m: {s: loso(m, s, Path(tmp), args.rounds) for s in seeds}
+                m: {s: loso(m, s, Path(tmp), args.rounds, args.arms) for s in seeds}
                 for m in methods
             }
     if "rails" in parts:

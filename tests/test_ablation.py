@@ -331,3 +331,20 @@ def test_ablate_over_seeds_writes_each_seed_and_a_summary(small_dataset, tmp_pat
     assert "| seed 2024 | seed 2025 |" in md
     mean = np.mean([per_seed[s]["ct only"] for s in per_seed])
     assert f"| ct only | - | - | {mean:.3f} ± " in md  # local, mix, pooled
+
+
+def test_leave_one_site_out_for_the_arms_named(small_dataset, tmp_path, capsys):
+    """``--loso-arms ct,concat`` holds each site out for those arms only; a name
+    that is no arm is refused with the arms there are."""
+    out = tmp_path / "abl"
+    base = ["ablate", "--rounds", "1", "--local-epochs", "1", "--regimes",
+            "pooled", "--fusions", "concat", "--bootstrap", "100", *SMALL]  # fmt: skip
+    assert main([*base, "--out", str(out), "--loso-arms", "ct,concat"]) == 0
+    loso = [x for x in _rows(out) if x["regime"] == "leave-one-site-out"]
+    assert sorted({x["arm"] for x in loso}) == ["ct only", "early fusion (concat)"]
+    assert len(loso) == 2 * 3
+    capsys.readouterr()
+    rc = main([*base, "--out", str(tmp_path / "bad"), "--loso-arms", "cta"])
+    assert rc != 0
+    err = capsys.readouterr().err
+    assert "no arm 'cta'" in err and "Did you mean 'ct'?" in err

@@ -56,9 +56,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--loso-arms",
         default="best",
-        choices=("best", "all"),
         help="leave-one-site-out for the best single-modality and best fusion "
-        "arm (default) or for every arm",
+        "arm (default), for every arm (all), or for the arms named, comma-"
+        "separated, by modality or fusion head (e.g. ct,clinical,concat)",
     )
     p.add_argument(
         "--bootstrap", type=int, default=1000, help="bootstrap resamples (1000)"

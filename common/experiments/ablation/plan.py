@@ -139,7 +139,8 @@ class AblationOptions:
     regimes: tuple[str, ...] = REGIMES
     fusions: tuple[str, ...] = ("concat", "late_mean", "transformer")
     loso: str = "pooled"  # how leave-one-site-out models train, or "none"
-    loso_arms: str = "best"  # "best" (best single modality + best fusion) or "all"
+    # "best" (best single modality + best fusion), "all", or arm names "ct,concat"
+    loso_arms: str = "best"
     bootstrap: int = 1000
     connection: str = ""  # Flower connection for federated runs ('' = default)
     overrides: dict[str, Any] = field(default_factory=dict)
@@ -158,7 +159,7 @@ class AblationOptions:
             raise ConfigError(
                 f"--loso {self.loso!r}: choose from {', '.join(LOSO_CHOICES)}"
             )
-        if self.loso_arms not in ("best", "all"):
-            raise ConfigError(f"--loso-arms {self.loso_arms!r}: 'best' or 'all'")
+        if not self.loso_arms.strip():
+            raise ConfigError("--loso-arms: 'best', 'all' or arm names (ct,concat)")
         if self.rounds < 1 or self.local_epochs < 1:
             raise ConfigError("--rounds and --local-epochs must be at least 1")

@@ -59,6 +59,7 @@ from oncofed.common.experiments.ablation.results import Result, TestSet
 from oncofed.common.ingest import ensure_prepared
 from oncofed.common.keys import present_key
 from oncofed.common.ml.harmonise import load_harmonised
+from oncofed.common.registry import suggestion
 
 Echo = Callable[[str], None]
 LOSO = "leave-one-site-out"
@@ -250,11 +251,14 @@ class Ablation:
             self.echo(f"No training case has {', '.join(skipped)}: left out.")
         self.arms = plan_arms(mods, opts.fusions)
         n_sites = len(self.sites)
-        n_loso_arms = (
-            0
-            if opts.loso == "none"
-            else (len(self.arms) if opts.loso_arms == "all" else min(2, len(self.arms)))
-        )
+        if opts.loso == "none":
+            n_loso_arms = 0
+        elif opts.loso_arms == "all":
+            n_loso_arms = len(self.arms)
+        elif opts.loso_arms == "best":
+            n_loso_arms = min(2, len(self.arms))
+        else:
+            n_loso_arms = len(self._named_arms())
         self.total = (
             len(self.arms)
             * (
@@ -388,9 +392,28 @@ class Ablation:
         }
 
     # -- leave one site out ---------------------------------------------------------
+    def _named_arms(self) -> list[Arm]:
+        """The arms ``--loso-arms`` names (comma-separated): an arm's full name,
+        its modality (``ct``) or its fusion head (``concat``); an unknown name is
+        refused with the arms there are."""
+        by_name = {a.name: a for a in self.arms}
+        for a in self.arms:
+            by_name.setdefault(a.fusion if a.is_fusion else "+".join(a.modalities), a)
+        names = [n.strip() for n in self.opts.loso_arms.split(",") if n.strip()]
+        unknown = [n for n in names if n not in by_name]
+        if unknown:
+            raise ConfigError(
+                f"--loso-arms: no arm {unknown[0]!r} in this ablation."
+                f"{suggestion(unknown[0], list(by_name))} Its arms: "
+                f"{', '.join(by_name)}"
+            )
+        return [by_name[n] for n in names]
+
     def _loso_arms(self) -> list[Arm]:
         if self.opts.loso_arms == "all":
             return list(self.arms)
+        if self.opts.loso_arms != "best":
+            return self._named_arms()
 
         def best(candidates: list[Arm]) -> list[Arm]:
             scored = [
