@@ -59,6 +59,8 @@ def loso(method: str, seed: int, out: Path, rounds: int, arms: str) -> dict:
     """Per arm: {held-out site: test AUC} of one ablation."""
     folder = out / f"{method}-seed-{seed}"
     t = time.time()
+    if (folder / "ablation.csv").is_file():  # --work: a finished run is reused
+        return _read_loso(method, seed, folder, t)
     cmd = [
         _oncofed(), "ablate", "--scenario", SCENARIO, "--out", str(folder),
         "--regimes", "pooled", "--fusions", "concat", "--loso", "pooled",
@@ -69,6 +71,11 @@ def loso(method: str, seed: int, out: Path, rounds: int, arms: str) -> dict:
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
+    return _read_loso(method, seed, folder, t)
+
+
+def _read_loso(method: str, seed: int, folder: Path, t: float) -> dict:
+    """Per arm: {held-out site: test AUC} of one ablation folder."""
     per_arm: dict[str, dict[str, float]] = {}
     pooled: dict[str, float] = {}  # every site, tested on the reference scanner
     with open(folder / "ablation.csv", newline="") as f:
@@ -253,6 +260,11 @@ def main() -> int:
         "so harmonisation must leave it unchanged: the control that says no; "
         "add concat for early fusion)",
     )
+    ap.add_argument(
+        "--work",
+        help="keep each method and seed's ablation folder here; one that holds a "
+        "finished ablation is read, not run again (resumes a long benchmark)",
+    )
     ap.add_argument("--json", help="write the results here as JSON")
     args = ap.parse_args()
     methods = args.methods.split(",")
@@ -267,8 +279,9 @@ def main() -> int:
     if "loso" in parts:
         print("Leave-one-site-out test AUC (pooled on the other sites):", flush=True)
         with tempfile.TemporaryDirectory() as tmp:
+            work = Path(args.work) if args.work else Path(tmp)
             result["loso"] = {
-                m: {s: loso(m, s, Path(tmp), args.rounds, args.arms) for s in seeds}
+                m: {s: loso(m, s, work, args.rounds, args.arms) for s in seeds}
                 for m in methods
             }
     if "rails" in parts:
