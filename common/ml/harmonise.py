@@ -233,8 +233,9 @@ def guard_rails(
     maps, before (the scan :func:`rescaled`) and after, and ``harmonise-ok`` (1
     when every check holds; a check with nothing to measure holds)."""
     pairs = [(s[CT], s[MASK]) for s in scans]
+    mapped = [(mapping(ct, seg), seg) for ct, seg in pairs]  # once: a CycleGAN pass
     b = _figures([(rescaled(ct, seg, ref), seg) for ct, seg in pairs], ref)
-    a = _figures([(mapping(ct, seg), seg) for ct, seg in pairs], ref)
+    a = _figures(mapped, ref)
     m = {
         # the size of the original contrast (an MRI-like site's lesions are
         # brighter than its liver: negative before, positive once mapped)
@@ -255,7 +256,7 @@ def guard_rails(
     ]
     m["harmonise-ok"] = float(not any(x > 0 for x in shortfalls))
     gap_b = tissue_gap([{CT: ct, MASK: seg} for ct, seg in pairs], ref)
-    gap_a = tissue_gap([{CT: mapping(ct, seg), MASK: seg} for ct, seg in pairs], ref)
+    gap_a = tissue_gap([{CT: ct, MASK: seg} for ct, seg in mapped], ref)
     for tissue in ("liver", "lesion"):  # reported, not checked
         m[f"harmonise-gap-{tissue}-before"] = gap_b[tissue]
         m[f"harmonise-gap-{tissue}-after"] = gap_a[tissue]

@@ -28,6 +28,7 @@ so validation is comparable), ``training_loss`` the error on a fresh one.
 from __future__ import annotations
 
 import math
+from functools import cache
 
 import numpy as np
 import torch
@@ -44,8 +45,10 @@ OUTPAINT_SHARE = 0.8
 EVAL_SEED = 20190101  # the fixed distortion of every evaluation
 
 
+@cache
 def genesis_distortion(shape: tuple[int, ...]):  # type: ignore[no-untyped-def]
-    """Models Genesis' distortions (MONAI transforms) for a (1, S, S, D) volume."""
+    """Models Genesis' distortions (MONAI transforms) for a (1, S, S, D) volume;
+    built once per shape (every use reseeds it, :func:`distort`)."""
     from monai.transforms import (
         Compose,
         OneOf,
