@@ -54,14 +54,9 @@ def _store(run_root: Path) -> Path:
 
 
 def _selected(run_root: Path, metric: str, split: str = "test") -> float:
-    with sqlite3.connect(_store(run_root)) as db:
-        (selected,) = db.execute("SELECT selected_round FROM runs").fetchone()
-        (value,) = db.execute(
-            "SELECT value FROM global_metrics WHERE split = ? AND metric = ? "
-            "AND round = ?",
-            (split, metric, selected),
-        ).fetchone()
-    return float(value)
+    from oncofed.common.tracking.store import RunStore
+
+    return RunStore(_store(run_root), readonly=True).selected_value(metric, split)
 
 
 def _round_seconds(run_root: Path) -> float:

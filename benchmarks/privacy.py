@@ -40,7 +40,6 @@ import argparse
 import json
 import os
 import platform
-import sqlite3
 import statistics
 import subprocess
 import sys
@@ -60,15 +59,10 @@ def _flwr() -> str:
 
 def test_auc(run_root: Path) -> float:
     """The test AUC of the validation-selected round of the run under run_root."""
+    from oncofed.common.tracking.store import RunStore
+
     store = next(run_root.glob("*/run.sqlite"))
-    with sqlite3.connect(store) as db:
-        (selected,) = db.execute("SELECT selected_round FROM runs").fetchone()
-        (auc,) = db.execute(
-            "SELECT value FROM global_metrics WHERE split = 'test' AND "
-            "metric = 'auc' AND round = ?",
-            (selected,),
-        ).fetchone()
-    return float(auc)
+    return RunStore(store, readonly=True).selected_value("auc")
 
 
 def federated_auc(eps: float | None, seed: int, work: Path) -> float:

@@ -76,3 +76,14 @@ def test_breakdown_per_modality_subset_and_weights():
     assert out["weight@clinical"] == pytest.approx(0.3)
     none = breakdown(Predictions(y, p, 0.5, None, subsets, ("ct", "clinical")))
     assert not any(k.startswith("weight@") for k in none)
+
+
+def test_selected_value_reads_the_validation_selected_round(tmp_path):
+    from oncofed.common.tracking.store import RunStore
+
+    store = RunStore(tmp_path / "run.sqlite")
+    store.start_run("r1", "run", {})
+    for rnd, auc in ((1, 0.6), (2, 0.7), (3, 0.65)):
+        store.log_global("r1", rnd, {"auc": auc}, "test")
+    store.select_round("r1", 2)
+    assert RunStore(tmp_path / "run.sqlite", readonly=True).selected_value("auc") == 0.7

@@ -123,6 +123,18 @@ class RunStore:
             ).fetchone()
         return None if row is None or row[0] is None else int(row[0])
 
+    def selected_value(self, metric: str, split: str = "test") -> float:
+        """``metric`` on ``split`` at the validation-selected round of the
+        store's run (a store holds one run): what benchmarks report."""
+        with self._conn() as c:
+            (selected,) = c.execute("SELECT selected_round FROM runs").fetchone()
+            (value,) = c.execute(
+                "SELECT value FROM global_metrics WHERE split = ? AND metric = ? "
+                "AND round = ?",
+                (split, metric, selected),
+            ).fetchone()
+        return float(value)
+
     def log_global(
         self, run_id: str, rnd: int, metrics: Mapping[str, Any], split: str = VAL
     ) -> None:
