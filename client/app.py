@@ -11,6 +11,7 @@ details.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import secrets
@@ -29,6 +30,7 @@ from flwr.app import (
 )
 from flwr.clientapp import ClientApp
 
+from oncofed.client import redteam
 from oncofed.client.legacy import (
     legacy_kind,
     legacy_reply,
@@ -39,6 +41,7 @@ from oncofed.client.legacy import (
 from oncofed.client.site import pretraining_samples, site_data, site_label
 from oncofed.common import keys
 from oncofed.common.config import OncoFedConfig, from_run_config, sweep_run_config
+from oncofed.common.data.prepared import open_prepared
 from oncofed.common.data.site import SiteData
 from oncofed.common.errors import BudgetSpent, ConfigError, DataError
 from oncofed.common.ml import xgb
@@ -107,10 +110,11 @@ def _sweep_index(msg: Message) -> int | None:
 
 
 def _config(msg: Message, context: Context) -> OncoFedConfig:
-    """The run's config, or that of the sweep entry the server asks for."""
-    return from_run_config(
-        sweep_run_config(dict(context.run_config), _sweep_index(msg))
-    )
+    """The run's config, or that of the sweep entry the server asks for; its
+    ``pretrained`` files are not opened here (the server's initial weights
+    carry them: a site reads no path the run's submitter chose)."""
+    cfg = from_run_config(sweep_run_config(dict(context.run_config), _sweep_index(msg)))
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=""))
 
 
 def _server_round(msg: Message) -> int:
@@ -184,10 +188,12 @@ def _reply(
     metrics: dict,
     samples: list[dict],
     cfg: OncoFedConfig,
+    site: str = "",
 ) -> Message:
-    """The reply: this site's label, ``metrics`` (withheld when ``samples`` are
-    too few, :func:`_withhold`) and, for training, the weights."""
-    site = site_label(dict(context.node_config), context.node_id, data.name)
+    """The reply: this site's label (``site`` overrides it: red-team
+    impersonation), ``metrics`` (withheld when ``samples`` are too few,
+    :func:`_withhold`) and, for training, the weights."""
+    site = site or site_label(dict(context.node_config), context.node_id, data.name)
     if cfg.privacy.dp == "central":  # the server's mean weighs every site alike
         metrics = {**metrics, keys.UNIT_WEIGHT: 1.0}
     if legacy_kind(msg) is not None:  # secure aggregation's record layout
@@ -291,10 +297,13 @@ def train(msg: Message, context: Context) -> Message:
     cfg = _config(msg, context)
     if cfg.model.family == "xgboost":
         return _xgb_train(msg, context, cfg)
+    attack = redteam.attacks(cfg, dict(context.node_config))
     data, model, device = _setup(msg, context, cfg)
     config = _sent(msg) or ConfigRecord()
     server_round = _server_round(msg)
     samples = data.split("train")
+    if attack == "label-flip":
+        samples = redteam.flip_labels(samples)
     if cfg.model.task == "pretrain":  # no labels needed: the reference cohort too
         samples = pretraining_samples(dict(context.node_config), cfg.data)
     terms = []
@@ -333,7 +342,18 @@ def train(msg: Message, context: Context) -> Message:
         result.loss,
         result.num_examples,
     )
-    return _reply(msg, context, data, to_arrays(model), metrics, samples, cfg)
+    arrays, label = to_arrays(model), ""
+    if attack in redteam.ARRAY_ATTACKS:
+        sent = msg.content[keys.ARRAYS]
+        arrays = redteam.poison(attack, arrays, sent, seed)  # type: ignore[arg-type]
+    elif attack == "impersonate":
+        sites = list(open_prepared(cfg.data).sites)
+        label = redteam.impersonated(dict(context.node_config), sites)
+    if attack is not None:
+        log.warning(
+            "%s round %d: red-team attack '%s'", data.name, server_round, attack
+        )
+    return _reply(msg, context, data, arrays, metrics, samples, cfg, label)
 
 
 @app.evaluate()

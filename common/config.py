@@ -231,7 +231,11 @@ class FederationConfig:
     )
     strategy: str = field(
         default="fedavg",
-        metadata=_key("strategy", "fedavg | fedprox | fedadam | fedxgb_bagging"),
+        metadata=_key(
+            "strategy",
+            "fedavg | fedprox | fedadam | fedmedian | fedtrimmedavg | krum | "
+            "multikrum | bulyan | fedxgb_bagging",
+        ),
     )
     proximal_mu: float = field(
         default=0.01, metadata=_key("proximal-mu", "FedProx proximal weight")
@@ -252,6 +256,58 @@ class FederationConfig:
     )
     round_timeout: float = field(
         default=3600.0, metadata=_key("round-timeout", "seconds to wait per round")
+    )
+    update_norm_bound: float = field(
+        default=10.0,
+        metadata=_key(
+            "update-norm-bound",
+            "reject a site's update whose L2 norm exceeds this multiple of the "
+            "round's median update norm (0 = no bound)",
+        ),
+    )
+    update_clip: bool = field(
+        default=False,
+        metadata=_key(
+            "update-clip",
+            "scale an update above update-norm-bound down to the bound instead of "
+            "rejecting it",
+        ),
+    )
+    max_site_examples: int = field(
+        default=100_000,
+        metadata=_key(
+            "max-site-examples",
+            "largest num-examples a reply may claim (later rounds: at most the "
+            "site's first-round figure)",
+        ),
+    )
+    byzantine_sites: int = field(
+        default=1,
+        metadata=_key(
+            "byzantine-sites",
+            "sites assumed malicious by krum, multikrum and bulyan (bulyan needs "
+            "4 x this + 3 replies per round)",
+        ),
+    )
+    trim_fraction: float = field(
+        default=0.2,
+        metadata=_key(
+            "trim-fraction",
+            "fedtrimmedavg: share of the largest and of the smallest values cut "
+            "per coordinate",
+        ),
+    )
+    attack: str = field(
+        default="none",
+        metadata=_key(
+            "attack",
+            "red-team mode, simulation only: 'sign-flip', 'scale', 'noise', 'nan', "
+            "'label-flip' or 'impersonate' at attack-sites sites; 'none'",
+        ),
+    )
+    attack_sites: int = field(
+        default=0,
+        metadata=_key("attack-sites", "how many sites attack (the first k by node)"),
     )
 
 
@@ -546,6 +602,7 @@ def _validate(cfg: OncoFedConfig) -> None:
         "run-dir",
         "must be an absolute path (the ServerApp runs in the SuperLink's folder)",
     )
+    _validate_federation(cfg, need)
     look_up_option(cfg.run.tracking, ("none", "mlflow", "tensorboard"), "tracking")
     look_up_option(cfg.data.imputation, ("reference", "mice"), "imputation")
     look_up_option(cfg.data.harmonise, HARMONISE_OPTIONS, "harmonise")
@@ -608,6 +665,30 @@ def _validate(cfg: OncoFedConfig) -> None:
         not xgb or cfg.model.task == "classification",
         "task",
         "the XGBoost baseline is a classifier",
+    )
+
+
+ATTACKS = ("none", "sign-flip", "scale", "noise", "nan", "label-flip", "impersonate")
+
+
+def _validate_federation(cfg: OncoFedConfig, need: Any) -> None:
+    fed = cfg.federation
+    need(fed.min_sites >= 1, "min-sites", "must be >= 1")
+    need(fed.update_norm_bound >= 0, "update-norm-bound", "must be >= 0 (0: no bound)")
+    need(fed.max_site_examples >= 1, "max-site-examples", "must be >= 1")
+    need(fed.byzantine_sites >= 0, "byzantine-sites", "must be >= 0")
+    need(0 <= fed.trim_fraction < 0.5, "trim-fraction", "must be in [0, 0.5)")
+    look_up_option(fed.attack, ATTACKS, "attack")
+    need(fed.attack_sites >= 0, "attack-sites", "must be >= 0")
+    need(
+        fed.attack == "none" or not cfg.privacy.secure_aggregation,
+        "attack",
+        "the red-team mode does not run under secure-aggregation",
+    )
+    need(
+        fed.attack == "none" or fed.attack_sites >= 1,
+        "attack-sites",
+        f"attack '{fed.attack}' needs attack-sites >= 1",
     )
 
 

@@ -50,6 +50,7 @@ from oncofed.common.paths import default_runs_dir
 from oncofed.common.reporting.export import Tracker
 from oncofed.common.tracking.store import RUN_STORE, RunStore
 from oncofed.server.evaluation import SafeTracker, ServerEvaluator, XgbEvaluator
+from oncofed.server.guard import ReplyGuard
 from oncofed.server.secure import federate_secure
 from oncofed.server.strategies import (
     STRATEGIES,
@@ -255,15 +256,25 @@ def _strategy(
 ) -> RecordingStrategy:
     """The run's strategy (dp 'central': inside Flower's DP wrapper, every site
     weighted alike), recording every reply."""
-    if cfg.privacy.dp != "central":
-        inner = STRATEGIES.create(cfg.federation.strategy, cfg=cfg.federation)
-        return RecordingStrategy(inner, store, run_id)
-    fedavg = STRATEGIES.create(
-        "fedavg", cfg=cfg.federation, weighted_by_key=keys.UNIT_WEIGHT
+    fed = cfg.federation
+    guard = ReplyGuard.from_config(
+        fed, store, run_id, structural=cfg.model.family != "xgboost"
     )
-    expected = max(cfg.federation.min_sites, int(sites * cfg.federation.fraction_train))
+    if cfg.privacy.dp != "central":
+        extra = {"sites": sites} if fed.strategy == "multikrum" else {}
+        inner = STRATEGIES.create(fed.strategy, cfg=fed, **extra)
+        return RecordingStrategy(
+            inner, store, run_id, guard=guard, min_sites=fed.min_sites
+        )
+    fedavg = STRATEGIES.create("fedavg", cfg=fed, weighted_by_key=keys.UNIT_WEIGHT)
+    expected = max(fed.min_sites, int(sites * fed.fraction_train))
     return RecordingStrategy(
-        central_dp(fedavg, cfg.privacy, expected), store, run_id, cfg.privacy
+        central_dp(fedavg, cfg.privacy, expected),
+        store,
+        run_id,
+        cfg.privacy,
+        guard=guard,
+        min_sites=fed.min_sites,
     )
 
 

@@ -18,12 +18,24 @@ from collections.abc import Iterable
 from flwr.app import ArrayRecord, ConfigRecord, Message, MetricRecord, RecordDict
 from flwr.app.typing import MetricRecordValues
 from flwr.serverapp import Grid
-from flwr.serverapp.strategy import FedAdam, FedAvg, FedProx, FedXgbBagging, Strategy
+from flwr.serverapp.strategy import (
+    Bulyan,
+    FedAdam,
+    FedAvg,
+    FedMedian,
+    FedProx,
+    FedTrimmedAvg,
+    FedXgbBagging,
+    Krum,
+    MultiKrum,
+    Strategy,
+)
 
 from oncofed.common import keys
 from oncofed.common.config import FederationConfig, PrivacyConfig
 from oncofed.common.registry import Registry
 from oncofed.common.tracking.store import PRIVACY, RunStore
+from oncofed.server.guard import ReplyGuard, Screened
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +109,45 @@ def fedadam(cfg: FederationConfig) -> Strategy:
     return FedAdam(eta=cfg.server_learning_rate, **_common(cfg))
 
 
+# Robust aggregation: Flower's own Byzantine-resilient strategies
+
+
+@STRATEGIES.register("fedmedian")
+def fedmedian(cfg: FederationConfig) -> Strategy:
+    """Coordinate-wise median of the sites' weights (Yin et al. 2018)."""
+    return FedMedian(**_common(cfg))
+
+
+@STRATEGIES.register("fedtrimmedavg")
+def fedtrimmedavg(cfg: FederationConfig) -> Strategy:
+    """Coordinate-wise mean after cutting ``trim-fraction`` of the largest and of
+    the smallest values (Yin et al. 2018)."""
+    return FedTrimmedAvg(beta=cfg.trim_fraction, **_common(cfg))
+
+
+@STRATEGIES.register("krum")
+def krum(cfg: FederationConfig) -> Strategy:
+    """The one site update closest to its n - f - 2 nearest others (Blanchard et
+    al. 2017); f = ``byzantine-sites``."""
+    return Krum(num_malicious_nodes=cfg.byzantine_sites, **_common(cfg))
+
+
+@STRATEGIES.register("multikrum")
+def multikrum(cfg: FederationConfig, sites: int = 0) -> Strategy:
+    """The mean of the n - f best Krum-scored updates (n: the run's ``sites``)."""
+    n = max(1, max(sites, cfg.min_sites) - cfg.byzantine_sites)
+    return MultiKrum(
+        num_malicious_nodes=cfg.byzantine_sites, num_nodes_to_select=n, **_common(cfg)
+    )
+
+
+@STRATEGIES.register("bulyan")
+def bulyan(cfg: FederationConfig) -> Strategy:
+    """Multi-Krum selection, then a trimmed mean around the coordinate-wise
+    median (El Mhamdi et al. 2018); needs 4 f + 3 replies a round."""
+    return Bulyan(num_malicious_nodes=cfg.byzantine_sites, **_common(cfg))
+
+
 def central_dp(inner: Strategy, dp: PrivacyConfig, sites: int) -> Strategy:
     """Site-level DP (run-config ``dp = "central"``): Flower's own wrapper around
     ``inner`` (a FedAvg weighting every site alike) clips each site's update to
@@ -137,11 +188,6 @@ def central_epsilon(dp: PrivacyConfig, rounds: int) -> float:
     return epsilon_of([(dp.dp_noise_multiplier, 1.0, rounds)], dp.dp_delta, "rdp")
 
 
-def _site_of(msg: Message) -> str:
-    site = msg.content.config_records.get(keys.SITE)
-    return str(site[keys.SITE_ID]) if site else f"node-{msg.metadata.src_node_id}"
-
-
 def held(msg: Message) -> list[tuple[str, str, str]]:
     """(record name, kind, key) of everything a reply holds."""
     content = msg.content
@@ -155,11 +201,6 @@ def held(msg: Message) -> list[tuple[str, str, str]]:
         for name, record in records.items()
         for key in record.keys()
     ]
-
-
-def _reply_order(msg: Message) -> tuple[int, str, int]:
-    node = int(msg.metadata.src_node_id)
-    return (1, "", node) if msg.has_error() else (0, _site_of(msg), node)
 
 
 class SiteLog:
@@ -194,6 +235,8 @@ class RecordingStrategy(Strategy):
         store: RunStore,
         run_id: str,
         central: PrivacyConfig | None = None,
+        guard: ReplyGuard | None = None,
+        min_sites: int = 1,
     ) -> None:
         self.inner = inner
         self.store = store
@@ -201,35 +244,41 @@ class RecordingStrategy(Strategy):
         self.sites = SiteLog(store, run_id)
         self.central = central  # dp 'central': account each noisy release
         self.releases = 0
+        self.guard = guard or ReplyGuard(store, run_id)
+        self.min_sites = min_sites
 
     def _record(self, rnd: int, phase: str, replies: Iterable[Message]) -> list:
-        replies = sorted(replies, key=_reply_order)
-        for msg in replies:
-            if msg.has_error():
-                log.warning(
-                    "Round %d %s: node %s failed: %s",
-                    rnd,
-                    phase,
-                    msg.metadata.src_node_id,
-                    msg.error.reason,
-                )
-                continue
+        """Screen the replies (server.guard), record those that pass, and return
+        them sorted by site."""
+        passed: list[Screened] = self.guard.screen(rnd, phase, replies)
+        passed.sort(key=lambda s: (s.site, int(s.node)))
+        for s in passed:
             metrics = {
                 k: _scalar(v)
-                for k, v in next(iter(msg.content.metric_records.values())).items()
+                for k, v in s.msg.content.metric_records[keys.METRICS].items()
                 if not isinstance(v, list)
             }
-            node = str(msg.metadata.src_node_id)
-            self.sites.record(rnd, phase, _site_of(msg), node, metrics, held(msg))
-        return replies
+            self.sites.record(rnd, phase, s.site, s.node, metrics, held(s.msg))
+        return [s.msg for s in passed]
 
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
+        self.guard.expect(arrays)
+        self.guard.connected = grid.get_node_ids
         return self.inner.configure_train(server_round, arrays, config, grid)
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
         replies = self._record(server_round, "train", replies)
+        if len(replies) < self.min_sites:
+            log.warning(
+                "Round %d: %d accepted update(s), min-sites is %d: the global model "
+                "stays as it was",
+                server_round,
+                len(replies),
+                self.min_sites,
+            )
+            return None, None
         arrays, metrics = self.inner.aggregate_train(server_round, replies)
         if self.central is not None and arrays is not None:
             self._account(server_round)

@@ -12,6 +12,13 @@ Tables (every metric keyed by run, round and, per site, the site)::
     reply_keys(run_id, round, site, phase, record, kind, key)
                                                  what each site's reply held:
                                                  record names and keys, no values
+    reply_events(run_id, round, site, node_id, phase, outcome, reason)
+                                                 replies the server did not take
+                                                 as sent: outcome 'rejected' (the
+                                                 reason says which check),
+                                                 'clipped' or 'failed' (an error
+                                                 reply: crashed, timed out or
+                                                 refused by site policy)
     predictions(run_id, round, split, case_index, label, prob)
                                                  the server's own validation and
                                                  test cases (binary tasks): what
@@ -58,6 +65,9 @@ CREATE TABLE IF NOT EXISTS site_metrics (
 CREATE TABLE IF NOT EXISTS reply_keys (
     run_id TEXT, round INTEGER, site TEXT, phase TEXT, record TEXT, kind TEXT,
     key TEXT, PRIMARY KEY (run_id, round, site, phase, record, key));
+CREATE TABLE IF NOT EXISTS reply_events (
+    run_id TEXT, round INTEGER, site TEXT, node_id TEXT, phase TEXT, outcome TEXT,
+    reason TEXT);
 CREATE TABLE IF NOT EXISTS predictions (
     run_id TEXT, round INTEGER, split TEXT, case_index INTEGER, label REAL,
     prob REAL, PRIMARY KEY (run_id, round, split, case_index));
@@ -183,6 +193,26 @@ class RunStore:
                 "INSERT OR REPLACE INTO reply_keys VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [(run_id, rnd, site, phase, r, kind, k) for r, kind, k in records],
             )
+
+    def log_reply_event(
+        self,
+        run_id: str,
+        rnd: int,
+        site: str,
+        node_id: str,
+        phase: str,
+        outcome: str,
+        reason: str,
+    ) -> None:
+        """A reply the server rejected, clipped, or that came back as an error."""
+        with self._conn() as c:
+            c.execute(
+                "INSERT INTO reply_events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (run_id, rnd, site, node_id, phase, outcome, reason),
+            )
+
+    def reply_events(self, run_id: str | None = None) -> pd.DataFrame:
+        return self._frame("reply_events", run_id)
 
     def log_predictions(
         self, run_id: str, rnd: int, split: str, labels: Any, probs: Any
