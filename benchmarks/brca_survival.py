@@ -43,6 +43,7 @@ from oncofed.common.experiments.ablation.federation import (
 from oncofed.common.experiments.ablation.plan import AblationOptions, load_scenario
 from oncofed.common.ingest.prepare import PrepareOptions, prepare
 from oncofed.common.ml.metrics import survival_metrics
+from oncofed.common.paths import scratch_dir
 from oncofed.common.tracking.store import RUN_STORE, RunStore
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,7 +143,7 @@ def main() -> int:
     ap.add_argument("--json")
     args = ap.parse_args()
     seeds = [int(x) for x in args.seeds.split(",")]
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp:
         work = Path(tmp)
         prepared = work / "prepared"
         report = prepare(

@@ -54,6 +54,7 @@ from oncofed.common.ml.metrics import (
     resampled_metrics,
 )
 from oncofed.common.ml.training import resolve_device
+from oncofed.common.paths import scratch_dir
 from oncofed.common.tracking.store import RUN_STORE, RunStore
 
 SCENARIO = "lits_sites"
@@ -70,7 +71,7 @@ def federated(cfg: OncoFedConfig, keys: dict, n_sites: int, test, val):
     """One real Flower federation; its wall time, strategy time and last-round
     model's test scores."""
     done: dict[int, Path | str] = {}
-    with tempfile.TemporaryDirectory(prefix="oncofed-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="oncofed-bench-", dir=scratch_dir()) as tmp:
         t = time.time()
         run_federation(
             load_scenario(SCENARIO),

@@ -47,6 +47,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from oncofed.common.paths import scratch_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIO = "scanner_shift_sites"
 
@@ -278,7 +280,7 @@ def main() -> int:
     }
     if "loso" in parts:
         print("Leave-one-site-out test AUC (pooled on the other sites):", flush=True)
-        with tempfile.TemporaryDirectory() as tmp:
+        with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp:
             work = Path(args.work) if args.work else Path(tmp)
             result["loso"] = {
                 m: {s: loso(m, s, work, args.rounds, args.arms) for s in seeds}

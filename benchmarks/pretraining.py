@@ -39,6 +39,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from oncofed.common.paths import scratch_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "simulations" / "scanner_shift_sites"
 
@@ -117,7 +119,9 @@ def main() -> int:
         "pretrain": [],
         "auc": {},
     }
-    with tempfile.TemporaryDirectory(prefix="oncofed-pretraining-") as tmp:
+    with tempfile.TemporaryDirectory(
+        prefix="oncofed-pretraining-", dir=scratch_dir()
+    ) as tmp:
         work = Path(tmp)
         for seed in seeds:
             t = time.time()

@@ -47,6 +47,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from oncofed.common.paths import scratch_dir
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "simulations" / "lits_sites"
 
@@ -276,7 +278,7 @@ def main() -> int:
         f"Python {platform.python_version()}",
         "seeds": seeds,
     }
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp:
         if "speed" in parts:
             print("DP-SGD epoch time / plain epoch time:", flush=True)
             result["speed"] = part_speed(args.repeats)

@@ -38,6 +38,7 @@ from oncofed.client.legacy import (
     sent_arrays,
     sent_config,
 )
+from oncofed.client.policy import PolicyRefusal, site_policy
 from oncofed.client.site import pretraining_samples, site_data, site_label
 from oncofed.common import keys
 from oncofed.common.config import OncoFedConfig, from_run_config, sweep_run_config
@@ -88,8 +89,38 @@ def central_dp_clipping(msg: Message, context: Context, call_next) -> Message:
     return mod(msg, context, call_next)
 
 
-# secure aggregation outermost: its key-exchange stages never reach the app
-app = ClientApp(mods=[secure_aggregation, central_dp_clipping])
+def enforce_site_policy(msg: Message, context: Context, call_next) -> Message:
+    """Node config ``policy-file``: refuse a message whose run config (or sweep
+    entry) breaks the site's policy (:mod:`client.policy`), before anything else
+    runs; the reply names the rule and the policy's hash."""
+    try:
+        policy = site_policy(dict(context.node_config))
+        if policy is not None:
+            policy.check(
+                from_run_config(
+                    sweep_run_config(dict(context.run_config), _sweep_index(msg))
+                )
+            )
+    except PolicyRefusal as why:
+        assert policy is not None
+        log.warning("Refused by this site's policy %s: %s", policy.path, why)
+        reason = f"{why} (policy sha256 {policy.sha256[:12]})"
+        return Message(
+            error=Error(code=keys.SITE_POLICY_REFUSED, reason=reason), reply_to=msg
+        )
+    except ConfigError:
+        ref = secrets.token_hex(4)
+        log.exception(
+            "Reference %s: the site policy or the run config is unusable", ref
+        )
+        reason = f"run configuration refused by the site (reference {ref})"
+        return Message(error=Error(code=SITE_CONFIG_ERROR, reason=reason), reply_to=msg)
+    return call_next(msg, context)
+
+
+# the site's policy first: a refused run reaches nothing else; then secure
+# aggregation, whose key-exchange stages never reach the app
+app = ClientApp(mods=[enforce_site_policy, secure_aggregation, central_dp_clipping])
 
 
 LOCAL_NORM = "local-norm"  # this site's own normalisation layers (FedBN)
@@ -201,12 +232,21 @@ def _reply(
     content = RecordDict(
         {
             keys.METRICS: MetricRecord(_withhold(metrics, samples, cfg)),
-            keys.SITE: ConfigRecord({keys.SITE_ID: site}),
+            keys.SITE: _site_record(site, context),
         }
     )
     if arrays is not None:
         content[keys.ARRAYS] = arrays
     return Message(content=content, reply_to=msg)
+
+
+def _site_record(site: str, context: Context) -> ConfigRecord:
+    """The reply's ``site`` record: the label, and the policy's hash if any."""
+    policy = site_policy(dict(context.node_config))
+    record = ConfigRecord({keys.SITE_ID: site})
+    if policy is not None:
+        record[keys.POLICY_SHA256] = policy.sha256
+    return record
 
 
 def _xgb_train(msg: Message, context: Context, cfg: OncoFedConfig) -> Message:

@@ -522,6 +522,9 @@ def from_run_config(run_config: dict[str, Any]) -> OncoFedConfig:
     return cfg
 
 
+PATH_KEYS = ("run-dir", "data-root", "pretrained")  # what names a file or folder
+
+
 def parse_sweep(sweep: str) -> list[dict[str, str]]:
     """``"fusion=concat modalities=ct; fusion=transformer"`` -> one dict of
     run-config overrides per entry; ``""`` -> ``[]`` (no sweep)."""
@@ -542,6 +545,11 @@ def parse_sweep(sweep: str) -> list[dict[str, str]]:
                 raise ConfigError(
                     f"Run-config key 'sweep', entry {n}: a sweep entry cannot "
                     "itself set 'sweep'."
+                )
+            if key in PATH_KEYS:
+                raise ConfigError(
+                    f"Run-config key 'sweep', entry {n}: a sweep entry cannot set "
+                    f"'{key}' (a path: set it once for the run)."
                 )
             entry[key] = value.strip("'\"")
         entries.append(entry)

@@ -10,6 +10,9 @@ METRICS = "metrics"
 CONFIG = "config"
 SITE = "site"  # ConfigRecord in every reply: which site answered
 SITE_ID = "site-id"
+POLICY_SHA256 = "policy-sha256"  # in the site record: the site policy's hash
+# error code of a reply the site refused under its own policy (client.policy)
+SITE_POLICY_REFUSED = 1004
 
 # Config keys the server puts in per-round ConfigRecords
 SERVER_ROUND = "server-round"

@@ -2,7 +2,8 @@
 
 ``ONCOFED_HOME`` (default ``~/.oncofed``) holds ``data/layout<N>/`` (generated
 synthetic hospitals and prepared datasets, cached and reused) and ``runs/`` (the
-default run directory).
+default run directory). ``ONCOFED_RUN_ROOT`` (default ``ONCOFED_HOME``) is the
+operator's bound on run-config ``run-dir``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,23 @@ def data_cache_dir() -> Path:
 
 def default_runs_dir() -> Path:
     return oncofed_home() / "runs"
+
+
+def run_root() -> Path:
+    """The folder every run directory must lie under: ``$ONCOFED_RUN_ROOT``, set
+    by the operator where the ServerApp runs (the SuperLink's host), or
+    ``$ONCOFED_HOME``. Run-config ``run-dir`` comes from whoever submits a run;
+    this root does not."""
+    env = os.environ.get("ONCOFED_RUN_ROOT")
+    return Path(env).expanduser().resolve() if env else oncofed_home()
+
+
+def scratch_dir() -> Path:
+    """``$ONCOFED_RUN_ROOT/tmp`` (or ``$ONCOFED_HOME/tmp``): benchmarks' and
+    ablations' temporary runs, inside the run root."""
+    path = run_root() / "tmp"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def pseudonym_salt() -> str:

@@ -38,6 +38,7 @@ from oncofed.common.config import (
 )
 from oncofed.common.data.prepared import PreparedDataset, open_prepared
 from oncofed.common.data.site import SiteData
+from oncofed.common.errors import ConfigError
 from oncofed.common.ingest import ensure_prepared
 from oncofed.common.ingest.prepare import REPORT_JSON
 from oncofed.common.ml.harmonise import load_harmonised
@@ -46,7 +47,7 @@ from oncofed.common.ml.privacy import check_private
 from oncofed.common.ml.tasks import get_task
 from oncofed.common.ml.training import seed_everything
 from oncofed.common.ml.weights import bytes_to_arrays, to_arrays
-from oncofed.common.paths import default_runs_dir
+from oncofed.common.paths import default_runs_dir, run_root
 from oncofed.common.reporting.export import Tracker
 from oncofed.common.tracking.store import RUN_STORE, RunStore
 from oncofed.server.evaluation import SafeTracker, ServerEvaluator, XgbEvaluator
@@ -62,7 +63,16 @@ app = ServerApp()
 
 
 def make_run_dir(cfg: OncoFedConfig, run_id: str) -> Path:
-    root = Path(cfg.run.run_dir) if cfg.run.run_dir else default_runs_dir()
+    """``run-dir`` (or the default) / ``<timestamp>-run<id>``, refused unless it
+    lies under the operator's run root (:func:`common.paths.run_root`)."""
+    root = Path(cfg.run.run_dir).resolve() if cfg.run.run_dir else default_runs_dir()
+    allowed = run_root()
+    if not root.is_relative_to(allowed):
+        raise ConfigError(
+            f"Run-config key 'run-dir' = {cfg.run.run_dir!r} lies outside the run "
+            f"root the operator set ({allowed}). Fix: give a folder under it, or "
+            "ask the operator to set ONCOFED_RUN_ROOT where the SuperLink runs."
+        )
     run_dir = root / f"{time.strftime('%Y%m%d-%H%M%S')}-run{run_id}"
     run_dir.mkdir(parents=True, exist_ok=False)
     return run_dir
@@ -304,6 +314,13 @@ def _initial_arrays(cfg: OncoFedConfig, input_dims: dict[str, int]):
     """The global model of round 0: the same for the same config (seeded)."""
     if cfg.model.family == "xgboost":
         return bytes_to_arrays(b"")
+    for modality, file in cfg.model.pretrained_files.items():
+        if not Path(file).resolve().is_relative_to(run_root()):
+            raise ConfigError(
+                f"Run-config key 'pretrained' = '{modality}={file}' lies outside the "
+                f"run root the operator set ({run_root()}). Fix: copy the encoder "
+                "under it (a pretraining run writes checkpoints/ct-encoder.pt there)."
+            )
     seed_everything(cfg.data.seed)
     return to_arrays(
         build_model(

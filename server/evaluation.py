@@ -283,7 +283,6 @@ class ServerEvaluator:
             last_test=scored[self.last_round][0][self.primary],
         )
 
-
     def export_encoder(self) -> Path:
         """Task ``pretrain``: the selected round's CT encoder as a plain state
         dict, which run-config ``pretrained = "ct=PATH"`` loads for fine-tuning."""
@@ -293,7 +292,7 @@ class ServerEvaluator:
         log(
             INFO,
             "OncoFed | CT encoder of round %d (validation %s %.2f) saved: fine-tune "
-            "with run-config pretrained = \"ct=%s\"",
+            'with run-config pretrained = "ct=%s"',
             self.best_round,
             self.task.label,
             self.best_score,

@@ -44,11 +44,10 @@ from oncofed.common.tracking.store import RunStore
 log = logging.getLogger(__name__)
 
 LABEL = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")
+SHA256 = re.compile(r"^[0-9a-f]{64}$")
 REJECTED = "rejected"
 FAILED = "failed"
 CLIPPED = "clipped"
-# a site-policy refusal (client.policy) comes back as an error reply with this code
-POLICY_REFUSED = 1004
 _PRINTABLE = re.compile(r"[^ -~]")
 
 
@@ -69,6 +68,7 @@ class Screened:
     site: str
     node: str
     norm: float = math.nan  # L2 norm of its update (train replies)
+    policy: str = ""  # SHA-256 of the site's policy file, if it runs one
 
 
 @dataclass
@@ -129,7 +129,7 @@ class ReplyGuard:
             except Rejected as why:
                 self._event(rnd, phase, site, node, REJECTED, str(why))
                 continue
-            passed.append(Screened(msg, site, node, norm))
+            passed.append(Screened(msg, site, node, norm, _policy(msg)))
         passed = self._one_node_per_label(rnd, phase, passed)
         passed = self._consistent_keys(rnd, phase, passed)
         if phase == "train":
@@ -152,7 +152,7 @@ class ReplyGuard:
 
     @staticmethod
     def _error_reason(msg: Message) -> str:
-        if msg.error.code == POLICY_REFUSED:
+        if msg.error.code == keys.SITE_POLICY_REFUSED:
             return _clean_reason(f"refused by site policy: {msg.error.reason}")
         return _clean_reason(f"error {msg.error.code}: {msg.error.reason}")
 
@@ -165,6 +165,11 @@ class ReplyGuard:
 
     def _identify(self, msg: Message, node: str) -> str:
         record = msg.content.config_records.get(keys.SITE)
+        if record is not None and set(record) - {keys.SITE_ID, keys.POLICY_SHA256}:
+            raise Rejected(f"the '{keys.SITE}' record holds keys other than a label")
+        policy = record.get(keys.POLICY_SHA256, "") if record is not None else ""
+        if policy and (not isinstance(policy, str) or not SHA256.match(policy)):
+            raise Rejected(f"{keys.POLICY_SHA256} is not a SHA-256 hex digest")
         if record is None or keys.SITE_ID not in record:
             label = f"node-{node}"
         else:
@@ -359,6 +364,11 @@ class ReplyGuard:
             clipped[name] = Array(new.astype(value.dtype))
         s.msg.content[keys.ARRAYS] = clipped
         s.norm = bound
+
+
+def _policy(msg: Message) -> str:
+    record = msg.content.config_records.get(keys.SITE)
+    return str(record.get(keys.POLICY_SHA256, "")) if record is not None else ""
 
 
 def _metrics(msg: Message):

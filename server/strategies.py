@@ -245,6 +245,7 @@ class RecordingStrategy(Strategy):
         self.central = central  # dp 'central': account each noisy release
         self.releases = 0
         self.guard = guard or ReplyGuard(store, run_id)
+        self.policies: dict[str, str] = {}  # site -> policy hash last recorded
         self.min_sites = min_sites
 
     def _record(self, rnd: int, phase: str, replies: Iterable[Message]) -> list:
@@ -259,6 +260,9 @@ class RecordingStrategy(Strategy):
                 if not isinstance(v, list)
             }
             self.sites.record(rnd, phase, s.site, s.node, metrics, held(s.msg))
+            if s.policy and self.policies.get(s.site) != s.policy:
+                self.policies[s.site] = s.policy  # recorded once per version
+                self.store.log_site_policy(self.run_id, rnd, s.site, s.node, s.policy)
         return [s.msg for s in passed]
 
     def configure_train(

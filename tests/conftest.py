@@ -116,6 +116,7 @@ def new_processes(folder: Path, oncofed_home: Path) -> Processes:
         os.environ,
         FLWR_HOME=str(flwr_home),
         ONCOFED_HOME=str(oncofed_home),
+        ONCOFED_RUN_ROOT=str(folder),  # the operator's bound on run-dir
         PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
         NO_PROXY="127.0.0.1,localhost",
         no_proxy="127.0.0.1,localhost",

@@ -260,9 +260,7 @@ TSS_TABLE = (
     "Q1,Somewhere,Not a TCGA study,NCH\r\n"
     "???,Broken row,Liver hepatocellular carcinoma,NCH\r\n"
 )
-TSS_PATIENTS = CBIO_PATIENT.replace(
-    "TCGA-ZZ-12\tMale\t50", "TCGA-XY-A0A0\tMale\t50"
-)
+TSS_PATIENTS = CBIO_PATIENT.replace("TCGA-ZZ-12\tMale\t50", "TCGA-XY-A0A0\tMale\t50")
 
 
 def test_tss_code_table_gives_the_project_when_the_files_name_none(tmp_path):

@@ -221,8 +221,7 @@ class Pretrain(Task):
 
     def round_line(self, m: dict[str, float]) -> str:
         return (
-            f"restoration PSNR {m['restore-psnr']:.2f} dB "
-            f"(MSE {m['restore-mse']:.5f})"
+            f"restoration PSNR {m['restore-psnr']:.2f} dB (MSE {m['restore-mse']:.5f})"
         )
 
 

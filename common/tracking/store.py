@@ -19,6 +19,9 @@ Tables (every metric keyed by run, round and, per site, the site)::
                                                  'clipped' or 'failed' (an error
                                                  reply: crashed, timed out or
                                                  refused by site policy)
+    site_policies(run_id, round, site, node_id, policy_sha256)
+                                                 the SHA-256 of each site's policy
+                                                 file, when first seen or changed
     predictions(run_id, round, split, case_index, label, prob)
                                                  the server's own validation and
                                                  test cases (binary tasks): what
@@ -68,6 +71,8 @@ CREATE TABLE IF NOT EXISTS reply_keys (
 CREATE TABLE IF NOT EXISTS reply_events (
     run_id TEXT, round INTEGER, site TEXT, node_id TEXT, phase TEXT, outcome TEXT,
     reason TEXT);
+CREATE TABLE IF NOT EXISTS site_policies (
+    run_id TEXT, round INTEGER, site TEXT, node_id TEXT, policy_sha256 TEXT);
 CREATE TABLE IF NOT EXISTS predictions (
     run_id TEXT, round INTEGER, split TEXT, case_index INTEGER, label REAL,
     prob REAL, PRIMARY KEY (run_id, round, split, case_index));
@@ -210,6 +215,18 @@ class RunStore:
                 "INSERT INTO reply_events VALUES (?, ?, ?, ?, ?, ?, ?)",
                 (run_id, rnd, site, node_id, phase, outcome, reason),
             )
+
+    def log_site_policy(
+        self, run_id: str, rnd: int, site: str, node_id: str, sha256: str
+    ) -> None:
+        with self._conn() as c:
+            c.execute(
+                "INSERT INTO site_policies VALUES (?, ?, ?, ?, ?)",
+                (run_id, rnd, site, node_id, sha256),
+            )
+
+    def site_policies(self, run_id: str | None = None) -> pd.DataFrame:
+        return self._frame("site_policies", run_id)
 
     def reply_events(self, run_id: str | None = None) -> pd.DataFrame:
         return self._frame("reply_events", run_id)

@@ -232,10 +232,28 @@ def load_checkpoint(path: str | Path) -> tuple[MultimodalNet, Any, dict]:
     the network rebuilt from the checkpoint's own config, in eval mode, with that
     config (:class:`common.config.OncoFedConfig`) and the raw checkpoint."""
     import dataclasses
+    import pickle
 
     from oncofed.common.config import from_run_config
+    from oncofed.common.errors import DataError
 
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    try:  # tensors and plain values only: a pickled object never runs
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        raise DataError(
+            path,
+            "contents",
+            "refused: it holds objects other than tensors and plain values "
+            f"(loading them could run code; {str(err).splitlines()[0][:120]})",
+            "use a checkpoint written by the OncoFed server",
+        ) from None
+    if not isinstance(ckpt, dict) or not {"config", "state_dict"} <= set(ckpt):
+        raise DataError(
+            path,
+            "keys",
+            "not an OncoFed checkpoint (no 'config' and 'state_dict')",
+            "use checkpoints/best.pt or last.pt of a run folder",
+        )
     cfg = from_run_config(ckpt["config"])
     # the weights are the checkpoint's: a 'pretrained' path in its config (a file
     # of the machine that trained it) is never opened here
