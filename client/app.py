@@ -104,7 +104,8 @@ def enforce_site_policy(msg: Message, context: Context, call_next) -> Message:
     except PolicyRefusal as why:
         assert policy is not None
         log.warning("Refused by this site's policy %s: %s", policy.path, why)
-        reason = f"{why} (policy sha256 {policy.sha256[:12]})"
+        site = site_label(dict(context.node_config), context.node_id)
+        reason = f"site '{site}': {why} (policy sha256 {policy.sha256[:12]})"
         return Message(
             error=Error(code=keys.SITE_POLICY_REFUSED, reason=reason), reply_to=msg
         )

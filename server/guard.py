@@ -20,8 +20,9 @@ round goes on with the rest. A reply is rejected when:
   ``update-norm-bound`` x the round's lower-median update norm; with
   ``update-clip`` such an update is scaled down to the bound instead.
 
-Error replies (a site failed, refused or timed out) are recorded the same way
-with outcome ``failed``. Nothing here raises on a reply: one bad hospital never
+Error replies (a site failed or refused) and nodes that were asked but never
+answered (crashed, disconnected, slower than ``round-timeout``) are recorded the
+same way with outcome ``failed``. Nothing here raises on a reply: one bad hospital never
 ends a run.
 """
 
@@ -86,6 +87,7 @@ class ReplyGuard:
     node_of_label: dict[str, str] = field(default_factory=dict)
     first_size: dict[str, int] = field(default_factory=dict)
     reference: dict[str, np.ndarray] | None = None
+    asked: dict[tuple[int, str], set[str]] = field(default_factory=dict)
 
     @classmethod
     def from_config(
@@ -100,6 +102,10 @@ class ReplyGuard:
             structural=structural,
         )
 
+    def sent(self, rnd: int, phase: str, messages: list[Message]) -> None:
+        """The nodes asked this round: one that never answers is recorded."""
+        self.asked[(rnd, phase)] = {str(m.metadata.dst_node_id) for m in messages}
+
     def expect(self, arrays: ArrayRecord) -> None:
         """The global model just sent: what train replies are compared with."""
         if self.structural:
@@ -112,6 +118,14 @@ class ReplyGuard:
     ) -> list[Screened]:
         """The replies that pass, in input order; the others recorded."""
         passed: list[Screened] = []
+        replies = list(replies)
+        answered = {str(m.metadata.src_node_id) for m in replies}
+        for node in sorted(self.asked.pop((rnd, phase), set()) - answered):
+            site = self.label_of_node.get(node, f"node-{node}")
+            self._event(
+                rnd, phase, site, node, FAILED,
+                "no reply (crashed, disconnected, or slower than round-timeout)",
+            )  # fmt: skip
         for msg in replies:
             node = str(msg.metadata.src_node_id)
             if msg.has_error():

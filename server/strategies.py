@@ -270,7 +270,9 @@ class RecordingStrategy(Strategy):
     ) -> Iterable[Message]:
         self.guard.expect(arrays)
         self.guard.connected = grid.get_node_ids
-        return self.inner.configure_train(server_round, arrays, config, grid)
+        messages = list(self.inner.configure_train(server_round, arrays, config, grid))
+        self.guard.sent(server_round, "train", messages)
+        return messages
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
         replies = self._record(server_round, "train", replies)
@@ -321,7 +323,11 @@ class RecordingStrategy(Strategy):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
-        return self.inner.configure_evaluate(server_round, arrays, config, grid)
+        messages = list(
+            self.inner.configure_evaluate(server_round, arrays, config, grid)
+        )
+        self.guard.sent(server_round, "evaluate", messages)
+        return messages
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):
         replies = self._record(server_round, "evaluate", replies)

@@ -311,39 +311,3 @@ def test_brca_survival_federation_on_flambys_regions(processes, oncofed_home, tm
         ).fetchone()[0]
     assert regions == 6
     assert c > 0.6  # 222 test cases, 32 events
-
-
-@pytest.mark.slow
-def test_loopback_deployment_two_supernodes(processes, small_dataset, tmp_path):
-    """SuperLink + 2 SuperNodes on 127.0.0.1, each hospital with its own data-path."""
-    port = _superlink(processes, simulation=False)
-    for i in range(2):
-        processes.start(
-            f"supernode-{i}",
-            str(BIN / "flower-supernode"),
-            "--insecure",
-            "--superlink",
-            f"127.0.0.1:{port}",
-            "--port",
-            str(free_port()),
-            "--node-config",
-            f"data-path='{small_dataset.site_dir(i)}' site-name='hospital-{i}'",
-        )
-    run_root = tmp_path / "runs"
-    log = _flwr_run(
-        processes,
-        "oncofed-test",
-        _small_run(run_root),
-    )
-    assert "Successfully started run" in log, log
-    _check_run_store(run_root, 2)
-    with sqlite3.connect(next(run_root.glob("*/run.sqlite"))) as db:
-        sites = {s for (s,) in db.execute("SELECT DISTINCT site FROM site_metrics")}
-    assert sites == {"hospital-0", "hospital-1"}  # node config, not folder names
-    for name in ("superlink", "supernode-0", "supernode-1"):
-        assert (
-            processes.procs[
-                ["superlink", "supernode-0", "supernode-1"].index(name)
-            ].poll()
-            is None
-        ), processes.log(name)

@@ -16,6 +16,7 @@ import sys
 from oncofed.common import __version__
 from oncofed.common.cli import (
     ablate,
+    certs,
     config_keys,
     dashboard,
     export,
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         export_runs,
         ablate,
         config_keys,
+        certs,
         harmonise_preview,
         score,
     ):
