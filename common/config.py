@@ -10,6 +10,7 @@ rejects unknown keys by name. The resolved config is saved with every run
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -36,6 +37,14 @@ class DataConfig:
         default="",
         metadata=_key(
             "data-root", "prepared dataset folder; '' = the dataset's default cache"
+        ),
+    )
+    data_view: str = field(
+        default="",
+        metadata=_key(
+            "data-view",
+            "a prepared folder inside data-root, by name (letters, digits, '-', "
+            "'_'): what a sweep entry may vary, since it may set no path",
         ),
     )
     num_sites: int = field(
@@ -523,6 +532,7 @@ def from_run_config(run_config: dict[str, Any]) -> OncoFedConfig:
 
 
 PATH_KEYS = ("run-dir", "data-root", "pretrained")  # what names a file or folder
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
 def parse_sweep(sweep: str) -> list[dict[str, str]]:
@@ -611,6 +621,12 @@ def _validate(cfg: OncoFedConfig) -> None:
         "must be an absolute path (the ServerApp runs in the SuperLink's folder)",
     )
     _validate_federation(cfg, need)
+    need(
+        not cfg.data.data_view
+        or (bool(cfg.data.data_root) and _NAME.match(cfg.data.data_view) is not None),
+        "data-view",
+        "a folder name inside data-root (letters, digits, '-', '_'); set data-root",
+    )
     look_up_option(cfg.run.tracking, ("none", "mlflow", "tensorboard"), "tracking")
     look_up_option(cfg.data.imputation, ("reference", "mice"), "imputation")
     look_up_option(cfg.data.harmonise, HARMONISE_OPTIONS, "harmonise")

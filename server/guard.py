@@ -333,7 +333,7 @@ class ReplyGuard:
                 raise Rejected(
                     f"tensor '{name}' has shape {shape}, the model {want.shape}"
                 )
-            if got.dtype != str(want.dtype):
+            if not _same_kind(got.dtype, want.dtype):
                 raise Rejected(
                     f"tensor '{name}' has dtype {got.dtype}, the model {want.dtype}"
                 )
@@ -378,6 +378,18 @@ class ReplyGuard:
             clipped[name] = Array(new.astype(value.dtype))
         s.msg.content[keys.ARRAYS] = clipped
         s.norm = bound
+
+
+def _same_kind(got: str, want: np.dtype) -> bool:
+    """Floating tensors may differ in width (a server optimiser such as FedAdam
+    can send float64 where the sites train float32); anything else must match."""
+    try:
+        dtype = np.dtype(got)
+    except TypeError:
+        return False
+    if want.kind == "f":
+        return dtype.kind == "f" and dtype.itemsize <= 8
+    return dtype == want
 
 
 def _policy(msg: Message) -> str:

@@ -108,7 +108,7 @@ CRAFTED = {
     ),
     "missing key": (dict(arrays=lambda a: {"w": a["w"]}), "lack"),
     "extra key": (dict(arrays=lambda a: {**a, "evil": np.ones(3, np.float32)}), "add"),
-    "dtype": (dict(arrays=lambda a: {**a, "b": a["b"].astype(np.float64)}), "dtype"),
+    "dtype": (dict(arrays=lambda a: {**a, "b": a["b"].astype(np.int32)}), "dtype"),
     "huge norm": (
         dict(arrays=lambda a: {k: v * 1000 + 1 for k, v in a.items()}),
         "update norm",
@@ -227,7 +227,12 @@ def test_too_few_accepted_replies_keep_the_global_model(tmp_path):
     s, store, grid = strategy(tmp_path)
     arrays, _ = run_round(s, grid, 1, [reply(0), reply(1, arrays=_nan)])
     assert arrays is None  # Flower keeps the previous global model
-    assert len(store.reply_events("r")) == 1
+    events = store.reply_events("r")
+    assert list(events["outcome"]).count("rejected") == 1
+    # the five nodes asked that never answered are recorded too
+    assert sorted(events[events["outcome"] == "failed"]["node_id"]) == [
+        str(100 + i) for i in range(2, 7)
+    ]
 
 
 def test_error_replies_are_recorded_as_failed_with_the_site_policy_named(tmp_path):

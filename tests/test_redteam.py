@@ -5,6 +5,7 @@ the mode."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from flwr.app import Array, ArrayRecord
 from oncofed.client import redteam
 from oncofed.common.config import from_run_config
 from oncofed.common.errors import ConfigError
-from tests.conftest import SMALL_SITES
+from tests.conftest import BIN, SMALL_SITES
 from tests.test_federation import ROUNDS, _flwr_run, _small_run, _superlink
 
 SIMULATED = {"partition-id": 0, "num-partitions": 3}
@@ -87,3 +88,10 @@ def test_an_attacking_site_is_rejected_and_the_run_completes(
     assert all(e[2] == "rejected" and reason in e[3] for e in events), events
     assert trained == [(r, SMALL_SITES - 1) for r in range(1, ROUNDS + 1)]
     assert auc is not None and np.isfinite(auc)
+    # what a user reads: oncofed show lists the rejections with their reason
+    shown = subprocess.run(
+        [str(BIN / "oncofed"), "show", str(next(run_root.glob("*/run.sqlite")))],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert "Replies not taken as sent" in shown.stdout, shown.stdout + shown.stderr
+    assert reason in shown.stdout

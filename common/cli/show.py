@@ -73,4 +73,20 @@ def run(args: argparse.Namespace) -> int:
             .round(3)
             .to_string()
         )
+    _show_events(store)
     return 0
+
+
+def _show_events(store) -> None:
+    """Replies the server did not take as sent (rejected, clipped, failed)."""
+    events = store.reply_events()
+    if events.empty:
+        return
+    print("\nReplies not taken as sent (the run went on without them):")
+    counts = events.groupby(["site", "outcome"]).size().unstack(fill_value=0)
+    print(counts.to_string())
+    first = events.drop_duplicates(["site", "outcome", "reason"]).head(20)
+    for row in first.itertuples():
+        print(
+            f"  round {row.round} {row.phase} {row.site}: {row.outcome}: {row.reason}"
+        )

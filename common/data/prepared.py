@@ -35,10 +35,12 @@ DEFAULTS = "defaults"  # cache folder of the scenarios' embedded synthetic defau
 
 
 def prepared_root(cfg: DataConfig) -> Path:
-    """The run's prepared root: ``data-root`` when set, else the cached folder of
-    the dataset's embedded default for this site count and seed."""
+    """The run's prepared root: ``data-root`` (its sub-folder ``data-view`` when
+    set), else the cached folder of the dataset's embedded default for this site
+    count and seed."""
     if cfg.data_root:
-        return Path(cfg.data_root).expanduser()
+        root = Path(cfg.data_root).expanduser()
+        return root / cfg.data_view if cfg.data_view else root
     return (
         data_cache_dir()
         / DEFAULTS

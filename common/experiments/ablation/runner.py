@@ -354,7 +354,13 @@ class Ablation:
         ]
         self._federate(entries, len(self.sites), self.opts.out / "runs" / "federated")
 
-    def _federate(self, entries: list[FedEntry], num_nodes: int, root: Path) -> None:
+    def _federate(
+        self,
+        entries: list[FedEntry],
+        num_nodes: int,
+        root: Path,
+        data_root: Path | None = None,
+    ) -> None:
         """Federate ``entries`` in one ``flwr run``; score each entry's last-round
         model as soon as its federation ends."""
         last = time.time()  # when the previous entry ended
@@ -370,8 +376,11 @@ class Ablation:
                 r.error = outcome
             self._done(r)
 
+        keys = self._fl_keys()
+        if data_root is not None:
+            keys["data-root"] = str(data_root.resolve())
         run_federation(
-            self.scenario, self._fl_keys(), [e.overrides for e in entries],
+            self.scenario, keys, [e.overrides for e in entries],
             num_nodes, root, self.opts.connection, self.echo, done,
         )  # fmt: skip
 
@@ -465,7 +474,7 @@ class Ablation:
         ]
         entries = [
             FedEntry(
-                {**arm.overrides(), "data-root": view},
+                {**arm.overrides(), "data-view": Path(view).name},
                 Result(arm, LOSO, FEDERATED, site, train_n, name, *_EMPTY),
                 test,
                 self.val.samples,
@@ -473,7 +482,10 @@ class Ablation:
             for arm in arms
             for site, view, test, name, train_n in folds
         ]
-        self._federate(entries, n_sites - 1, runs / "leave-one-site-out")
+        # a sweep entry names no path: each picks its view inside one data-root
+        self._federate(
+            entries, n_sites - 1, runs / "leave-one-site-out", runs / "views"
+        )
 
 
 _EMPTY = (np.zeros(0), np.zeros(0), 0.0)
