@@ -96,11 +96,7 @@ def enforce_site_policy(msg: Message, context: Context, call_next) -> Message:
     try:
         policy = site_policy(dict(context.node_config))
         if policy is not None:
-            policy.check(
-                from_run_config(
-                    sweep_run_config(dict(context.run_config), _sweep_index(msg))
-                )
-            )
+            policy.check(_run_config(msg, context))
     except PolicyRefusal as why:
         assert policy is not None
         log.warning("Refused by this site's policy %s: %s", policy.path, why)
@@ -141,11 +137,19 @@ def _sweep_index(msg: Message) -> int | None:
     return None if index is None else int(index)  # type: ignore[arg-type]
 
 
+def _run_config(msg: Message, context: Context) -> OncoFedConfig:
+    """The run's config, or that of the sweep entry the server asks for, as
+    submitted (what the site's policy judges)."""
+    return from_run_config(
+        sweep_run_config(dict(context.run_config), _sweep_index(msg))
+    )
+
+
 def _config(msg: Message, context: Context) -> OncoFedConfig:
-    """The run's config, or that of the sweep entry the server asks for; its
-    ``pretrained`` files are not opened here (the server's initial weights
-    carry them: a site reads no path the run's submitter chose)."""
-    cfg = from_run_config(sweep_run_config(dict(context.run_config), _sweep_index(msg)))
+    """:func:`_run_config` as the site trains with it: its ``pretrained`` files
+    are not opened here (the server's initial weights carry them: a site reads
+    no path the run's submitter chose)."""
+    cfg = _run_config(msg, context)
     return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, pretrained=""))
 
 

@@ -62,17 +62,29 @@ from oncofed.server.strategies import (
 app = ServerApp()
 
 
+def _under_run_root(path: Path, key: str, value: str, fix: str) -> Path:
+    """``path`` resolved (``..`` and links followed); ConfigError naming the
+    run-config key unless it lies under the operator's run root
+    (:func:`common.paths.run_root`)."""
+    resolved, allowed = path.resolve(), run_root()
+    if not resolved.is_relative_to(allowed):
+        raise ConfigError(
+            f"Run-config key '{key}' = {value!r} lies outside the run root the "
+            f"operator set ({allowed}). Fix: {fix}."
+        )
+    return resolved
+
+
 def make_run_dir(cfg: OncoFedConfig, run_id: str) -> Path:
     """``run-dir`` (or the default) / ``<timestamp>-run<id>``, refused unless it
-    lies under the operator's run root (:func:`common.paths.run_root`)."""
-    root = Path(cfg.run.run_dir).resolve() if cfg.run.run_dir else default_runs_dir()
-    allowed = run_root()
-    if not root.is_relative_to(allowed):
-        raise ConfigError(
-            f"Run-config key 'run-dir' = {cfg.run.run_dir!r} lies outside the run "
-            f"root the operator set ({allowed}). Fix: give a folder under it, or "
-            "ask the operator to set ONCOFED_RUN_ROOT where the SuperLink runs."
-        )
+    lies under the operator's run root."""
+    root = _under_run_root(
+        Path(cfg.run.run_dir) if cfg.run.run_dir else default_runs_dir(),
+        "run-dir",
+        cfg.run.run_dir,
+        "give a folder under it, or ask the operator to set ONCOFED_RUN_ROOT "
+        "where the SuperLink runs",
+    )
     run_dir = root / f"{time.strftime('%Y%m%d-%H%M%S')}-run{run_id}"
     run_dir.mkdir(parents=True, exist_ok=False)
     return run_dir
@@ -315,12 +327,13 @@ def _initial_arrays(cfg: OncoFedConfig, input_dims: dict[str, int]):
     if cfg.model.family == "xgboost":
         return bytes_to_arrays(b"")
     for modality, file in cfg.model.pretrained_files.items():
-        if not Path(file).resolve().is_relative_to(run_root()):
-            raise ConfigError(
-                f"Run-config key 'pretrained' = '{modality}={file}' lies outside the "
-                f"run root the operator set ({run_root()}). Fix: copy the encoder "
-                "under it (a pretraining run writes checkpoints/ct-encoder.pt there)."
-            )
+        _under_run_root(
+            Path(file),
+            "pretrained",
+            f"{modality}={file}",
+            "copy the encoder under it (a pretraining run writes "
+            "checkpoints/ct-encoder.pt there)",
+        )
     seed_everything(cfg.data.seed)
     return to_arrays(
         build_model(
