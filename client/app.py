@@ -40,6 +40,7 @@ from oncofed.client.legacy import (
 )
 from oncofed.client.policy import PolicyRefusal, site_policy
 from oncofed.client.site import pretraining_samples, site_data, site_label
+from oncofed.client.state import SiteState
 from oncofed.common import keys
 from oncofed.common.config import OncoFedConfig, from_run_config, sweep_run_config
 from oncofed.common.data.prepared import open_prepared
@@ -181,6 +182,12 @@ def _setup(msg: Message, context: Context, cfg: OncoFedConfig):
         arrays = msg.content[keys.ARRAYS]  # type: ignore[assignment]
     load_arrays(model, arrays)
     norm_key = _norm_state_key(msg)
+    if cfg.model.norm_layers == "local" and norm_key not in context.state:
+        # a resumed run's first round here: the layers this site kept on disk
+        for key, saved in (
+            _site_state(msg, context, data).norms(_server_round(msg)).items()
+        ):
+            context.state[key] = saved
     if cfg.model.norm_layers == "local" and norm_key in context.state:
         # FedBN: the site's normalisation layers replace the averaged ones
         restore_norm(model, context.state[norm_key])  # type: ignore[arg-type]
@@ -279,11 +286,24 @@ def _xgb_evaluate(msg: Message, context: Context, cfg: OncoFedConfig) -> Message
     return _reply(msg, context, data, None, metrics, samples, cfg)
 
 
-def _dp_sgd(context: Context, cfg: OncoFedConfig, n: int) -> DPSGD:
+def _site_state(msg: Message, context: Context, data: SiteData) -> SiteState:
+    """Where this site keeps its state for this run on its own disk."""
+    sent = _sent(msg)
+    lineage = str(sent.get(keys.RUN_LINEAGE, "")) if sent is not None else ""
+    node_config = dict(context.node_config)
+    return SiteState(
+        node_config, lineage, site_label(node_config, context.node_id, data.name)
+    )
+
+
+def _dp_sgd(context: Context, cfg: OncoFedConfig, n: int, state: SiteState) -> DPSGD:
     """This round's DP-SGD: the run's plan for a site of ``n`` training cases and
     the steps the site has already taken in this run (its ledger in
-    ``context.state``); refused (BudgetSpent) if the round would overspend."""
-    ledger = Ledger.from_record(context.state.get(LEDGER))
+    ``context.state``, or in ``state`` on disk when this Flower run is the
+    resumption of an interrupted one); refused (BudgetSpent) if the round would
+    overspend."""
+    record = context.state.get(LEDGER)
+    ledger = Ledger.from_record(record if record is not None else state.ledger())
     p = plan(n, cfg)
     check_budget(ledger, p)
     return DPSGD(p, ledger)
@@ -356,7 +376,8 @@ def train(msg: Message, context: Context) -> Message:
         terms.append(ProximalTerm(model, float(cast(float, config[keys.PROXIMAL_MU]))))
     seed = round_seed(cfg.data.seed, server_round, data.name)
     seed_everything(seed)
-    dp = _dp_sgd(context, cfg, len(samples)) if cfg.privacy.per_example else None
+    state = _site_state(msg, context, data)
+    dp = _dp_sgd(context, cfg, len(samples), state) if cfg.privacy.per_example else None
     result = train_local(
         model, samples, cfg.train, device, seed, extra_terms=terms, dp=dp
     )
@@ -380,6 +401,13 @@ def train(msg: Message, context: Context) -> Message:
         context.state[LEDGER] = ConfigRecord(dp.ledger.to_record())  # type: ignore[arg-type]
         metrics[keys.LOSS] = float("nan")
         metrics.update(_dp_metrics(dp))
+    if dp is not None or cfg.model.norm_layers == "local":  # for a resumed run
+        norms = {
+            k: cast(ArrayRecord, context.state[k])
+            for k in context.state.array_records
+            if k.startswith(LOCAL_NORM)
+        }
+        state.save(server_round, context.state.config_records.get(LEDGER), norms)
     log.info(
         "%s round %d: loss %.4f on %d cases",
         data.name,

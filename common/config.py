@@ -432,6 +432,14 @@ class RunConfig:
             "'none'; needs pip install 'oncofed[tracking]'",
         ),
     )
+    resume_from: str = field(
+        default="",
+        metadata=_key(
+            "resume-from",
+            "absolute path of an interrupted run's folder: continue it from its "
+            "last complete round (oncofed resume RUN_DIR sets it); '' = a new run",
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -531,7 +539,8 @@ def from_run_config(run_config: dict[str, Any]) -> OncoFedConfig:
     return cfg
 
 
-PATH_KEYS = ("run-dir", "data-root", "pretrained")  # what names a file or folder
+# what names a file or folder
+PATH_KEYS = ("run-dir", "data-root", "pretrained", "resume-from")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
@@ -619,6 +628,17 @@ def _validate(cfg: OncoFedConfig) -> None:
         cfg.run.run_dir == "" or cfg.run.run_dir.startswith("/"),
         "run-dir",
         "must be an absolute path (the ServerApp runs in the SuperLink's folder)",
+    )
+    need(
+        cfg.run.resume_from == "" or cfg.run.resume_from.startswith("/"),
+        "resume-from",
+        "must be an absolute path (a run folder: RUN_DIR/<timestamp>-run<id>)",
+    )
+    need(
+        cfg.run.resume_from == "" or cfg.run.sweep == "",
+        "resume-from",
+        "resumes one model's run: resume each sweep entry's own folder "
+        "(<timestamp>-run<id>-sweep<k>), without 'sweep'",
     )
     _validate_federation(cfg, need)
     need(

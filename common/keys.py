@@ -18,6 +18,7 @@ SITE_POLICY_REFUSED = 1004
 SERVER_ROUND = "server-round"
 PROXIMAL_MU = "proximal-mu"  # set by Flower's FedProx
 SWEEP_INDEX = "sweep-index"  # which entry of run-config "sweep" to train
+RUN_LINEAGE = "run-lineage"  # the server's run id: the same for its resumptions
 
 # Metric keys
 NUM_EXAMPLES = "num-examples"

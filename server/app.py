@@ -5,7 +5,9 @@ the run directory::
     RUN_DIR/<timestamp>-run<id>/config.json     resolved config
     RUN_DIR/<timestamp>-run<id>/run.sqlite      run store (see common.tracking.store)
     RUN_DIR/<timestamp>-run<id>/checkpoints/    best.pt (validation-selected),
-                                                last.pt
+                                                last.pt, resume.pt (what
+                                                run-config resume-from needs:
+                                                server.resume)
     RUN_DIR/<timestamp>-run<id>/provenance.json the data: dataset, synthetic or
                                                 not, and the preparation's
                                                 report.json (cases per site,
@@ -52,6 +54,7 @@ from oncofed.common.reporting.export import Tracker
 from oncofed.common.tracking.store import RUN_STORE, RunStore
 from oncofed.server.evaluation import SafeTracker, ServerEvaluator, XgbEvaluator
 from oncofed.server.guard import ReplyGuard
+from oncofed.server.resume import Resumed, RoundEnd, reopen
 from oncofed.server.secure import federate_secure
 from oncofed.server.strategies import (
     STRATEGIES,
@@ -164,17 +167,39 @@ def train_model(
     sweep_index: int | None,
 ) -> None:
     """Federate one model: initial weights, ``num-server-rounds`` rounds of the
-    strategy, server-side evaluation and checkpoints after each."""
-    run_dir = make_run_dir(cfg, run_id)
-    (run_dir / "config.json").write_text(json.dumps(cfg.to_flat(), indent=2))
-    store = RunStore(run_dir / RUN_STORE)
-    store.start_run(run_id, run_dir.name, cfg.to_flat())
+    strategy, server-side evaluation and checkpoints after each. With
+    ``resume-from``, an interrupted run's folder is reopened instead and its
+    remaining rounds are run (:mod:`server.resume`)."""
+    resumed: Resumed | None = None
+    if cfg.run.resume_from:
+        folder = _under_run_root(
+            Path(cfg.run.resume_from),
+            "resume-from",
+            cfg.run.resume_from,
+            "give a run folder under it",
+        )
+        resumed, cfg = reopen(cfg, folder, str(context.run_id))
+        run_dir, run_id, store = resumed.run_dir, resumed.run_id, resumed.store
+        log(
+            INFO,
+            "OncoFed | resuming run %s after round %d of %d",
+            run_id,
+            resumed.state.round,
+            cfg.federation.num_server_rounds,
+        )
+    else:
+        run_dir = make_run_dir(cfg, run_id)
+        (run_dir / "config.json").write_text(json.dumps(cfg.to_flat(), indent=2))
+        store = RunStore(run_dir / RUN_STORE)
+        store.start_run(run_id, run_dir.name, cfg.to_flat())
     log(INFO, "OncoFed | run directory: %s", run_dir)
     status = "failed"
     tracker = None
     try:
         tracker = _tracker(cfg, run_dir)
-        _federate(grid, context, cfg, store, run_id, run_dir, sweep_index, tracker)
+        _federate(
+            grid, context, cfg, store, run_id, run_dir, sweep_index, tracker, resumed
+        )
         status = "finished"
     finally:
         store.finish_run(run_id, status)
@@ -203,16 +228,21 @@ def _federate(
     run_dir: Path,
     sweep_index: int | None,
     tracker: SafeTracker | None = None,
+    resumed: Resumed | None = None,
 ) -> None:
     """Prepare (the embedded default only), evaluate, federate, report."""
     # the sites apply the same sweep entry to their own copy of the run config
+    # (and where each site keeps its own state for this run: client.state)
     to_sites = ConfigRecord(
-        {} if sweep_index is None else {keys.SWEEP_INDEX: sweep_index}
+        {keys.RUN_LINEAGE: run_id}
+        if sweep_index is None
+        else {keys.SWEEP_INDEX: sweep_index, keys.RUN_LINEAGE: run_id}
     )
     # the one preparation step at run time: a scenario's embedded synthetic
     # default is written (once, cached) before round 1, so the sites find it
     dataset = ensure_prepared(cfg.data)
-    write_provenance(cfg, dataset, run_dir)
+    if resumed is None:
+        write_provenance(cfg, dataset, run_dir)
     evaluator, input_dims = _evaluator(cfg, store, run_id, run_dir)
     evaluator.tracker = tracker
     if cfg.privacy.per_example:  # refuse a model DP-SGD cannot train, now
@@ -227,7 +257,11 @@ def _federate(
         rounds,
     )
     _warn_if_too_few_nodes(grid, cfg, len(dataset.sites))
-    initial = _initial_arrays(cfg, input_dims)
+    round_end = RoundEnd(evaluator, strategy, resumed)  # validation, resume.pt
+    if resumed is None:
+        initial = _initial_arrays(cfg, input_dims)
+    else:
+        initial = resumed.state.global_arrays()
     sites = strategy.sites
     if cfg.privacy.secure_aggregation:  # SecAgg+: Flower's legacy workflow
         log(
@@ -236,15 +270,15 @@ def _federate(
         sites = federate_secure(
             grid, context, cfg, evaluator, store, run_id, initial, dict(to_sites)
         )
-    else:
+    elif rounds > round_end.offset:
         strategy.start(
             grid=grid,
             initial_arrays=initial,
-            num_rounds=rounds,
+            num_rounds=rounds - round_end.offset,  # Flower counts them from 1
             timeout=cfg.federation.round_timeout,
             train_config=to_sites,
             evaluate_config=to_sites,
-            evaluate_fn=evaluator,
+            evaluate_fn=round_end,
         )
     _log_site_table(sites.last.get("evaluate", {}), cfg)
     selection = evaluator.finish()  # the only time the test set is read

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from flwr.app import ArrayRecord, MetricRecord
 from flwr.app.typing import MetricRecordValues
 from flwr.common.logger import log
@@ -32,7 +31,7 @@ from oncofed.common.ml.metrics import binary_metrics
 from oncofed.common.ml.models import build_model
 from oncofed.common.ml.tasks import get_task
 from oncofed.common.ml.training import Predictions, predict_detailed, resolve_device
-from oncofed.common.ml.weights import arrays_to_bytes, load_arrays
+from oncofed.common.ml.weights import arrays_to_bytes, load_arrays, save_atomic
 from oncofed.common.reporting.export import Tracker
 from oncofed.common.tracking.store import TEST, VAL, RunStore
 
@@ -200,6 +199,14 @@ class ServerEvaluator:
             self.store.log_predictions(self.run_id, rnd, split, pred.labels, pred.probs)
         return lo, hi
 
+    def elapsed(self) -> float:
+        """Seconds of training so far (a resumed run counts the earlier part)."""
+        return time.time() - self._t0
+
+    def shift_clock(self, elapsed: float) -> None:
+        """Continue a resumed run's clock from ``elapsed`` seconds."""
+        self._t0 = time.time() - elapsed
+
     # -- every round
     def __call__(self, server_round: int, arrays: ArrayRecord) -> MetricRecord:
         """Score the global model of ``server_round`` on the validation set; log,
@@ -208,7 +215,7 @@ class ServerEvaluator:
         pred = self.predict(state, self.val)
         metrics = self.score(pred)
         metrics[keys.NUM_EXAMPLES] = len(self.val)
-        metrics[keys.ELAPSED] = time.time() - self._t0
+        metrics[keys.ELAPSED] = self.elapsed()
         self.keep(server_round, VAL, pred, metrics)
         ckpt = {
             "round": server_round,
@@ -219,7 +226,7 @@ class ServerEvaluator:
             "input_dims": self.input_dims,
         }
         self.ckpt_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(ckpt, self.ckpt_dir / LAST)
+        save_atomic(ckpt, self.ckpt_dir / LAST)
         self.last_round, self.last_state = server_round, state
         score = metrics[self.primary]
         if self.task.name == "pretrain" and server_round == 0:
@@ -227,7 +234,7 @@ class ServerEvaluator:
         if score == score and score > self.best_score:  # NaN never becomes best
             self.best_score, self.best_round = score, server_round
             self.best_state = state
-            torch.save(ckpt, self.ckpt_dir / BEST)
+            save_atomic(ckpt, self.ckpt_dir / BEST)
         log(
             INFO,
             "OncoFed | round %d/%d | validation %s | n=%d | %.0f s",
@@ -288,7 +295,7 @@ class ServerEvaluator:
         dict, which run-config ``pretrained = "ct=PATH"`` loads for fine-tuning."""
         self.model.load_state_dict(self.best_state)
         path = self.ckpt_dir / CT_ENCODER
-        torch.save(self.model.encoder.state_dict(), path)
+        save_atomic(self.model.encoder.state_dict(), path)
         log(
             INFO,
             "OncoFed | CT encoder of round %d (validation %s %.2f) saved: fine-tune "

@@ -247,6 +247,9 @@ class RecordingStrategy(Strategy):
         self.guard = guard or ReplyGuard(store, run_id)
         self.policies: dict[str, str] = {}  # site -> policy hash last recorded
         self.min_sites = min_sites
+        # a resumed run: Flower counts rounds from 1 again, its rounds go on
+        # from the last complete one (round seeds, FedAdam's bias correction)
+        self.offset = 0
 
     def _record(self, rnd: int, phase: str, replies: Iterable[Message]) -> list:
         """Screen the replies (server.guard), record those that pass, and return
@@ -268,6 +271,7 @@ class RecordingStrategy(Strategy):
     def configure_train(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
+        server_round += self.offset
         self.guard.expect(arrays)
         self.guard.connected = grid.get_node_ids
         messages = list(self.inner.configure_train(server_round, arrays, config, grid))
@@ -275,6 +279,7 @@ class RecordingStrategy(Strategy):
         return messages
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
+        server_round += self.offset
         replies = self._record(server_round, "train", replies)
         if len(replies) < self.min_sites:
             log.warning(
@@ -323,6 +328,7 @@ class RecordingStrategy(Strategy):
     def configure_evaluate(
         self, server_round: int, arrays: ArrayRecord, config: ConfigRecord, grid: Grid
     ) -> Iterable[Message]:
+        server_round += self.offset
         messages = list(
             self.inner.configure_evaluate(server_round, arrays, config, grid)
         )
@@ -330,6 +336,7 @@ class RecordingStrategy(Strategy):
         return messages
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):
+        server_round += self.offset
         replies = self._record(server_round, "evaluate", replies)
         return self.inner.aggregate_evaluate(server_round, replies)
 

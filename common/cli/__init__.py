@@ -5,7 +5,9 @@ run's metrics from its run store), ``config`` (every run-config key with its
 default), ``prepare`` (a dataset into site folders), ``export`` (ONNX), ``ablate``
 (modalities x fusion x local/pooled/federated with confidence intervals),
 ``dashboard`` (runs in the browser, live), ``report`` (PDF / HTML),
-``export-runs`` (MLflow / TensorBoard), ``harmonise-preview`` (before/after CT).
+``export-runs`` (MLflow / TensorBoard), ``harmonise-preview`` (before/after CT),
+``resume`` (an interrupted run), ``certs`` (a consortium's TLS certificates and
+SuperNode keys), ``score`` (a global model on one site's data).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from oncofed.common.cli import (
     harmonise_preview,
     prepare,
     report,
+    resume,
     score,
     show,
 )
@@ -47,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         export,
         export_runs,
         ablate,
+        resume,
         config_keys,
         certs,
         harmonise_preview,

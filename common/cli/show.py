@@ -73,8 +73,20 @@ def run(args: argparse.Namespace) -> int:
             .round(3)
             .to_string()
         )
+    _show_resumes(store)
     _show_events(store)
     return 0
+
+
+def _show_resumes(store) -> None:
+    """When the run was interrupted and resumed (oncofed resume)."""
+    resumes = store.resumes()
+    for row in resumes.itertuples():
+        print(
+            f"\nResumed after round {row.round} (Flower run "
+            f"{row.flower_run_id}; {row.rows_dropped} row(s) of the interrupted "
+            "round dropped and recomputed)"
+        )
 
 
 def _show_events(store) -> None:

@@ -7,11 +7,23 @@ Only floating-point tensors are shared; integer buffers such as BatchNorm's
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
+from pathlib import Path
+from typing import Any
 
 import torch
 from flwr.app import ArrayRecord
 from torch import nn
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    """``torch.save`` to ``path`` through a temporary file and a rename: the file
+    is always either the old or the new one, never half written (a process
+    killed mid-save leaves the previous file whole)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def shared_state(model: nn.Module) -> OrderedDict[str, torch.Tensor]:

@@ -22,6 +22,13 @@ Tables (every metric keyed by run, round and, per site, the site)::
     site_policies(run_id, round, site, node_id, policy_sha256)
                                                  the SHA-256 of each site's policy
                                                  file, when first seen or changed
+    resumes(run_id, round, resumed_at, flower_run_id, rows_dropped)
+                                                 each time the run was resumed
+                                                 (oncofed resume): the last
+                                                 complete round it went on from,
+                                                 the Flower run that did, and how
+                                                 many rows of the interrupted
+                                                 round were dropped
     predictions(run_id, round, split, case_index, label, prob)
                                                  the server's own validation and
                                                  test cases (binary tasks): what
@@ -73,6 +80,9 @@ CREATE TABLE IF NOT EXISTS reply_events (
     reason TEXT);
 CREATE TABLE IF NOT EXISTS site_policies (
     run_id TEXT, round INTEGER, site TEXT, node_id TEXT, policy_sha256 TEXT);
+CREATE TABLE IF NOT EXISTS resumes (
+    run_id TEXT, round INTEGER, resumed_at REAL, flower_run_id TEXT,
+    rows_dropped INTEGER);
 CREATE TABLE IF NOT EXISTS predictions (
     run_id TEXT, round INTEGER, split TEXT, case_index INTEGER, label REAL,
     prob REAL, PRIMARY KEY (run_id, round, split, case_index));
@@ -123,6 +133,45 @@ class RunStore:
                 "UPDATE runs SET finished_at = ?, status = ? WHERE run_id = ?",
                 (time.time(), status, run_id),
             )
+
+    ROUND_TABLES = (
+        "global_metrics",
+        "site_metrics",
+        "reply_keys",
+        "reply_events",
+        "site_policies",
+        "predictions",
+    )
+
+    def rewind(self, run_id: str, rnd: int, flower_run_id: str) -> int:
+        """Resume ``run_id`` after round ``rnd``: drop every row of a later
+        (interrupted) round and any test score, mark the run running again and
+        record the resumption; return the rows dropped."""
+        dropped = 0
+        with self._conn() as c:
+            for table in self.ROUND_TABLES:
+                dropped += c.execute(
+                    f"DELETE FROM {table} WHERE run_id = ? AND round > ?",  # noqa: S608
+                    (run_id, rnd),
+                ).rowcount
+            for table in ("global_metrics", "predictions"):  # scored at the end only
+                dropped += c.execute(
+                    f"DELETE FROM {table} WHERE run_id = ? AND split = ?",  # noqa: S608
+                    (run_id, TEST),
+                ).rowcount
+            c.execute(
+                "UPDATE runs SET status = 'running', finished_at = NULL, "
+                "selected_round = NULL WHERE run_id = ?",
+                (run_id,),
+            )
+            c.execute(
+                "INSERT INTO resumes VALUES (?, ?, ?, ?, ?)",
+                (run_id, rnd, time.time(), flower_run_id, dropped),
+            )
+        return dropped
+
+    def resumes(self, run_id: str | None = None) -> pd.DataFrame:
+        return self._frame("resumes", run_id)
 
     def select_round(self, run_id: str, rnd: int) -> None:
         """Record the round whose model validation chose."""
