@@ -13,7 +13,11 @@ resuming adds.
 Settings: ``fedadam`` (deterministic: A, B and C should be bit-identical; the
 "no" case: resuming may not move the model) and ``central-dp`` (dp = 'central'
 with adaptive clipping: Flower's server-side noise is not seeded, so A and B
-differ already; C should differ from A no more than B does).
+differ already; C should differ from A no more than B does) and ``dp-sgd``
+(dp = 'sample': the sites' noise is seeded, but a round the sites trained
+before the kill is trained again and counted twice in their ledgers, and their
+budget is planned for exactly ``--rounds`` rounds: C's sites refuse the last
+round, so C may end one round short of A: the cost of honest accounting).
 
 What the generator was built to contain: a lesion signal in CT and clinical
 features; nothing here depends on it: the question is only whether the weights
@@ -49,6 +53,7 @@ BIN = Path(sys.executable).parent
 SETTINGS = {
     "fedadam": "strategy='fedadam'",
     "central-dp": "dp='central' dp-clipping='server-adaptive' dp-noise-multiplier=0.3",
+    "dp-sgd": "dp='sample'",
 }
 
 
@@ -191,11 +196,15 @@ def outcome(run_dir: Path, rounds: int) -> dict:
             (rounds,),
         ).fetchone()
         resumed = db.execute("SELECT round FROM resumes").fetchall()
+        refused = db.execute(
+            "SELECT COUNT(*) FROM reply_events WHERE reason LIKE '%budget%'"
+        ).fetchone()[0]
     ckpt = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
     return {
         "status": status,
         "auc": float(auc[0]) if auc and auc[0] is not None else float("nan"),
         "resumed_after": [r[0] for r in resumed],
+        "budget_refusals": int(refused),
         "weights": ckpt["state_dict"],
     }
 
@@ -254,6 +263,7 @@ def main() -> int:
                         **{f"auc_{k}": v["auc"] for k, v in got.items()},
                         "status_C": got["C"]["status"],
                         "resumed_after": got["C"]["resumed_after"],
+                        "budget_refusals_C": got["C"]["budget_refusals"],
                         "max_weight_diff_AB": max_diff(
                             got["A"]["weights"], got["B"]["weights"]
                         ),
@@ -275,14 +285,15 @@ def main() -> int:
 def table(rows: list[dict]) -> list[str]:
     lines = [
         "| setting | seed | val AUC A | B | C (resumed) | resumed after round | "
-        "max abs weight diff A-B | A-C |",
-        "|---|---|---|---|---|---|---|---|",
+        "max abs weight diff A-B | A-C | C's replies refused for budget |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {r['setting']} | {r['seed']} | {r['auc_A']:.4f} | {r['auc_B']:.4f} | "
             f"{r['auc_C']:.4f} | {r['resumed_after']} ({r['status_C']}) | "
-            f"{r['max_weight_diff_AB']:.2e} | {r['max_weight_diff_AC']:.2e} |"
+            f"{r['max_weight_diff_AB']:.2e} | {r['max_weight_diff_AC']:.2e} | "
+            f"{r['budget_refusals_C']} |"
         )
     for setting in dict.fromkeys(r["setting"] for r in rows):
         sub = [r for r in rows if r["setting"] == setting]
