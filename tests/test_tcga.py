@@ -232,7 +232,11 @@ def test_project_comes_from_the_files_and_an_unknown_project_is_never_kept(
         prepare("tcga_lihc", paad, tmp_path / "o1", PrepareOptions(), False)
     bare = tmp_path / "bare"
     bare.mkdir()
-    (bare / "data_clinical_patient.txt").write_text(CBIO_PATIENT)
+    # TSS codes in no table (the GDC's has no A0 or D0)
+    unknown = CBIO_PATIENT.replace("TCGA-DD-", "TCGA-A0-").replace(
+        "TCGA-BC-", "TCGA-D0-"
+    )
+    (bare / "data_clinical_patient.txt").write_text(unknown)
     with pytest.raises(DataError, match="project cannot be established"):
         prepare("tcga_lihc", bare, tmp_path / "o2", PrepareOptions(), False)
     # the any-project dataset has no filter: the same files are read
@@ -260,14 +264,18 @@ TSS_TABLE = (
     "Q1,Somewhere,Not a TCGA study,NCH\r\n"
     "???,Broken row,Liver hepatocellular carcinoma,NCH\r\n"
 )
-TSS_PATIENTS = CBIO_PATIENT.replace("TCGA-ZZ-12\tMale\t50", "TCGA-XY-A0A0\tMale\t50")
+TSS_PATIENTS = (
+    CBIO_PATIENT.replace("TCGA-ZZ-12\tMale\t50", "TCGA-XY-A0A0\tMale\t50")
+    + "TCGA-I0-A0A0\tFemale\t44\tSTAGE II\t0:LIVING\t9\n"
+)  # XY: TGCT; I0: none
 
 
 def test_tss_code_table_gives_the_project_when_the_files_name_none(tmp_path):
-    """A cBioPortal layout without cancer type or study metadata: the GDC's TSS
-    code table (given with --tss-table, or lying in --root, re-saved with a BOM
-    and CRLF) decides each patient's project; a code it does not list leaves the
-    patient quarantined, never kept."""
+    """A cBioPortal layout without cancer type or study metadata: a TSS code
+    table the user gives (with --tss-table, or lying in --root, re-saved with a
+    BOM and CRLF) decides each patient's project, the GDC table OncoFed ships
+    decides the codes it does not list, and a code in neither leaves the patient
+    quarantined, never kept."""
     bare = tmp_path / "bare"
     bare.mkdir()
     (bare / "data_clinical_patient.txt").write_text(TSS_PATIENTS)
@@ -278,7 +286,9 @@ def test_tss_code_table_gives_the_project_when_the_files_name_none(tmp_path):
     reasons = {q["case_id"]: q["reason"] for q in report["quarantined"]}
     assert report["cases_kept"] == 2  # the two TCGA-DD patients
     assert "project TCGA-PAAD is not one of TCGA-LIHC" in reasons["TCGA-BC-A10Q"]
-    assert "TSS code XY is in no TSS code table" in reasons["TCGA-XY-A0A0"]
+    # not in the user's table: the shipped GDC table says testicular (TGCT)
+    assert "project TCGA-TGCT is not one of TCGA-LIHC" in reasons["TCGA-XY-A0A0"]
+    assert "TSS code I0 is in no TSS code table" in reasons["TCGA-I0-A0A0"]
     notes = "\n".join(report["notes"])
     assert "took their project from the TSS code table" in notes
     assert "1 row(s) without a two-character TSS code left out" in notes
@@ -291,10 +301,15 @@ def test_tss_code_table_gives_the_project_when_the_files_name_none(tmp_path):
     assert report["cases_kept"] == 2
     roles = {Path(s["file"]).name: s["role"] for s in report["sources"]}
     assert roles["tss.csv"] == "tss-table"
-    # without any table nothing is guessed
+    # without the user's table the shipped one decides: BC is a liver site there
     (bare / "tss.csv").unlink()
-    with pytest.raises(DataError, match="give the GDC's with --tss-table"):
-        prepare("tcga_lihc", bare, tmp_path / "o3", PrepareOptions(), False)
+    report = prepare(
+        "tcga_lihc", bare, tmp_path / "o3", PrepareOptions(min_site_cases=1), False
+    )
+    reasons = {q["case_id"]: q["reason"] for q in report["quarantined"]}
+    assert "project" not in reasons.get("TCGA-BC-A10Q", "")
+    assert "project TCGA-TGCT is not one of TCGA-LIHC" in reasons["TCGA-XY-A0A0"]
+    assert "give the GDC's current one" in reasons["TCGA-I0-A0A0"]
     # a table without the published columns is refused naming the column
     wrong = tmp_path / "wrong.csv"
     wrong.write_text("Code,Site\nDD,Mayo\n")

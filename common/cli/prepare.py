@@ -76,7 +76,8 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="TCGA: the GDC's tissue-source-site code table (columns TSS Code, "
         "Source Site, Study Name, BCR; from gdc.cancer.gov, TCGA code tables), "
         "which gives the project of patients whose files name none; a table "
-        "inside --root is found by itself",
+        "inside --root is found by itself; either overrides the GDC table of May "
+        "2015 that OncoFed ships",
     )
     p.add_argument(
         "--min-site-cases",

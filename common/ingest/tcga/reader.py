@@ -404,7 +404,12 @@ def _project_of(scan: _Scan, rec: tc.PatientRecord) -> str | None:
         for folder in Path(src).parents:
             if str(folder) in scan.studies:
                 return scan.studies[str(folder)]
-    proj = scan.tss.project(tss_code(rec.barcode))
+    code = tss_code(rec.barcode)
+    # a table the user gave (newer) first; a code it lists for two studies
+    # ('') decides nothing, not even through the shipped table
+    proj = scan.tss.project(code) if code.upper() in scan.tss.codes else None
+    if code.upper() not in scan.tss.codes:
+        proj = tss.shipped().project(code)
     if proj:
         scan.from_tss += 1
     return proj
@@ -424,8 +429,9 @@ def _keep_projects(scan: _Scan, projects: tuple[str, ...]) -> None:
             why = (
                 f"project cannot be established (no project id, cancer-type "
                 f"acronym or cBioPortal study in its files, and its TSS code "
-                f"{tss_code(b)} is in no TSS code table: give the GDC's with "
-                f"--tss-table), so it cannot be checked against "
+                f"{tss_code(b)} is in no TSS code table: neither the GDC's of "
+                f"May 2015 that OncoFed ships nor one given with --tss-table; "
+                f"give the GDC's current one), so it cannot be checked against "
                 f"{', '.join(sorted(keep))}"
             )
         elif members & keep:

@@ -3,12 +3,14 @@
 The GDC publishes the table, with the columns ``TSS Code``, ``Source Site``,
 ``Study Name`` and ``BCR``, at
 https://gdc.cancer.gov/resources-tcga-users/tcga-code-tables/tissue-source-site-codes.
-It is not shipped with OncoFed (no copy could be obtained offline, and a table typed
-from memory would mis-assign patients), so a user gives the downloaded table with
-``oncofed prepare --tss-table FILE`` or drops it into ``--root``, where it is
-recognised by its columns. Its study names become projects through GDC's study
-abbreviation table, which is shipped (``study_abbreviations.tsv``). A code listed
-for two different studies decides nothing.
+Its code and study columns ship with OncoFed as ``tss_codes.tsv`` (the table's
+May 2015 state, 1,052 codes; the file's header says where it came from): the
+last resort for a patient whose files name no project. A newer table, given
+with ``oncofed prepare --tss-table FILE`` or dropped into ``--root`` (recognised
+by its columns), takes precedence for every code it lists. Study names become
+projects through GDC's study abbreviation table (``study_abbreviations.tsv``).
+A code listed for two different studies in the user's tables decides nothing;
+a code in no table leaves the patient's project unknown (quarantined).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from oncofed.common.errors import DataError
 from oncofed.common.ingest import text
 
 STUDY_FILE = Path(__file__).with_name("study_abbreviations.tsv")
+SHIPPED_FILE = Path(__file__).with_name("tss_codes.tsv")
 CODE = re.compile(r"^[A-Z0-9]{2}$")
 CODE_COLUMN = "tss code"
 # a column naming the study by name, or the project / abbreviation directly
@@ -42,6 +45,20 @@ def study_projects() -> dict[str, str]:
         out[name.strip().lower()] = f"TCGA-{abbr.strip()}"
         out[abbr.strip().lower()] = f"TCGA-{abbr.strip()}"
     return out
+
+
+@cache
+def shipped() -> TssTable:
+    """The TSS code table shipped with OncoFed (``tss_codes.tsv``)."""
+    table = TssTable()
+    for line in SHIPPED_FILE.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#") or "\t" not in line:
+            continue
+        code, study = line.split("\t", 1)
+        proj = _project(study)
+        if CODE.match(code) and proj is not None:
+            table.codes[code] = proj
+    return table
 
 
 def is_tss_table(header_lower: list[str]) -> bool:
