@@ -268,8 +268,9 @@ def _federate(
             INFO, "OncoFed | secure aggregation: SecAgg+ (the server unmasks sums only)"
         )
         sites = federate_secure(
-            grid, context, cfg, evaluator, store, run_id, initial, dict(to_sites)
-        )
+            grid, context, cfg, evaluator, store, run_id, initial, dict(to_sites),
+            strategy.guard,
+        )  # fmt: skip
     elif rounds > round_end.offset:
         strategy.start(
             grid=grid,
@@ -316,6 +317,7 @@ def _strategy(
     guard = ReplyGuard.from_config(
         fed, store, run_id, structural=cfg.model.family != "xgboost"
     )
+    guard.masked = cfg.privacy.secure_aggregation  # no update in the clear
     if cfg.privacy.dp != "central":
         extra = {"sites": sites} if fed.strategy == "multikrum" else {}
         inner = STRATEGIES.create(fed.strategy, cfg=fed, **extra)

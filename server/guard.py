@@ -82,6 +82,7 @@ class ReplyGuard:
     clip: bool = False
     max_examples: int = 100_000
     structural: bool = True  # False for XGBoost: its byte blob grows each round
+    masked: bool = False  # SecAgg+: train replies carry no weights in the clear
     connected: Callable[[], Iterable[int]] = lambda: ()
     label_of_node: dict[str, str] = field(default_factory=dict)
     node_of_label: dict[str, str] = field(default_factory=dict)
@@ -306,6 +307,8 @@ class ReplyGuard:
             if records:
                 raise Rejected("an evaluation reply carries weights")
             return math.nan
+        if self.masked and not records:
+            return math.nan  # SecAgg+: the update went into the masked sum
         if list(records) != [keys.ARRAYS]:
             raise Rejected(
                 f"expected one ArrayRecord '{keys.ARRAYS}', got {sorted(records)}"

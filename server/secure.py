@@ -10,7 +10,9 @@ holds one site's unmasked update: what the legacy strategy's ``aggregate_fit``
 receives is the unmasked *sum*, handed to it once per replying site.
 
 Each site's metrics (already withheld below ``min-report-n``) still reach the
-server in the clear and go to the run store as usual; the server-side
+server in the clear; the reply guard checks their label and metrics
+(:class:`SecureRecording`: its update it cannot see) before they go to the run
+store as usual; the server-side
 evaluation, checkpoints and model selection are the same as in
 :mod:`server.app`.
 """
@@ -21,13 +23,24 @@ import logging
 from typing import Any
 
 import numpy as np
-from flwr.app import Array, ArrayRecord, Context
-from flwr.common import ndarrays_to_parameters
+from flwr.app import (
+    Array,
+    ArrayRecord,
+    ConfigRecord,
+    Context,
+    Message,
+    MessageType,
+    MetricRecord,
+    RecordDict,
+)
+from flwr.common import ndarrays_to_parameters, parameters_to_ndarrays
+from flwr.server.strategy import FedAvg
 from flwr.serverapp import Grid
 
 from oncofed.common import keys
 from oncofed.common.config import OncoFedConfig
 from oncofed.common.tracking.store import RunStore
+from oncofed.server.guard import FAILED, REJECTED, ReplyGuard
 from oncofed.server.strategies import SiteLog, held
 
 log = logging.getLogger(__name__)
@@ -67,6 +80,76 @@ def _scalars(metrics: dict) -> dict[str, float]:
     return {k: float(v) for k, v in metrics.items() if k != keys.SITE_ID}
 
 
+def as_message(node_id: int, phase: str, metrics: dict) -> Message:
+    """A legacy (FitRes / EvaluateRes) reply as the reply Message the guard
+    screens: its metrics, and its label as a ``site`` record. Its update is
+    masked: there are no weights to screen."""
+    label = metrics.get(keys.SITE_ID)
+    content = RecordDict(
+        {keys.METRICS: MetricRecord({k: v for k, v in metrics.items()
+                                     if k != keys.SITE_ID})}
+    )  # fmt: skip
+    if label is not None:
+        content[keys.SITE] = ConfigRecord({keys.SITE_ID: label})
+    kind = MessageType.TRAIN if phase == "train" else MessageType.EVALUATE
+    asked = Message(RecordDict(), dst_node_id=int(node_id), message_type=kind)
+    return Message(content, reply_to=asked)
+
+
+class SecureRecording(FedAvg):
+    """The legacy FedAvg of the SecAgg+ workflow, recording each reply's
+    metrics as :class:`server.strategies.RecordingStrategy` does, after the
+    reply guard's label and metric checks (a reply that fails them is recorded
+    as rejected and its metrics are not stored; its masked update is already
+    inside the sum, which SecAgg+ bounds: each value clipped to +/- 8, each
+    weight to 1,000 examples). Sites that failed are recorded; an unmasked sum
+    that is not finite is refused and the global model stays as it was."""
+
+    def __init__(self, sites: SiteLog, guard: ReplyGuard, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.sites = sites
+        self.guard = guard
+
+    def _record(self, rnd: int, phase: str, results: list) -> None:
+        by_node = {str(proxy.node_id): res for proxy, res in results}
+        msgs = [as_message(p.node_id, phase, dict(r.metrics)) for p, r in results]
+        for s in self.guard.screen(rnd, phase, msgs):
+            metrics = _scalars(by_node[s.node].metrics)
+            held = [("metrics", "metrics", k) for k in by_node[s.node].metrics]
+            self.sites.record(rnd, phase, s.site, s.node, metrics, held)
+
+    def _failed(self, rnd: int, phase: str, failures: list) -> None:
+        for failure in failures:
+            if isinstance(failure, BaseException):
+                node, why = "-", f"{type(failure).__name__}"
+            else:
+                proxy, res = failure
+                node, why = str(proxy.node_id), f"status {res.status.code.name}"
+            site = self.guard.label_of_node.get(node, f"node-{node}")
+            self.guard._event(rnd, phase, site, node, FAILED, f"failed ({why})")
+
+    def aggregate_fit(self, server_round, results, failures):  # type: ignore[no-untyped-def]
+        self._record(server_round, "train", results)
+        self._failed(server_round, "train", failures)
+        for _, res in results:
+            res.metrics = {}
+        params, metrics = super().aggregate_fit(server_round, results, failures)
+        if params is not None and not all(
+            np.isfinite(a).all() for a in parameters_to_ndarrays(params)
+        ):
+            self.guard._event(
+                server_round, "train", "all", "-", REJECTED,
+                "the unmasked sum holds NaN or Inf: the global model stays as it was",
+            )  # fmt: skip
+            return None, {}
+        return params, metrics
+
+    def aggregate_evaluate(self, server_round, results, failures):  # type: ignore[no-untyped-def]
+        self._record(server_round, "evaluate", results)
+        self._failed(server_round, "evaluate", failures)
+        return None, {}
+
+
 def federate_secure(
     grid: Grid,
     context: Context,
@@ -76,11 +159,11 @@ def federate_secure(
     run_id: str,
     initial: ArrayRecord,
     to_sites: dict,
+    guard: ReplyGuard,
 ) -> SiteLog:
     """Run ``num-server-rounds`` rounds of FedAvg under SecAgg+; returns the
     sites' log (its last metrics feed the final per-site table)."""
     from flwr.server import LegacyContext, ServerConfig
-    from flwr.server.strategy import FedAvg
     from flwr.server.workflow import DefaultWorkflow, SecAggPlusWorkflow
 
     names = list(initial.keys())
@@ -102,30 +185,12 @@ def federate_secure(
             return None
         return float(metrics.get(keys.LOSS, float("nan"))), dict(metrics)
 
-    class Recording(FedAvg):
-        """FedAvg recording each reply's metrics (as RecordingStrategy does)."""
-
-        def _record(self, rnd: int, phase: str, results: list) -> None:
-            for proxy, res in results:
-                site = str(res.metrics.get(keys.SITE_ID, f"node-{proxy.node_id}"))
-                held = [("metrics", "metrics", k) for k in res.metrics]
-                metrics = _scalars(res.metrics)
-                sites.record(rnd, phase, site, str(proxy.node_id), metrics, held)
-
-        def aggregate_fit(self, server_round, results, failures):  # type: ignore[no-untyped-def]
-            self._record(server_round, "train", results)
-            for _, res in results:
-                res.metrics = {}
-            return super().aggregate_fit(server_round, results, failures)
-
-        def aggregate_evaluate(self, server_round, results, failures):  # type: ignore[no-untyped-def]
-            self._record(server_round, "evaluate", results)
-            return None, {}
-
     def sent(server_round: int) -> dict:
         return {**to_sites, keys.SERVER_ROUND: server_round}
 
-    strategy = Recording(
+    strategy = SecureRecording(
+        sites,
+        guard,
         fraction_fit=fed.fraction_train,
         fraction_evaluate=fed.fraction_evaluate,
         min_fit_clients=fed.min_sites,
@@ -152,5 +217,6 @@ def federate_secure(
             timeout=fed.round_timeout,
         )
     )
+    guard.connected = grid.get_node_ids  # who may still hold a label
     workflow(AuditGrid(grid, store, run_id), legacy)  # type: ignore[arg-type]
     return sites

@@ -278,3 +278,53 @@ def test_robust_strategies_shrug_off_one_scaled_update_that_passes_the_guard(
         arrays, _ = run_round(s, grid, 1, [*replies, scaled])
         dist[strat] = float(np.abs(arrays["w"].numpy() - honest).max())
     assert dist[name] < dist["fedavg"] / 5, dist
+
+
+def test_secure_aggregation_replies_are_screened_too(tmp_path):
+    """SecAgg+ (Flower's legacy workflow): the server cannot see a site's
+    update, but each reply's label and metrics pass the same guard before they
+    are recorded, failures are recorded, and a sum that is not finite leaves the
+    global model as it was."""
+    from types import SimpleNamespace
+
+    from flwr.common import Code, FitRes, Status, ndarrays_to_parameters
+
+    from oncofed.server.secure import SecureRecording
+    from oncofed.server.strategies import SiteLog
+
+    store = RunStore(tmp_path / "run.sqlite")
+    guard = ReplyGuard(store, "r", masked=True, connected=lambda: [101, 102, 103])
+    s = SecureRecording(SiteLog(store, "r"), guard, min_available_clients=1)
+    ok = Status(code=Code.OK, message="")
+
+    def result(node, label, weights, n=10, **metrics):
+        params = ndarrays_to_parameters([np.full(3, weights, np.float32)])
+        sent = {"num-examples": float(n), "loss": 0.5, "site-id": label, **metrics}
+        return SimpleNamespace(node_id=node), FitRes(ok, params, n, sent)
+
+    good = [result(101, "site-01", 1.0), result(102, "site-02", 3.0)]
+    params, _ = s.aggregate_fit(1, good, [])
+    assert params is not None
+    # round 2: an impostor, a bad metric, a failure; the sum still aggregates
+    bad = [
+        result(101, "site-01", 1.0),
+        result(103, "site-02", 1.0),  # another node claiming site-02
+        result(102, "site-02", 1.0, n=10**12),
+    ]
+    failed = (
+        SimpleNamespace(node_id=104),
+        FitRes(Status(code=Code.FIT_NOT_IMPLEMENTED, message=""), None, 0, {}),
+    )
+    params, _ = s.aggregate_fit(2, bad, [failed])
+    assert params is not None
+    events = store.reply_events("r")
+    reasons = dict(zip(events["node_id"], events["reason"], strict=True))
+    assert "label 'site-02' belongs to node 102" in reasons["103"]
+    assert "max-site-examples" in reasons["102"]
+    assert "failed" in reasons["104"]
+    rows = store.site_frame("r")
+    assert set(rows[rows["round"] == 2]["site"]) == {"site-01"}
+    # round 3: the unmasked sum holds NaN: refused, the model stays
+    params, _ = s.aggregate_fit(3, [result(101, "site-01", float("nan"))], [])
+    assert params is None
+    assert "NaN or Inf" in store.reply_events("r").iloc[-1]["reason"]
