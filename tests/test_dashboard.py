@@ -284,3 +284,41 @@ def test_trackers_hold_every_rounds_metrics(federation, tmp_path):
     assert [a.path for a in client.list_artifacts(run.info.run_id, "model")] == [
         "model/best.pt"
     ]
+
+
+@pytest.mark.slow
+def test_dashboard_lists_rejected_replies_and_resumptions(tmp_path, processes):
+    """What the guard turned away, and that the run was resumed, on the run's
+    page (a run store written by the real store writer)."""
+    import json
+
+    from playwright.sync_api import sync_playwright
+
+    from oncofed.common.config import OncoFedConfig
+    from oncofed.common.tracking.store import RunStore
+
+    run = tmp_path / "runs" / "20261201-120000-run7"
+    run.mkdir(parents=True)
+    config = OncoFedConfig().to_flat()
+    (run / "config.json").write_text(json.dumps(config))
+    store = RunStore(run / "run.sqlite")
+    store.start_run("7", run.name, config)
+    for rnd in range(3):
+        store.log_global("7", rnd, {"auc": 0.6 + rnd / 20, "loss": 0.7})
+    store.rewind("7", 1, "99")  # as `oncofed resume` does, after round 1
+    store.log_global("7", 2, {"auc": 0.7, "loss": 0.6})
+    store.log_reply_event(
+        "7", 2, "site-03", "104", "train", "rejected", "tensor 'w' holds NaN or Inf"
+    )
+    port = _dashboard(processes, tmp_path / "runs")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"http://127.0.0.1:{port}/")
+        page.locator("#runs-table a").first.click()
+        page.wait_for_selector("#events-table td", timeout=60_000)
+        table = page.locator("#events-table").inner_text()
+        caption = page.locator("#resume-caption").inner_text()
+        browser.close()
+    assert "site-03" in table and "holds NaN or Inf" in table and "rejected" in table
+    assert "resumed after round 1" in caption

@@ -11,8 +11,9 @@ no network. Pages:
 ``/run/<name>``  one run: global curves with bootstrap bands, the per-site table
                  and curves, fairness, metrics per modality subset, ROC /
                  calibration / confusion of the server's own cases, modality
-                 weights, ε per site, quarantine counts, the resolved config and
-                 the data provenance.
+                 weights, ε per site, quarantine counts, replies not taken as
+                 sent and resumptions, the resolved config and the data
+                 provenance.
 
 Every panel re-reads the run store every ``REFRESH_MS`` (a new round shows within
 about 2 s, no reload). Run stores are opened read-only (SQLite ``mode=ro``), so
@@ -450,6 +451,14 @@ def run_page(name: str):  # type: ignore[no-untyped-def]
             graph("weights", "33%"),
             graph("epsilon", "33%"),
             graph("quarantine", "33%"),
+            html.H3("Replies not taken as sent, and resumptions"),
+            html.P(
+                "Site replies the server rejected (with the check that failed), "
+                "clipped, or saw fail (crashed, refused by the site's policy, no "
+                "reply); the round went on without them."
+            ),
+            html.P(id="resume-caption"),
+            _table("events-table"),
             html.H3("Resolved config"),
             html.Pre(id="config", style={"maxHeight": "300px", "overflow": "auto"}),
             html.H3("Data provenance"),
@@ -480,9 +489,15 @@ RUN_OUTPUTS = [
     ("weights", "figure"),
     ("epsilon", "figure"),
     ("quarantine", "figure"),
+    ("resume-caption", "children"),
+    ("events-table", "data"),
+    ("events-table", "columns"),
     ("config", "children"),
     ("provenance", "children"),
 ]
+
+
+EVENT_COLUMNS = ("round", "phase", "site", "outcome", "reason")
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[dict[str, str]]:
@@ -502,6 +517,7 @@ def run_outputs(view: RunView) -> list[Any]:
     fair = fairness_records(view)
     subsets = records(view.subsets())
     roc, cal, conf, caption = scored_figures(view)
+    events = [{k: _cell(v) for k, v in e.items()} for e in view.event_records()]
     primary = view.primary
     return [
         view.status,
@@ -525,6 +541,9 @@ def run_outputs(view: RunView) -> list[Any]:
         weights_figure(view),
         epsilon_figure(view),
         quarantine_figure(view),
+        f"This run was {view.resume_line()}.",
+        events,
+        _columns(events) or _columns([dict.fromkeys(EVENT_COLUMNS, "")]),
         json.dumps(view.config, indent=2, sort_keys=True),
         json.dumps(view.provenance, indent=2, sort_keys=True) or "(none recorded)",
     ]

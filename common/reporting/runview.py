@@ -70,6 +70,9 @@ class RunView:
     sites: pd.DataFrame  # round, site, phase, metric, value
     predictions: pd.DataFrame  # round, split, case_index, label, prob
     provenance: dict[str, Any] = field(default_factory=dict)
+    # replies the server rejected, clipped or saw fail; each resumption
+    events: pd.DataFrame = field(default_factory=pd.DataFrame)
+    resumes: pd.DataFrame = field(default_factory=pd.DataFrame)
 
     # -- what kind of run
     @property
@@ -280,6 +283,23 @@ class RunView:
         rnd = int(v["round"].max())
         return VAL, rnd, v[v["round"] == rnd]
 
+    def event_records(self) -> list[dict[str, Any]]:
+        """Replies not taken as sent: round, phase, site, outcome, reason."""
+        if self.events.empty:
+            return []
+        cols = ["round", "phase", "site", "outcome", "reason"]
+        return self.events[cols].to_dict("records")  # type: ignore[return-value]
+
+    def resume_line(self) -> str:
+        """When the run was resumed, or that it never was."""
+        if self.resumes.empty:
+            return "never interrupted and resumed"
+        return "; ".join(
+            f"resumed after round {int(r['round'])} ({int(r['rows_dropped'])} "
+            "row(s) of the interrupted round dropped and recomputed)"
+            for r in self.resumes.to_dict("records")
+        )
+
     def summary(self) -> dict[str, Any]:
         """One line of the runs table."""
         rnd, best = self.best_validation()
@@ -364,6 +384,8 @@ def load_run(run_dir: str | Path) -> RunView:
         sites=frame(store.site_frame(run_id)),
         predictions=frame(store.predictions(run_id)),
         provenance=_json(run_dir / "provenance.json"),
+        events=frame(store.reply_events(run_id)),
+        resumes=frame(store.resumes(run_id)),
     )
 
 
