@@ -3,7 +3,9 @@
 ``ONCOFED_HOME`` (default ``~/.oncofed``) holds ``data/layout<N>/`` (generated
 synthetic hospitals and prepared datasets, cached and reused) and ``runs/`` (the
 default run directory). ``ONCOFED_RUN_ROOT`` (default ``ONCOFED_HOME``) is the
-operator's bound on run-config ``run-dir``.
+operator's bound on run-config ``run-dir``, ``pretrained`` and ``resume-from``;
+``ONCOFED_DATA_ROOT`` (default: ``ONCOFED_HOME`` and the run root) on
+run-config ``data-root`` where the ServerApp opens it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,17 @@ def run_root() -> Path:
     this root does not."""
     env = os.environ.get("ONCOFED_RUN_ROOT")
     return Path(env).expanduser().resolve() if env else oncofed_home()
+
+
+def data_roots() -> list[Path]:
+    """The folders a run-config ``data-root`` must lie under where the ServerApp
+    opens it: ``$ONCOFED_DATA_ROOT`` (one or more, separated by ``os.pathsep``),
+    set by the operator where the SuperLink runs, or ``$ONCOFED_HOME`` and the
+    run root."""
+    env = os.environ.get("ONCOFED_DATA_ROOT")
+    if env:
+        return [Path(p).expanduser().resolve() for p in env.split(os.pathsep) if p]
+    return list(dict.fromkeys([oncofed_home(), run_root()]))
 
 
 def scratch_dir() -> Path:

@@ -49,7 +49,7 @@ from oncofed.common.ml.privacy import check_private
 from oncofed.common.ml.tasks import get_task
 from oncofed.common.ml.training import seed_everything
 from oncofed.common.ml.weights import bytes_to_arrays, to_arrays
-from oncofed.common.paths import default_runs_dir, run_root
+from oncofed.common.paths import data_roots, default_runs_dir, run_root
 from oncofed.common.reporting.export import Tracker
 from oncofed.common.tracking.store import RUN_STORE, RunStore
 from oncofed.server.evaluation import SafeTracker, ServerEvaluator, XgbEvaluator
@@ -65,17 +65,40 @@ from oncofed.server.strategies import (
 app = ServerApp()
 
 
-def _under_run_root(path: Path, key: str, value: str, fix: str) -> Path:
+def _under_run_root(
+    path: Path, key: str, value: str, fix: str, data: bool = False
+) -> Path:
     """``path`` resolved (``..`` and links followed); ConfigError naming the
     run-config key unless it lies under the operator's run root
-    (:func:`common.paths.run_root`)."""
-    resolved, allowed = path.resolve(), run_root()
-    if not resolved.is_relative_to(allowed):
+    (:func:`common.paths.run_root`), or, with ``data``, under one of the
+    operator's data roots (:func:`common.paths.data_roots`)."""
+    resolved = path.resolve()
+    allowed = data_roots() if data else [run_root()]
+    if not any(resolved.is_relative_to(root) for root in allowed):
+        what = "data roots" if data else "run root"
+        shown = ", ".join(str(r) for r in allowed)
         raise ConfigError(
-            f"Run-config key '{key}' = {value!r} lies outside the run root the "
-            f"operator set ({allowed}). Fix: {fix}."
+            f"Run-config key '{key}' = {value!r} lies outside the {what} the "
+            f"operator set ({shown}). Fix: {fix}."
         )
     return resolved
+
+
+def check_data_root(cfg: OncoFedConfig) -> None:
+    """Run-config ``data-root`` (a folder the run's submitter names, which the
+    ServerApp opens for its validation and test sets) must lie under one of the
+    operator's data roots."""
+    if cfg.data.data_root:
+        _under_run_root(
+            Path(cfg.data.data_root),
+            "data-root",
+            cfg.data.data_root,
+            "use a prepared folder under them, or ask the operator to add its "
+            "parent to ONCOFED_DATA_ROOT where the SuperLink runs (the local "
+            "simulation's SuperLink: 'ONCOFED_DATA_ROOT=/parent make setup' "
+            "restarts it with that setting)",
+            data=True,
+        )
 
 
 def make_run_dir(cfg: OncoFedConfig, run_id: str) -> Path:
@@ -238,6 +261,7 @@ def _federate(
         if sweep_index is None
         else {keys.SWEEP_INDEX: sweep_index, keys.RUN_LINEAGE: run_id}
     )
+    check_data_root(cfg)
     # the one preparation step at run time: a scenario's embedded synthetic
     # default is written (once, cached) before round 1, so the sites find it
     dataset = ensure_prepared(cfg.data)

@@ -13,7 +13,7 @@ import torch
 from oncofed.common.config import OncoFedConfig, from_run_config, parse_sweep
 from oncofed.common.errors import ConfigError, DataError
 from oncofed.common.ml.models.multimodal import load_checkpoint
-from oncofed.server.app import make_run_dir
+from oncofed.server.app import check_data_root, make_run_dir
 
 
 class Planted:
@@ -65,7 +65,23 @@ def test_run_dir_must_lie_under_the_operators_root(tmp_path, monkeypatch):
         make_run_dir(from_run_config({"run-dir": str(link / "x")}), "3")
 
 
-@pytest.mark.parametrize("key", ["run-dir", "data-root", "pretrained"])
+def test_data_root_must_lie_under_the_operators_data_roots(tmp_path, monkeypatch):
+    home, data = tmp_path / "home", tmp_path / "hospital-data"
+    monkeypatch.setenv("ONCOFED_HOME", str(home))
+    monkeypatch.delenv("ONCOFED_RUN_ROOT", raising=False)
+    monkeypatch.delenv("ONCOFED_DATA_ROOT", raising=False)
+    check_data_root(from_run_config({"data-root": str(home / "data" / "lits")}))
+    outside = from_run_config({"data-root": str(data / "lits")})
+    with pytest.raises(ConfigError, match="outside the data roots.*ONCOFED_DATA_ROOT"):
+        check_data_root(outside)
+    with pytest.raises(ConfigError, match="data-root"):
+        check_data_root(from_run_config({"data-root": str(home / ".." / "x")}))
+    monkeypatch.setenv("ONCOFED_DATA_ROOT", f"{tmp_path / 'other'}:{data}")
+    check_data_root(outside)  # the operator named its parent
+    check_data_root(from_run_config({}))  # the embedded default: no path
+
+
+@pytest.mark.parametrize("key", ["run-dir", "data-root", "pretrained", "resume-from"])
 def test_a_sweep_entry_may_not_set_a_path(key):
     with pytest.raises(ConfigError, match=f"cannot set '{key}'"):
         parse_sweep(f"fusion=concat; {key}=/etc")
