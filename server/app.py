@@ -54,7 +54,7 @@ from oncofed.common.reporting.export import Tracker
 from oncofed.common.tracking.store import RUN_STORE, RunStore
 from oncofed.server.evaluation import SafeTracker, ServerEvaluator, XgbEvaluator
 from oncofed.server.guard import ReplyGuard
-from oncofed.server.resume import Resumed, RoundEnd, reopen
+from oncofed.server.resume import Resumed, RoundEnd, RunLock, reopen
 from oncofed.server.secure import federate_secure
 from oncofed.server.strategies import (
     STRATEGIES,
@@ -201,7 +201,12 @@ def train_model(
             cfg.run.resume_from,
             "give a run folder under it",
         )
-        resumed, cfg = reopen(cfg, folder, str(context.run_id))
+        lock = RunLock(folder)  # refused while another ServerApp serves it
+        try:
+            resumed, cfg = reopen(cfg, folder, str(context.run_id))
+        except BaseException:
+            lock.release()
+            raise
         run_dir, run_id, store = resumed.run_dir, resumed.run_id, resumed.store
         log(
             INFO,
@@ -212,6 +217,7 @@ def train_model(
         )
     else:
         run_dir = make_run_dir(cfg, run_id)
+        lock = RunLock(run_dir)
         (run_dir / "config.json").write_text(json.dumps(cfg.to_flat(), indent=2))
         store = RunStore(run_dir / RUN_STORE)
         store.start_run(run_id, run_dir.name, cfg.to_flat())
@@ -228,6 +234,7 @@ def train_model(
         store.finish_run(run_id, status)
         if tracker is not None:
             tracker.finish()
+        lock.release()
     log(INFO, "OncoFed | run directory: %s", run_dir)
 
 

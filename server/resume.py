@@ -30,6 +30,7 @@ that differs from the run's.
 from __future__ import annotations
 
 import dataclasses
+import os
 import pickle
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -244,6 +245,43 @@ def reopen(
         )  # fmt: skip
     store.rewind(state.run_id, state.round, flower_run_id)
     return Resumed(run_dir, state.run_id, store, state), cfg
+
+
+LOCK = ".serverapp.lock"
+
+
+class RunLock:
+    """An exclusive lock on a run folder for as long as a ServerApp serves it
+    (``fcntl.flock`` on ``RUN_DIR/.serverapp.lock``; the OS drops it when the
+    process dies, ``kill -9`` included). A resumed run takes it first, so an
+    interrupted run's ServerApp that is in fact still alive (e.g. orphaned
+    when its SuperLink was killed) and its resumption never write one run
+    folder together."""
+
+    def __init__(self, run_dir: Path) -> None:
+        import fcntl
+
+        self.path = run_dir / LOCK
+        self._file = open(self.path, "a+")  # noqa: SIM115 - held until release
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "unknown"
+            self._file.close()
+            raise ConfigError(
+                f"Run folder {run_dir} is being served by another ServerApp "
+                f"(process {holder}). Fix: stop that run first (flwr stop RUN_ID; "
+                "or end the process), then resume."
+            ) from None
+        self._file.seek(0)
+        self._file.truncate()
+        self._file.write(str(os.getpid()))
+        self._file.flush()
+
+    def release(self) -> None:
+        if not self._file.closed:
+            self._file.close()
 
 
 class RoundEnd:

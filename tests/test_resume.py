@@ -224,3 +224,27 @@ def test_a_site_reads_its_state_back_from_its_own_disk(tmp_path):
     (tmp_path / "123" / "site-00" / "round-00003.pt").write_bytes(b"garbage")
     with pytest.raises(DataError, match="round-00003.pt"):
         state.ledger()
+
+
+def test_a_run_folder_a_live_serverapp_serves_is_not_resumed(tmp_path):
+    """An interrupted run's ServerApp that is in fact alive (orphaned when its
+    SuperLink was killed) holds its folder: a resumption is refused until that
+    process is gone, SIGKILL included."""
+    import sys
+
+    from oncofed.server.resume import RunLock
+
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import pathlib, sys, time; from oncofed.server.resume import RunLock; "
+         f"lock = RunLock(pathlib.Path({str(tmp_path)!r})); print('held', flush=True); "
+         "time.sleep(120)"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    with pytest.raises(ConfigError, match=f"another ServerApp \\(process {holder.pid}"):
+        RunLock(tmp_path)
+    holder.kill()  # SIGKILL: the OS drops the lock
+    holder.wait()
+    lock = RunLock(tmp_path)
+    lock.release()
