@@ -26,15 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _runinfo import run_info  # benchmarks/ is the script folder
 
 from oncofed.common.experiments.ablation.federation import (
     restore_node_count,
@@ -181,9 +179,7 @@ def main() -> int:
     )
     print(f"federated wall time {wall:.0f} s for {len(seeds)} x {args.rounds} rounds")
     result = {
-        "command": "python " + " ".join(sys.argv),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
+        **run_info(),
         "rounds": args.rounds,
         "seeds": seeds,
         "rows": rows,

@@ -38,14 +38,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _runinfo import run_info  # benchmarks/ is the script folder
 
 from oncofed.common.paths import scratch_dir
 
@@ -273,9 +273,7 @@ def main() -> int:
     seeds = [int(s) for s in args.seeds.split(",")]
     parts = set(args.parts.split(","))
     result: dict = {
-        "command": "python " + " ".join(sys.argv),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
+        **run_info(),
         "seeds": seeds,
     }
     if "loso" in parts:

@@ -15,16 +15,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
-import platform
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from _runinfo import run_info  # benchmarks/ is the script folder
 
 from oncofed.common.config import ModelConfig
 from oncofed.common.data.clinical import NUM_FEATURES
@@ -111,10 +109,7 @@ def main() -> int:
             flush=True,
         )
     result = {
-        "command": "python " + " ".join(sys.argv),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}, torch {torch.__version__}, "
-        f"onnxruntime {ort.__version__}",
+        **run_info(f", torch {torch.__version__}, onnxruntime {ort.__version__}"),
         "encoder": args.encoder,
         "rows": rows,
     }

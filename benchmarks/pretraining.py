@@ -29,15 +29,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sqlite3
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _runinfo import run_info  # benchmarks/ is the script folder
 
 from oncofed.common.paths import scratch_dir
 
@@ -112,9 +111,7 @@ def main() -> int:
     fractions = [float(f) for f in args.fractions.split(",")]
     started = time.time()
     result: dict = {
-        "command": "python " + " ".join(sys.argv),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python "
-        f"{platform.python_version()}",
+        **run_info(),
         "seeds": seeds,
         "pretrain": [],
         "auc": {},

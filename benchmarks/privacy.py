@@ -38,14 +38,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _runinfo import run_info  # benchmarks/ is the script folder
 
 from oncofed.common.paths import scratch_dir
 
@@ -273,9 +272,7 @@ def main() -> int:
     epsilons = [float(x) for x in args.epsilons.split(",")]
     seeds = [int(x) for x in args.seeds.split(",")]
     result: dict = {
-        "command": "python " + " ".join(sys.argv),
-        "machine": f"{platform.machine()}, {os.cpu_count()} cores, "
-        f"Python {platform.python_version()}",
+        **run_info(),
         "seeds": seeds,
     }
     with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import signal
 import socket
@@ -44,6 +43,7 @@ import time
 from pathlib import Path
 
 import torch
+from _runinfo import run_info  # benchmarks/ is the script folder
 
 from oncofed.common.paths import scratch_dir
 
@@ -229,9 +229,7 @@ def main() -> int:
         raise SystemExit("needs 'ps' to find the ServerApp process")
     seeds = [int(s) for s in args.seeds.split(",")]
     result: dict = {
-        "command": "python " + " ".join(sys.argv),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python "
-        f"{platform.python_version()}",
+        **run_info(),
         "seeds": seeds,
         "rounds": args.rounds,
         "kill_after": args.kill_after,

@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import platform
 import sqlite3
 import statistics
 import subprocess
@@ -34,6 +32,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _runinfo import run_info  # benchmarks/ is the script folder
 
 from oncofed.common.paths import scratch_dir
 
@@ -139,9 +139,7 @@ def main() -> int:
     grid = entries(args.attacks.split(","), [int(k) for k in args.sites.split(",")])
     started = time.time()
     result: dict = {
-        "command": "python " + " ".join(sys.argv),
-        "machine": f"{platform.machine()}, {os.cpu_count()} CPU cores, Python "
-        f"{platform.python_version()}",
+        **run_info(),
         "seeds": seeds,
         "rounds": args.rounds,
         "runs": {},
