@@ -11,9 +11,10 @@ A's final weights, and |A - B| beside |A - C|: the run-to-run noise next to what
 resuming adds.
 
 Settings: ``fedadam`` (deterministic: A, B and C should be bit-identical; the
-"no" case: resuming may not move the model) and ``central-dp`` (dp = 'central'
-with adaptive clipping: Flower's server-side noise is not seeded, so A and B
-differ already; C should differ from A no more than B does) and ``dp-sgd``
+"no" case: resuming may not move the model), ``central-dp`` (dp = 'central'
+with adaptive clipping: Flower's server-side noise draws from NumPy's global
+generator, which the ServerApp seeds and ``resume.pt`` saves, so C should match
+A too) and ``dp-sgd``
 (dp = 'sample': the sites' noise is seeded, but a round the sites trained
 before the kill is trained again and counted twice in their ledgers, and their
 budget is planned for exactly ``--rounds`` rounds: C's sites refuse the last

@@ -303,6 +303,7 @@ def _federate(
             strategy.guard,
         )  # fmt: skip
     elif rounds > round_end.offset:
+        round_end.restore_random_state()  # resumed: as the last round left them
         strategy.start(
             grid=grid,
             initial_arrays=initial,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import shutil
 import time
+from collections import defaultdict
 from dataclasses import dataclass
 from logging import INFO, WARNING
 from pathlib import Path
@@ -182,6 +183,23 @@ class ServerEvaluator:
         metrics.update(breakdown(pred, subsets=self.task.by_subset))
         return metrics
 
+    def _score(self, rnd: int, split: str, pred: Predictions) -> dict[str, float]:
+        """:meth:`score`, or, when the model's outputs are not finite (a model
+        that overflowed, e.g. under heavy central-DP noise), every metric
+        undefined: such a round is stored as NaN and never selected, and the run
+        goes on."""
+        outputs = np.asarray(pred.probs, dtype=float)
+        if outputs.size == 0 or np.isfinite(outputs).all():
+            return self.score(pred)
+        log(
+            WARNING,
+            "OncoFed | round %d: the global model's %s outputs are not finite "
+            "(NaN/Inf): its metrics are undefined",
+            rnd,
+            split,
+        )
+        return {keys.LOSS: math.nan, self.primary: math.nan}
+
     def keep(
         self, rnd: int, split: str, pred: Predictions, metrics: dict
     ) -> tuple[float, float]:
@@ -190,9 +208,13 @@ class ServerEvaluator:
         validation) and, for a binary task, each case's probability (the
         dashboard's and report's ROC, calibration and confusion panels); return
         the interval."""
-        lo, hi = self.task.primary_interval(
-            pred, n_resamples=1000 if split == TEST else 200, seed=self.cfg.data.seed
-        )
+        lo = hi = math.nan
+        if not math.isnan(metrics.get(self.primary, math.nan)):
+            lo, hi = self.task.primary_interval(
+                pred,
+                n_resamples=1000 if split == TEST else 200,
+                seed=self.cfg.data.seed,
+            )
         metrics = {**metrics, f"{self.primary}-lo": lo, f"{self.primary}-hi": hi}
         self.store.log_global(self.run_id, rnd, metrics, split)
         if self.task.name == "classification":
@@ -213,7 +235,7 @@ class ServerEvaluator:
         store, checkpoint."""
         state = self.state_of(arrays)
         pred = self.predict(state, self.val)
-        metrics = self.score(pred)
+        metrics = self._score(server_round, VAL, pred)
         metrics[keys.NUM_EXAMPLES] = len(self.val)
         metrics[keys.ELAPSED] = self.elapsed()
         self.keep(server_round, VAL, pred, metrics)
@@ -240,7 +262,7 @@ class ServerEvaluator:
             "OncoFed | round %d/%d | validation %s | n=%d | %.0f s",
             server_round,
             self.num_rounds,
-            self.task.round_line(metrics),
+            self.task.round_line(defaultdict(lambda: math.nan, metrics)),
             len(self.val),
             time.time() - self._t0,
         )
@@ -276,7 +298,8 @@ class ServerEvaluator:
             if rnd in scored:
                 continue
             pred = self.predict(state, self.test)
-            metrics = {**self.score(pred), keys.NUM_EXAMPLES: len(self.test)}
+            metrics = self._score(rnd, TEST, pred)
+            metrics[keys.NUM_EXAMPLES] = len(self.test)
             scored[rnd] = (metrics, self.keep(rnd, TEST, pred, metrics))
         best_metrics, best_interval = scored[self.best_round]
         return Selection(

@@ -11,7 +11,11 @@ one whole). It holds what the next round depends on:
 * the reply guard's bindings (site label <-> node) and each site's first-round
   size;
 * the validation-selected round so far, its score and its global model;
-* the training time so far.
+* the training time so far;
+* the ServerApp's random generators (Python's, NumPy's, torch's), which Flower's
+  node sampling and its central-DP noise draw from: restored just before the
+  remaining rounds start, a resumed ``dp = "central"`` run adds the same noise
+  as the uninterrupted one.
 
 Run-config ``resume-from = RUN_DIR`` (what ``oncofed resume RUN_DIR`` submits,
 with the run's stored config) reopens that folder and its run store: rows of a
@@ -32,6 +36,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +57,7 @@ FORMAT = 1
 MOMENTS = ("m_t", "v_t")  # server optimiser state (FedOpt family), per tensor
 SCALARS = ("clipping_norm",)  # adaptive clipping (Flower's DP wrappers)
 GUARD = ("label_of_node", "node_of_label", "first_size")
+RNG_KEYS = {"python", "numpy", "torch"}
 
 
 def _tensors(arrays: ArrayRecord | dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -64,6 +70,28 @@ def _tensors(arrays: ArrayRecord | dict[str, np.ndarray]) -> dict[str, torch.Ten
 
 def _record(tensors: dict[str, torch.Tensor]) -> ArrayRecord:
     return ArrayRecord({k: Array(t.numpy()) for k, t in tensors.items()})
+
+
+def random_state() -> dict[str, Any]:
+    """Python's, NumPy's and torch's global generator states, as tensors and
+    plain values (what ``torch.load(weights_only=True)`` reads back)."""
+    version, internal, gauss = random.getstate()
+    kind, keys_, pos, has_gauss, cached = np.random.get_state(legacy=True)
+    keys_ = np.asarray(keys_)
+    return {
+        "python": [version, torch.tensor(internal, dtype=torch.int64), gauss],
+        "numpy": [kind, torch.from_numpy(keys_.astype(np.int64)), int(pos),
+                  int(has_gauss), float(cached)],
+        "torch": torch.get_rng_state(),
+    }  # fmt: skip
+
+
+def set_random_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(int(x) for x in internal.tolist()), gauss))
+    kind, keys_, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys_.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
 
 
 def layers(strategy: Strategy) -> Iterator[Strategy]:
@@ -120,6 +148,7 @@ class RoundState:
     best_score: float
     best_arrays: dict[str, torch.Tensor] | None
     elapsed: float
+    rng: dict[str, Any]  # the ServerApp's random generators (random_state)
 
     def global_arrays(self) -> ArrayRecord:
         return _record(self.arrays)
@@ -160,6 +189,7 @@ def read_state(path: Path) -> RoundState:
         "guard": isinstance(state.guard, dict) and set(state.guard) == set(GUARD),
         "config": isinstance(state.config, dict),
         "releases": isinstance(state.releases, int) and state.releases >= 0,
+        "rng": isinstance(state.rng, dict) and set(state.rng) == RNG_KEYS,
     }
     for field, ok in checks.items():
         if not ok:
@@ -294,6 +324,7 @@ class RoundEnd:
         self.strategy = strategy  # the RecordingStrategy
         self.offset = 0
         self.best_arrays: dict[str, torch.Tensor] | None = None
+        self._rng: dict[str, Any] | None = None
         if resumed is not None:
             self._restore(resumed)
 
@@ -313,6 +344,13 @@ class RoundEnd:
         if state.best_arrays is not None:
             ev.best_state = ev.state_of(_record(state.best_arrays))
         ev.shift_clock(state.elapsed)
+        self._rng = state.rng
+
+    def restore_random_state(self) -> None:
+        """Just before the remaining rounds: the generators as they were when
+        the last complete round ended (a no-op for a new run)."""
+        if self._rng is not None:
+            set_random_state(self._rng)
 
     def __call__(self, server_round: int, arrays: ArrayRecord) -> MetricRecord | None:
         if server_round == 0 and self.offset:
@@ -334,5 +372,6 @@ class RoundEnd:
             best_score=float(self.evaluator.best_score),
             best_arrays=self.best_arrays,
             elapsed=self.evaluator.elapsed(),
+            rng=random_state(),
         ).save(self.evaluator.ckpt_dir)
         return metrics

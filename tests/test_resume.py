@@ -89,7 +89,10 @@ def _rows(run_dir: Path, query: str) -> list[tuple]:
     "extra",
     [
         "strategy='fedadam'",  # the server optimiser's moments resume
-        "norm-layers='local'",  # FedBN: each site reads its own layers back
+        # FedBN: each site reads its own layers back from its disk; central DP:
+        # the server's noise continues from the generator state it saved
+        "norm-layers='local' dp='central' dp-clipping='server-adaptive' "
+        "dp-noise-multiplier=0.3",
     ],
 )
 def test_a_killed_run_resumes_to_the_uninterrupted_model(

@@ -133,3 +133,26 @@ def test_undefined_validation_metric_falls_back_to_the_last_round(setting, tmp_p
     assert sel.round == ROUNDS and not sel.by_validation
     assert "no round had a defined validation AUC" in sel.line()
     assert (tmp_path / "r" / "checkpoints" / BEST).is_file()
+
+
+def test_a_round_whose_model_overflows_is_scored_undefined_and_the_run_goes_on(
+    setting, tmp_path
+):
+    """A global model whose outputs are not finite (what heavy central-DP noise
+    can make) gets undefined metrics, is never selected, and the evaluator goes
+    on to the next round and to the test set."""
+    from flwr.app import Array, ArrayRecord
+
+    cfg, val, test, rounds = setting
+    broken = ArrayRecord(
+        {k: Array(np.full(a.shape, np.inf, np.float32)) for k, a in rounds[2].items()}
+    )
+    sel, store = _federate(
+        cfg, val, test.split("test"), [*rounds[:2], broken, *rounds[3:]],
+        tmp_path / "r",
+    )  # fmt: skip
+    assert sel is not None and sel.round != 2
+    val_auc = store.global_frame().query("split == 'val' and metric == 'auc'")
+    assert val_auc.set_index("round").value.isna().tolist() == [
+        False, False, True, False, False
+    ]  # fmt: skip

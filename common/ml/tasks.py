@@ -158,7 +158,7 @@ class Survival(Task):
     def round_line(self, m: dict[str, float]) -> str:
         return (
             f"C-index {m[keys.C_INDEX]:.3f}  Cox loss {m[keys.LOSS]:.3f}  "
-            f"{int(m[keys.N_EVENTS])} events"
+            f"{m[keys.N_EVENTS]:.0f} events"
         )
 
     def primary_interval(
