@@ -226,6 +226,8 @@ def main() -> int:
     ap.add_argument("--kill-after", type=int, default=2, help="(2)")
     ap.add_argument("--json", help="write the results here as JSON")
     args = ap.parse_args()
+    # a stopped benchmark (SIGTERM) still stops the SuperLink it started
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if shutil.which("ps") is None:
         raise SystemExit("needs 'ps' to find the ServerApp process")
     seeds = [int(s) for s in args.seeds.split(",")]
