@@ -171,6 +171,125 @@ class Federation:
         self.superlink.wait()
 
 
+class Deployment(Federation):
+    """A private SuperLink (deployment runtime, its state in a database file)
+    and ``sites`` SuperNodes on 127.0.0.1, each playing partition ``i``."""
+
+    def __init__(self, work: Path, sites: int) -> None:
+        self.work, self.sites = work, sites
+        home = work / "flwr-home"
+        home.mkdir(parents=True)
+        self.port = _free_port()
+        (home / "config.toml").write_text(
+            f'[superlink]\ndefault = "bench"\n\n[superlink.bench]\n'
+            f'address = "127.0.0.1:{self.port}"\ninsecure = true\n'
+        )
+        self.env = dict(
+            os.environ,
+            FLWR_HOME=str(home),
+            ONCOFED_RUN_ROOT=str(work),
+            PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+            NO_PROXY="127.0.0.1,localhost",
+            no_proxy="127.0.0.1,localhost",
+        )
+        self.start_superlink()
+        self.nodes = [
+            subprocess.Popen(
+                [
+                    str(BIN / "flower-supernode"),
+                    "--insecure",
+                    "--superlink",
+                    f"127.0.0.1:{self.port}",
+                    "--port",
+                    str(_free_port()),
+                    "--node-config",
+                    f"partition-id={i} num-partitions={sites}",
+                ],
+                env=self.env,
+                cwd=work,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )  # fmt: skip
+            for i in range(sites)
+        ]
+
+    def start_superlink(self) -> None:
+        self.superlink = subprocess.Popen(
+            [str(BIN / "flower-superlink"), "--insecure",
+             "--database", str(self.work / "superlink.db"),
+             "--port", str(self.port), "--host", "127.0.0.1"],
+            env=self.env, cwd=self.work, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
+        deadline = time.time() + 60
+        while not _listening(self.port):
+            if time.time() > deadline:
+                raise SystemExit("the SuperLink did not start within 60 s")
+            time.sleep(0.3)
+
+    def command(self, config: str) -> list[str]:
+        return [str(BIN / "flwr"), "run", str(APP), "bench", "--stream",
+                "--run-config", config]  # fmt: skip
+
+    def run_killed(self, config: str, run_root: Path, kill_after: int) -> Path:
+        """The run; the SuperLink process killed with SIGKILL once round
+        ``kill_after`` is saved and the next round's training recorded, then
+        started again on its database; the stale Flower run stopped; then
+        ``oncofed resume --connection``."""
+        with open(self.work / "log.txt", "a") as log:
+            client = subprocess.Popen(
+                self.command(config), env=self.env, cwd=self.work, stdout=log,
+                stderr=subprocess.STDOUT,
+            )  # fmt: skip
+            deadline = time.time() + 3600
+            while not _ready_to_kill(run_root, kill_after):
+                if time.time() > deadline or client.poll() not in (None, 0):
+                    raise SystemExit(f"the run to kill never reached {kill_after}")
+                time.sleep(0.2)
+            children = _descendants(self.superlink.pid)
+            os.kill(self.superlink.pid, signal.SIGKILL)  # the SuperLink only
+            self.superlink.wait()
+            client.kill()
+            client.wait()
+            # Flower's SuperExec and ServerApp watch their parent and end with it
+            deadline = time.time() + 120
+            while any(_alive(pid) for pid, _ in children):
+                if time.time() > deadline:
+                    raise SystemExit("the ServerApp outlived its SuperLink")
+                time.sleep(0.5)
+            self.start_superlink()
+            (run_dir,) = run_root.iterdir()
+            run_id = run_dir.name.rsplit("-run", 1)[1]
+            subprocess.run(
+                [str(BIN / "flwr"), "stop", run_id, "bench"], env=self.env,
+                cwd=self.work, stdout=log, stderr=subprocess.STDOUT, timeout=120,
+            )  # fmt: skip
+            subprocess.run(
+                [str(BIN / "oncofed"), "resume", str(run_dir), "--app", str(APP),
+                 "--connection", "bench"],
+                env=self.env, cwd=self.work, stdout=log, stderr=subprocess.STDOUT,
+                timeout=3600,
+            )  # fmt: skip
+        return run_dir
+
+    def stop(self) -> None:
+        for proc in [*self.nodes, self.superlink]:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def _ready_to_kill(run_root: Path, kill_after: int) -> bool:
     for store in run_root.glob("*/run.sqlite"):
         resume = store.parent / "checkpoints" / "resume.pt"
@@ -224,6 +343,14 @@ def main() -> int:
     ap.add_argument("--sites", type=int, default=3, help="generated hospitals (3)")
     ap.add_argument("--rounds", type=int, default=4, help="rounds per run (4)")
     ap.add_argument("--kill-after", type=int, default=2, help="(2)")
+    ap.add_argument(
+        "--deployment-seeds",
+        default="",
+        help="also, for these seeds (e.g. 2024), the fedadam run on a "
+        "deployment SuperLink with --sites SuperNodes, the SuperLink killed with "
+        "SIGKILL, started again and the run resumed, against an uninterrupted "
+        "simulation run (default: none)",
+    )
     ap.add_argument("--json", help="write the results here as JSON")
     args = ap.parse_args()
     # a stopped benchmark (SIGTERM) still stops the SuperLink it started
@@ -242,7 +369,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="oncofed-resume-", dir=scratch_dir()) as t:
         fed = Federation(Path(t), args.sites)
         try:
-            for setting in args.settings.split(","):
+            for setting in [s for s in args.settings.split(",") if s]:
                 for seed in seeds:
                     base = (
                         f"seed={seed} num-sites={args.sites} local-epochs=1 "
@@ -276,11 +403,48 @@ def main() -> int:
                     print(json.dumps(row), flush=True)
         finally:
             fed.stop()
+        for seed in [int(x) for x in args.deployment_seeds.split(",") if x]:
+            result["rows"].append(deployment_row(Path(t), args, seed))
+            print(json.dumps(result["rows"][-1]), flush=True)
     result["seconds"] = round(time.time() - started)
     print("\n".join(table(result["rows"])))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
+
+
+def deployment_row(work: Path, args: argparse.Namespace, seed: int) -> dict:
+    """Simulation, uninterrupted (A) against deployment, SuperLink killed and
+    the run resumed (C), for FedAdam."""
+    base = (
+        f"seed={seed} num-sites={args.sites} local-epochs=1 "
+        f"num-server-rounds={args.rounds} {SETTINGS['fedadam']}"
+    )
+    sim = Federation(work / f"sim-{seed}", args.sites)
+    try:
+        root_a = work / f"sim-{seed}" / "A"
+        sim.run(f"{base} run-dir='{root_a}'")
+    finally:
+        sim.stop()
+    dep = Deployment(work / f"dep-{seed}", args.sites)
+    try:
+        root_c = work / f"dep-{seed}" / "C"
+        run_dir = dep.run_killed(f"{base} run-dir='{root_c}'", root_c, args.kill_after)
+    finally:
+        dep.stop()
+    a, c = outcome(next(root_a.iterdir()), args.rounds), outcome(run_dir, args.rounds)
+    return {
+        "setting": "fedadam, deployment (SuperLink killed) vs simulation",
+        "seed": seed,
+        "auc_A": a["auc"],
+        "auc_B": float("nan"),
+        "auc_C": c["auc"],
+        "status_C": c["status"],
+        "resumed_after": c["resumed_after"],
+        "budget_refusals_C": c["budget_refusals"],
+        "max_weight_diff_AB": float("nan"),
+        "max_weight_diff_AC": max_diff(a["weights"], c["weights"]),
+    }
 
 
 def table(rows: list[dict]) -> list[str]:
