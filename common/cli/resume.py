@@ -24,10 +24,12 @@ def add(sub: argparse._SubParsersAction) -> None:
         description="Submit a new Flower run that continues RUN_DIR (a run folder "
         "whose server was killed or whose SuperLink went down) from its last "
         "complete round: the same config (RUN_DIR/config.json), global model, "
-        "server optimiser state, round numbers and run store. Rows of the "
-        "interrupted round are dropped and recomputed. Runs whose sites hold "
-        "state of their own (dp='sample', norm-layers='local') and SecAgg+ runs "
-        "are refused.",
+        "server optimiser state, random generators, round numbers and run store; "
+        "each site reads its own DP-SGD ledger and FedBN layers back from its "
+        "state-dir. Rows of the interrupted round are dropped and recomputed. "
+        "SecAgg+ runs, and a folder another ServerApp still serves, are refused. "
+        "After a SuperLink restart, stop the stale Flower run first (flwr stop "
+        "RUN_ID CONNECTION).",
     )
     p.add_argument("run_dir", help="the run folder, as the run's log names it")
     p.add_argument(
