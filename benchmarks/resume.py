@@ -70,21 +70,22 @@ def _listening(port: int) -> bool:
 
 
 def _descendants(pid: int) -> list[tuple[int, str]]:
-    rows = [
-        line.split(None, 2)
-        for line in subprocess.run(
-            ["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True
-        ).stdout.splitlines()
-        if line.strip()
-    ]
-    children: dict[int, list[tuple[int, str]]] = {}
+    """(pid, full command line) of every live process below ``pid`` (``ps -ww``:
+    never cut at 80 columns; zombies left out)."""
+    table = subprocess.run(
+        ["ps", "-ww", "-eo", "pid=,ppid=,stat=,args="], capture_output=True, text=True
+    ).stdout
+    rows = [line.split(None, 3) for line in table.splitlines() if line.strip()]
+    children: dict[int, list[tuple[int, str, str]]] = {}
     for row in rows:
-        children.setdefault(int(row[1]), []).append((int(row[0]), row[-1]))
+        args = row[3] if len(row) > 3 else ""
+        children.setdefault(int(row[1]), []).append((int(row[0]), row[2], args))
     out, todo = [], [pid]
     while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child[0])
+        for child, stat, args in children.get(todo.pop(), []):
+            if not stat.startswith("Z"):
+                out.append((child, args))
+            todo.append(child)
     return out
 
 

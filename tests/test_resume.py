@@ -44,21 +44,22 @@ def _saved_round(run_root: Path) -> int:
 
 
 def _descendants(pid: int) -> list[tuple[int, str]]:
-    """(pid, command line) of every process below ``pid``."""
+    """(pid, full command line) of every live process below ``pid`` (``ps -ww``:
+    never cut at 80 columns; zombies left out)."""
     table = subprocess.run(
-        ["ps", "-eo", "pid=,ppid=,args="], capture_output=True, text=True
+        ["ps", "-ww", "-eo", "pid=,ppid=,stat=,args="], capture_output=True, text=True
     ).stdout
-    rows = [line.split(None, 2) for line in table.splitlines() if line.strip()]
-    children: dict[int, list[tuple[int, str]]] = {}
+    rows = [line.split(None, 3) for line in table.splitlines() if line.strip()]
+    children: dict[int, list[tuple[int, str, str]]] = {}
     for row in rows:
-        children.setdefault(int(row[1]), []).append(
-            (int(row[0]), row[2] if len(row) > 2 else "")
-        )
+        args = row[3] if len(row) > 3 else ""
+        children.setdefault(int(row[1]), []).append((int(row[0]), row[2], args))
     out, todo = [], [pid]
     while todo:
-        for child in children.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child[0])
+        for child, stat, args in children.get(todo.pop(), []):
+            if not stat.startswith("Z"):
+                out.append((child, args))
+            todo.append(child)
     return out
 
 
@@ -71,6 +72,19 @@ def _round_3_trained(run_root: Path) -> bool:
                 ).fetchone()
             )
     return False
+
+
+def _wait_gone(run_dir: Path) -> None:
+    from oncofed.server.resume import RunLock
+
+    deadline = time.time() + 30
+    while True:
+        try:
+            RunLock(run_dir).release()
+            return
+        except ConfigError:
+            assert time.time() < deadline, "the killed ServerApp still holds its run"
+            time.sleep(0.2)
 
 
 def _state(run_dir: Path) -> dict[str, torch.Tensor]:
@@ -124,6 +138,7 @@ def test_a_killed_run_resumes_to_the_uninterrupted_model(
     for pid in apps:
         os.kill(pid, signal.SIGKILL)
     (run_dir,) = killed.iterdir()
+    _wait_gone(run_dir)  # the ServerApp's lock on its folder went with it
     saved = _saved_round(killed)
     assert 2 <= saved < ROUNDS
     assert _rows(run_dir, "SELECT status FROM runs") == [("running",)]
