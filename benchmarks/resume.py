@@ -96,10 +96,10 @@ class Federation:
         self.work, self.sites = work, sites
         home = work / "flwr-home"
         home.mkdir(parents=True)
-        port = _free_port()
+        self.port = _free_port()
         (home / "config.toml").write_text(
             f'[superlink]\ndefault = "bench"\n\n[superlink.bench]\n'
-            f'address = "127.0.0.1:{port}"\ninsecure = true\n'
+            f'address = "127.0.0.1:{self.port}"\ninsecure = true\n'
         )
         self.env = dict(
             os.environ,
@@ -109,14 +109,20 @@ class Federation:
             NO_PROXY="127.0.0.1,localhost",
             no_proxy="127.0.0.1,localhost",
         )
+        self.start_superlink()
+
+    def superlink_args(self) -> list[str]:
+        return ["--simulation"]
+
+    def start_superlink(self) -> None:
         self.superlink = subprocess.Popen(
-            [str(BIN / "flower-superlink"), "--insecure", "--simulation",
-             "--port", str(port), "--host", "127.0.0.1"],
-            env=self.env, cwd=work, stdout=subprocess.DEVNULL,
+            [str(BIN / "flower-superlink"), "--insecure", *self.superlink_args(),
+             "--port", str(self.port), "--host", "127.0.0.1"],
+            env=self.env, cwd=self.work, stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL, start_new_session=True,
         )  # fmt: skip
         deadline = time.time() + 60
-        while not _listening(port):
+        while not _listening(self.port):
             if time.time() > deadline:
                 raise SystemExit("the SuperLink did not start within 60 s")
             time.sleep(0.3)
@@ -177,23 +183,7 @@ class Deployment(Federation):
     and ``sites`` SuperNodes on 127.0.0.1, each playing partition ``i``."""
 
     def __init__(self, work: Path, sites: int) -> None:
-        self.work, self.sites = work, sites
-        home = work / "flwr-home"
-        home.mkdir(parents=True)
-        self.port = _free_port()
-        (home / "config.toml").write_text(
-            f'[superlink]\ndefault = "bench"\n\n[superlink.bench]\n'
-            f'address = "127.0.0.1:{self.port}"\ninsecure = true\n'
-        )
-        self.env = dict(
-            os.environ,
-            FLWR_HOME=str(home),
-            ONCOFED_RUN_ROOT=str(work),
-            PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-            NO_PROXY="127.0.0.1,localhost",
-            no_proxy="127.0.0.1,localhost",
-        )
-        self.start_superlink()
+        super().__init__(work, sites)
         self.nodes = [
             subprocess.Popen(
                 [
@@ -215,19 +205,8 @@ class Deployment(Federation):
             for i in range(sites)
         ]
 
-    def start_superlink(self) -> None:
-        self.superlink = subprocess.Popen(
-            [str(BIN / "flower-superlink"), "--insecure",
-             "--database", str(self.work / "superlink.db"),
-             "--port", str(self.port), "--host", "127.0.0.1"],
-            env=self.env, cwd=self.work, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, start_new_session=True,
-        )  # fmt: skip
-        deadline = time.time() + 60
-        while not _listening(self.port):
-            if time.time() > deadline:
-                raise SystemExit("the SuperLink did not start within 60 s")
-            time.sleep(0.3)
+    def superlink_args(self) -> list[str]:
+        return ["--database", str(self.work / "superlink.db")]
 
     def command(self, config: str) -> list[str]:
         return [str(BIN / "flwr"), "run", str(APP), "bench", "--stream",

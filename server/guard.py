@@ -123,7 +123,7 @@ class ReplyGuard:
         answered = {str(m.metadata.src_node_id) for m in replies}
         for node in sorted(self.asked.pop((rnd, phase), set()) - answered):
             site = self.label_of_node.get(node, f"node-{node}")
-            self._event(
+            self.record_event(
                 rnd, phase, site, node, FAILED,
                 "no reply (crashed, disconnected, or slower than round-timeout)",
             )  # fmt: skip
@@ -131,18 +131,22 @@ class ReplyGuard:
             node = str(msg.metadata.src_node_id)
             if msg.has_error():
                 site = self.label_of_node.get(node, f"node-{node}")
-                self._event(rnd, phase, site, node, FAILED, self._error_reason(msg))
+                self.record_event(
+                    rnd, phase, site, node, FAILED, self._error_reason(msg)
+                )
                 continue
             try:
                 site = self._identify(msg, node)
             except Rejected as why:  # recorded under the node's own name
-                self._event(rnd, phase, self._claimed(node), node, REJECTED, str(why))
+                self.record_event(
+                    rnd, phase, self._claimed(node), node, REJECTED, str(why)
+                )
                 continue
             try:
                 self._check_metrics(msg, site, phase)
                 norm = self._check_arrays(msg, phase)
             except Rejected as why:
-                self._event(rnd, phase, site, node, REJECTED, str(why))
+                self.record_event(rnd, phase, site, node, REJECTED, str(why))
                 continue
             passed.append(Screened(msg, site, node, norm, _policy(msg)))
         passed = self._one_node_per_label(rnd, phase, passed)
@@ -157,7 +161,7 @@ class ReplyGuard:
             self.node_of_label[s.site] = s.node
         return passed
 
-    def _event(
+    def record_event(
         self, rnd: int, phase: str, site: str, node: str, outcome: str, reason: str
     ) -> None:
         log.warning(
@@ -224,7 +228,7 @@ class ReplyGuard:
                 kept.append(s)
                 continue
             others = ", ".join(sorted(claimants - {s.node}))
-            self._event(
+            self.record_event(
                 rnd,
                 phase,
                 self._claimed(s.node),
@@ -286,7 +290,7 @@ class ReplyGuard:
                 kept.append(s)
                 continue
             extra, missing = sorted(k - winner), sorted(winner - k)
-            self._event(
+            self.record_event(
                 rnd,
                 phase,
                 s.site,
@@ -363,9 +367,9 @@ class ReplyGuard:
                 f"median ({bound:.3g})"
             )
             if not self.clip:
-                self._event(rnd, "train", s.site, s.node, REJECTED, what)
+                self.record_event(rnd, "train", s.site, s.node, REJECTED, what)
                 continue
-            self._event(rnd, "train", s.site, s.node, CLIPPED, what + ": clipped")
+            self.record_event(rnd, "train", s.site, s.node, CLIPPED, what + ": clipped")
             self._clip(s, bound)
             kept.append(s)
         return kept

@@ -126,7 +126,7 @@ class SecureRecording(FedAvg):
                 proxy, res = failure
                 node, why = str(proxy.node_id), f"status {res.status.code.name}"
             site = self.guard.label_of_node.get(node, f"node-{node}")
-            self.guard._event(rnd, phase, site, node, FAILED, f"failed ({why})")
+            self.guard.record_event(rnd, phase, site, node, FAILED, f"failed ({why})")
 
     def aggregate_fit(self, server_round, results, failures):  # type: ignore[no-untyped-def]
         self._record(server_round, "train", results)
@@ -137,7 +137,7 @@ class SecureRecording(FedAvg):
         if params is not None and not all(
             np.isfinite(a).all() for a in parameters_to_ndarrays(params)
         ):
-            self.guard._event(
+            self.guard.record_event(
                 server_round, "train", "all", "-", REJECTED,
                 "the unmasked sum holds NaN or Inf: the global model stays as it was",
             )  # fmt: skip
