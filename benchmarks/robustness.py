@@ -91,12 +91,13 @@ def read_entry(work: Path, k: int) -> dict:
     return {"auc": auc, "rejected": int(rejected), "finished": status == "finished"}
 
 
-def _mean_sd(xs: list[float]) -> str:
+def _mean_sd(xs: list[float], signed: bool = False) -> str:
     xs = [x for x in xs if not math.isnan(x)]
     if not xs:
         return "n/a"
     sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
-    return f"{statistics.mean(xs):.3f} ± {sd:.3f}"
+    mean = f"{statistics.mean(xs):+.3f}" if signed else f"{statistics.mean(xs):.3f}"
+    return f"{mean} ± {sd:.3f}"
 
 
 def table(result: dict) -> list[str]:
@@ -126,6 +127,41 @@ def table(result: dict) -> list[str]:
     return lines
 
 
+def wide_table(result: dict) -> list[str]:
+    """One row per strategy: clean AUC (mean ± sd), then per attack and k the
+    mean paired difference from clean ± its sd and the rejected updates."""
+    first = next(iter(result["runs"].values()))
+    names = [n for n in first if n != "none/0"]
+    head = ["strategy", "clean"] + [n.replace("/", " ×") for n in names]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for strategy, rows in result["runs"].items():
+        cells = [strategy, _mean_sd(rows["none/0"]["auc"])]
+        for name in names:
+            diffs = [
+                a - c
+                for a, c in zip(rows[name]["auc"], rows["none/0"]["auc"], strict=True)
+                if not (math.isnan(a) or math.isnan(c))
+            ]
+            cell = _mean_sd(diffs, signed=True)
+            rejected = sum(rows[name]["rejected"])
+            cells.append(cell + (f" ({rejected} rej.)" if rejected else ""))
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _load_partial(path: Path, seeds: list[int], rounds: int, grid: list) -> dict:
+    """Results of an earlier, interrupted invocation with the same settings."""
+    if not path.is_file():
+        return {}
+    old = json.loads(path.read_text())
+    if old.get("rounds") != rounds or old.get("grid") != [f"{a}/{n}" for a, n in grid]:
+        raise SystemExit(
+            f"{path}: written with other --rounds/--attacks/--sites; "
+            "pick another --json file or drop --continue"
+        )
+    return old.get("per_seed", {})
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--seeds", default="2024,2025,2026", help="run-config seeds")
@@ -133,37 +169,74 @@ def main() -> int:
     ap.add_argument("--attacks", default=ATTACKS, help=f"({ATTACKS})")
     ap.add_argument("--sites", default="1,2", help="attack-sites values (1,2)")
     ap.add_argument("--rounds", type=int, default=4, help="rounds per model (4)")
-    ap.add_argument("--json", help="write the results here as JSON")
+    ap.add_argument(
+        "--json", help="write the results here as JSON (after every strategy)"
+    )
+    ap.add_argument(
+        "--continue", dest="cont", action="store_true",
+        help="keep the seeds and strategies already in --json (same settings) "
+        "and run only the missing ones: the benchmark takes hours",
+    )  # fmt: skip
     args = ap.parse_args()
+    if args.cont and not args.json:
+        ap.error("--continue needs --json")
     seeds = [int(s) for s in args.seeds.split(",")]
+    strategies = args.strategies.split(",")
     grid = entries(args.attacks.split(","), [int(k) for k in args.sites.split(",")])
     started = time.time()
-    result: dict = {
-        **run_info(),
-        "seeds": seeds,
-        "rounds": args.rounds,
-        "runs": {},
-    }
+    per_seed: dict = (
+        _load_partial(Path(args.json), seeds, args.rounds, grid) if args.cont else {}
+    )
+    result: dict = {**run_info(), "seeds": seeds, "rounds": args.rounds}
+    result["grid"] = [f"{a}/{n}" for a, n in grid]
+
+    def assemble() -> None:
+        # runs[strategy][entry][key] = one value per seed, in --seeds order
+        runs: dict = {}
+        for strategy in strategies:
+            for attack, n in grid:
+                row = runs.setdefault(strategy, {}).setdefault(
+                    f"{attack}/{n}", {"auc": [], "rejected": [], "finished": []}
+                )
+                for seed in seeds:
+                    got = per_seed.get(str(seed), {}).get(strategy, {})
+                    entry = got.get("entries", {}).get(f"{attack}/{n}")
+                    if entry is not None:
+                        for key in row:
+                            row[key].append(entry[key])
+        result["per_seed"] = per_seed
+        result["runs"] = runs
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=2))
+
     with tempfile.TemporaryDirectory(prefix="oncofed-robust-", dir=scratch_dir()) as t:
         for seed in seeds:
-            for strategy in args.strategies.split(","):
+            for strategy in strategies:
+                if strategy in per_seed.get(str(seed), {}):
+                    print(f"seed {seed} {strategy}: kept from {args.json}")
+                    continue
                 work = Path(t) / f"{strategy}-seed-{seed}"
                 t0 = time.time()
                 run_strategy(work, seed, strategy, grid, args.rounds)
-                rows = result["runs"].setdefault(strategy, {})
+                got_rows = {}
                 for k, (attack, n) in enumerate(grid):
                     got = read_entry(work, k)
-                    row = rows.setdefault(
-                        f"{attack}/{n}", {"auc": [], "rejected": [], "finished": []}
-                    )
-                    for key in row:
-                        row[key].append(got[key])
+                    got_rows[f"{attack}/{n}"] = got
                     print(f"seed {seed} {strategy:>13} {attack:>10} x{n}: "
                           f"AUC {got['auc']:.3f}, {got['rejected']} rejected",
                           flush=True)  # fmt: skip
+                per_seed.setdefault(str(seed), {})[strategy] = {
+                    "commit": result.get("commit"),
+                    "seconds": round(time.time() - t0),
+                    "entries": got_rows,
+                }
+                assemble()
                 print(f"  ({time.time() - t0:.0f} s)", flush=True)
+    assemble()
     result["seconds"] = round(time.time() - started)
     print("\n".join(table(result)))
+    print()
+    print("\n".join(wide_table(result)))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
