@@ -10,7 +10,10 @@ For each ``--methods`` option (run-config ``harmonise``) and each ``--seeds`` se
     tested on every case of the held-out site, which maps its scans with its own
     harmoniser, fitted without labels. Reported: test AUC per held-out site and
     its mean over sites, per arm; and, for scale, each arm trained pooled on
-    every site and tested on the server's test set (reference scanner).
+    every site and tested on the server's test set (reference scanner). With
+    ``--loso federated`` the leave-one-site-out models are Flower federations
+    of the other sites instead, where ``fedbn`` (each site's own normalisation
+    layers; the held-out site gets the global model's) differs from ``none``.
 ``rails``
     each site loaded through the method as a federated run would: the guard-rail
     figures (``harmonise-*``), whether the site fell back, and the CPU seconds
@@ -22,9 +25,17 @@ held-out sites (a percentile bootstrap over sites, each site's difference
 averaged over seeds). Domain gap: each site's per-tissue HU distance to the
 reference cohort (1-Wasserstein, liver and lesion) before and after, and "in
 use" (after, or before where the site fell back). Label efficiency with
-federated Models Genesis is ``benchmarks/pretraining.py``. Not here: the
-federated reference-side discriminator, the site-vs-reference classifier on
-the task encoder's features.
+federated Models Genesis is ``benchmarks/pretraining.py``.
+
+``features``
+    the domain gap in the task encoder's eyes: a site-vs-reference classifier
+    on the embeddings of a CT-only model trained pooled on every harmonised site.
+
+``cyclegan-fedd`` (the reference-side discriminator averaged over the sites
+between rounds) runs its rounds in one process here
+(``oncofed.common.ml.harmonise.federate_in_process``: the sites' steps and the
+weighted mean of a Flower run, without the transport), every site taking part,
+the held-out one too (it reads no label).
 
 The scenario was built with scanner differences the default does not have (see
 docs/synthetic-data.md, "Scanner shift"); what a method recovers here is what it
@@ -57,15 +68,21 @@ def _oncofed() -> str:
     return str(Path(sys.executable).parent / "oncofed")
 
 
-def loso(method: str, seed: int, out: Path, rounds: int, arms: str) -> dict:
+def loso(
+    method: str, seed: int, out: Path, rounds: int, arms: str, how: str = "pooled"
+) -> dict:
     """Per arm: {held-out site: test AUC} of one ablation."""
-    folder = out / f"{method}-seed-{seed}"
+    folder = (
+        out / f"{method}-seed-{seed}"
+        if how == "pooled"
+        else out / (f"{method}-seed-{seed}-{how}")
+    )
     t = time.time()
     if (folder / "ablation.csv").is_file():  # --work: a finished run is reused
         return _read_loso(method, seed, folder, t)
     cmd = [
         _oncofed(), "ablate", "--scenario", SCENARIO, "--out", str(folder),
-        "--regimes", "pooled", "--fusions", "concat", "--loso", "pooled",
+        "--regimes", "pooled", "--fusions", "concat", "--loso", how,
         "--loso-arms", arms,
         "--rounds", str(rounds), "--set", f"harmonise={method}",
         "--set", f"seed={seed}",
@@ -113,17 +130,21 @@ def rails(method: str, seed: int) -> dict:
     from oncofed.common.config import from_run_config
     from oncofed.common.data.prepared import open_prepared
     from oncofed.common.ingest import ensure_prepared
-    from oncofed.common.ml.harmonise import load_harmonised
+    from oncofed.common.ml.harmonise import federated_states, load_harmonised
 
     app = _app_config()
     cfg = from_run_config({**app, "harmonise": method, "seed": seed}).data
     ensure_prepared(cfg)
     ds = open_prepared(cfg)
+    dirs = [ds.site_dir(i) for i in range(len(ds.sites))]
+    t = time.process_time()
+    states = federated_states(dirs, cfg)  # cyclegan-fedd's rounds, in-process
+    shared = (time.process_time() - t) / len(dirs)
     out = {}
-    for i, name in enumerate(ds.sites):
+    for name, site_dir, state in zip(ds.sites, dirs, states, strict=True):
         t = time.process_time()
-        data = load_harmonised(ds.site_dir(i), cfg, ("train",))
-        out[name] = {**data.harmonise, "fit-cpu-s": time.process_time() - t}
+        data = load_harmonised(site_dir, cfg, ("train",), gan_state=state)
+        out[name] = {**data.harmonise, "fit-cpu-s": time.process_time() - t + shared}
     return out
 
 
@@ -192,7 +213,7 @@ def feature_gap(method: str, seed: int, rounds: int) -> dict:
     from oncofed.common.data.harmonise import reference_samples
     from oncofed.common.data.prepared import open_prepared
     from oncofed.common.ingest import ensure_prepared
-    from oncofed.common.ml.harmonise import load_harmonised
+    from oncofed.common.ml.harmonise import federated_states, load_harmonised
     from oncofed.common.ml.models import build_model
     from oncofed.common.ml.training import seed_everything, train_local
 
@@ -201,7 +222,11 @@ def feature_gap(method: str, seed: int, rounds: int) -> dict:
     )
     ensure_prepared(cfg.data)
     ds = open_prepared(cfg.data)
-    sites = [load_harmonised(ds.site_dir(i), cfg.data) for i in range(len(ds.sites))]
+    dirs = [ds.site_dir(i) for i in range(len(ds.sites))]
+    sites = [
+        load_harmonised(d, cfg.data, gan_state=state)
+        for d, state in zip(dirs, federated_states(dirs, cfg.data), strict=True)
+    ]
     train = [s for d in sites for s in d.split("train")]
     seed_everything(seed)
     model = build_model(cfg.model, cfg.data.image_depth, sites[0].input_dims)
@@ -243,9 +268,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument(
         "--methods",
-        default="none,histogram,zscore,cyclegan",
+        default="none,histogram,zscore,cyclegan,cyclegan-fedd",
         help="run-config harmonise values (fedbn: the same as none when the "
-        "models train pooled, as here; it differs only in a federation)",
+        "models train pooled; it differs only with --loso federated)",
     )
     ap.add_argument("--seeds", default="2024,2025,2026")
     ap.add_argument(
@@ -267,21 +292,29 @@ def main() -> int:
         help="keep each method and seed's ablation folder here; one that holds a "
         "finished ablation is read, not run again (resumes a long benchmark)",
     )
+    ap.add_argument(
+        "--loso",
+        default="pooled",
+        choices=("pooled", "federated"),
+        help="leave-one-site-out models trained pooled on the other sites "
+        "(default) or as a Flower federation of them (ablate --loso federated): "
+        "fedbn differs from none only there",
+    )
     ap.add_argument("--json", help="write the results here as JSON")
     args = ap.parse_args()
     methods = args.methods.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     parts = set(args.parts.split(","))
-    result: dict = {
-        **run_info(),
-        "seeds": seeds,
-    }
+    result: dict = {**run_info(), "seeds": seeds, "loso_training": args.loso}
     if "loso" in parts:
         print("Leave-one-site-out test AUC (pooled on the other sites):", flush=True)
         with tempfile.TemporaryDirectory(dir=scratch_dir()) as tmp:
             work = Path(args.work) if args.work else Path(tmp)
             result["loso"] = {
-                m: {s: loso(m, s, work, args.rounds, args.arms) for s in seeds}
+                m: {
+                    s: loso(m, s, work, args.rounds, args.arms, args.loso)
+                    for s in seeds
+                }
                 for m in methods
             }
     if "rails" in parts:

@@ -21,12 +21,14 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
+import torch
+
 from oncofed.common.config import DataConfig
 from oncofed.common.data.harmonise import reference_samples
 from oncofed.common.data.prepared import open_prepared
 from oncofed.common.data.site import SiteData, label_subset
 from oncofed.common.errors import ConfigError
-from oncofed.common.ml.harmonise import load_harmonised
+from oncofed.common.ml.harmonise import cyclegan_inputs, load_harmonised
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +72,13 @@ def resolve_site_dir(node_config: dict, cfg: DataConfig) -> Path:
 
 
 @lru_cache(maxsize=32)
-def _cached(site_dir: str, cfg: DataConfig, masks: bool) -> SiteData:
+def _cached(
+    site_dir: str, cfg: DataConfig, masks: bool, gan_state: bytes | None = None
+) -> SiteData:
     # training and validation only: a site's test split is for reports, not runs
-    data = load_harmonised(site_dir, cfg, splits=("train", "val"), masks=masks)
+    data = load_harmonised(
+        site_dir, cfg, splits=("train", "val"), masks=masks, gan_state=gan_state
+    )
     if cfg.label_fraction < 1.0:  # label-efficiency studies: fewer labels
         full = data.split("train")
         data.splits["train"] = label_subset(full, cfg.label_fraction, cfg.seed)
@@ -90,8 +96,28 @@ def _cached(site_dir: str, cfg: DataConfig, masks: bool) -> SiteData:
     return data
 
 
-def site_data(node_config: dict, cfg: DataConfig, masks: bool = False) -> SiteData:
-    return _cached(str(resolve_site_dir(node_config, cfg)), cfg, masks)
+def site_data(
+    node_config: dict,
+    cfg: DataConfig,
+    masks: bool = False,
+    gan_state: bytes | None = None,
+) -> SiteData:
+    """The site's training and validation splits through its harmoniser
+    (``gan_state``: its CycleGAN from the ``cyclegan-fedd`` rounds)."""
+    return _cached(str(resolve_site_dir(node_config, cfg)), cfg, masks, gan_state)
+
+
+@lru_cache(maxsize=4)
+def _gan_inputs(site_dir: str, cfg: DataConfig) -> tuple:
+    return cyclegan_inputs(site_dir, cfg)
+
+
+def gan_inputs(
+    node_config: dict, cfg: DataConfig
+) -> tuple[SiteData, list[torch.Tensor], list[torch.Tensor]]:
+    """``cyclegan-fedd``'s rounds: the site's training split in HU, its training
+    CT and the public reference cohort's (cached across rounds)."""
+    return _gan_inputs(str(resolve_site_dir(node_config, cfg)), cfg)
 
 
 @lru_cache(maxsize=8)

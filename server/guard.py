@@ -6,7 +6,9 @@ store (``reply_events``: run, round, site, node, phase, outcome, reason) and the
 round goes on with the rest. A reply is rejected when:
 
 * it is not shaped like a site's reply: one ``metrics`` MetricRecord and, for
-  training, one ``arrays`` ArrayRecord (none for evaluation);
+  training (and ``cyclegan-fedd``'s harmonise rounds, whose weights are the
+  reference-side discriminator), one ``arrays`` ArrayRecord (none for
+  evaluation);
 * its site label is not 1-32 letters, digits, ``-`` or ``_``, or names a site
   another connected node already answers as, or its node answered under another
   label before (identity: the authenticated Flower node plus its label);
@@ -50,6 +52,8 @@ REJECTED = "rejected"
 FAILED = "failed"
 CLIPPED = "clipped"
 _PRINTABLE = re.compile(r"[^ -~]")
+# phases whose replies carry weights: training, and cyclegan-fedd's discriminator
+WEIGHT_PHASES = ("train", keys.HARMONISE)
 
 
 class Rejected(Exception):
@@ -151,8 +155,9 @@ class ReplyGuard:
             passed.append(Screened(msg, site, node, norm, _policy(msg)))
         passed = self._one_node_per_label(rnd, phase, passed)
         passed = self._consistent_keys(rnd, phase, passed)
+        if phase in WEIGHT_PHASES:
+            passed = self._bound_norms(rnd, phase, passed)
         if phase == "train":
-            passed = self._bound_norms(rnd, passed)
             for s in passed:  # the size a site may not exceed later
                 n = int(_metrics(s.msg)[keys.NUM_EXAMPLES])  # type: ignore[arg-type]
                 self.first_size.setdefault(s.site, n)
@@ -307,7 +312,7 @@ class ReplyGuard:
 
     def _check_arrays(self, msg: Message, phase: str) -> float:
         records = msg.content.array_records
-        if phase != "train":
+        if phase not in WEIGHT_PHASES:
             if records:
                 raise Rejected("an evaluation reply carries weights")
             return math.nan
@@ -350,7 +355,9 @@ class ReplyGuard:
             squares += float(np.sum((value.astype(np.float64) - want) ** 2))
         return math.sqrt(squares)
 
-    def _bound_norms(self, rnd: int, passed: list[Screened]) -> list[Screened]:
+    def _bound_norms(
+        self, rnd: int, phase: str, passed: list[Screened]
+    ) -> list[Screened]:
         """Updates above ``norm_bound`` x the round's lower-median norm: rejected,
         or (``clip``) scaled down onto the bound."""
         norms = sorted(s.norm for s in passed if not math.isnan(s.norm))
@@ -367,9 +374,9 @@ class ReplyGuard:
                 f"median ({bound:.3g})"
             )
             if not self.clip:
-                self.record_event(rnd, "train", s.site, s.node, REJECTED, what)
+                self.record_event(rnd, phase, s.site, s.node, REJECTED, what)
                 continue
-            self.record_event(rnd, "train", s.site, s.node, CLIPPED, what + ": clipped")
+            self.record_event(rnd, phase, s.site, s.node, CLIPPED, what + ": clipped")
             self._clip(s, bound)
             kept.append(s)
         return kept

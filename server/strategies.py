@@ -251,7 +251,9 @@ class RecordingStrategy(Strategy):
         # from the last complete one (round seeds, FedAdam's bias correction)
         self.offset = 0
 
-    def _record(self, rnd: int, phase: str, replies: Iterable[Message]) -> list:
+    def record_replies(
+        self, rnd: int, phase: str, replies: Iterable[Message]
+    ) -> list[Message]:
         """Screen the replies (server.guard), record those that pass, and return
         them sorted by site."""
         passed: list[Screened] = self.guard.screen(rnd, phase, replies)
@@ -280,7 +282,7 @@ class RecordingStrategy(Strategy):
 
     def aggregate_train(self, server_round: int, replies: Iterable[Message]):
         server_round += self.offset
-        replies = self._record(server_round, "train", replies)
+        replies = self.record_replies(server_round, "train", replies)
         if len(replies) < self.min_sites:
             log.warning(
                 "Round %d: %d accepted update(s), min-sites is %d: the global model "
@@ -337,7 +339,7 @@ class RecordingStrategy(Strategy):
 
     def aggregate_evaluate(self, server_round: int, replies: Iterable[Message]):
         server_round += self.offset
-        replies = self._record(server_round, "evaluate", replies)
+        replies = self.record_replies(server_round, "evaluate", replies)
         return self.inner.aggregate_evaluate(server_round, replies)
 
     def summary(self) -> None:

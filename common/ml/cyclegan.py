@@ -15,7 +15,9 @@ are, and only :class:`CycleGAN` 's site -> reference generator is used afterward
 
 from __future__ import annotations
 
+import io
 import itertools
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -195,6 +197,152 @@ def slices(volumes: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(out) if out else torch.empty(0, 1, 1, 1)
 
 
+class SiteCycleGan:
+    """A site's CycleGAN with its optimisers and batch sampler, trainable in
+    pieces: ``harmonise = 'cyclegan-fedd'`` trains it over several rounds and
+    replaces the reference-side discriminator with the consortium's average
+    between them. Its whole state stays on the site (:meth:`to_bytes`); only
+    :meth:`d_ref_arrays` may leave it."""
+
+    def __init__(
+        self,
+        site_volumes: list[torch.Tensor],
+        ref_volumes: list[torch.Tensor],
+        seed: int,
+        device: torch.device,
+        state: bytes | None = None,
+    ) -> None:
+        # the order of the seeded draws is train_cyclegan's since the first
+        # version: a plain 'cyclegan' fit is unchanged by this class
+        self.gen = torch.Generator().manual_seed(seed)
+        torch.manual_seed(seed)
+        self.site, self.ref = slices(site_volumes), slices(ref_volumes)
+        if len(self.site) == 0 or len(self.ref) == 0:
+            raise ValueError(
+                "CycleGAN needs slices from the site and the reference cohort"
+            )
+        self.device = device
+        self.gan = CycleGAN().to(device)
+        self.trainer = Trainer(self.gan)
+        self.steps = 0
+        self.seconds = 0.0
+        self.last_cycle = math.nan  # the cycle loss over the last tenth of updates
+        if state is not None:
+            self._load(state)
+
+    def train(self, steps: int, batch: int = 8, progress=None) -> list[Losses]:  # type: ignore[no-untyped-def]
+        """``steps`` more updates; the loss history of these."""
+        import time
+
+        t0 = time.time()
+        for net in (self.gan.g_sr, self.gan.g_rs, self.gan.d_ref, self.gan.d_site):
+            net.train()
+        history = []
+        site, ref, gen = self.site, self.ref, self.gen
+        for k in range(steps):
+            i = torch.randint(len(site), (min(batch, len(site)),), generator=gen)
+            j = torch.randint(len(ref), (min(batch, len(ref)),), generator=gen)
+            history.append(
+                self.trainer.step(site[i].to(self.device), ref[j].to(self.device))
+            )
+            if progress is not None and (k + 1) % max(1, steps // 10) == 0:
+                progress(k + 1, steps, history[-1])
+        for net in (self.gan.g_sr, self.gan.g_rs, self.gan.d_ref, self.gan.d_site):
+            net.eval()
+        self.steps += steps
+        self.seconds += time.time() - t0
+        if history:
+            last = history[-max(1, len(history) // 10) :]
+            self.last_cycle = float(sum(h.cycle for h in last) / len(last))
+        return history
+
+    @property
+    def n_slices(self) -> int:
+        """The site's training slices: the weight of its discriminator."""
+        return len(self.site)
+
+    def d_ref_arrays(self) -> dict[str, torch.Tensor]:
+        """The reference-side discriminator: trained on reference slices and on
+        this site's generated-reference slices, never on the site's own."""
+        return {
+            k: v.detach().cpu().clone() for k, v in self.gan.d_ref.state_dict().items()
+        }
+
+    def set_d_ref(self, arrays: dict[str, torch.Tensor]) -> None:
+        """The consortium's discriminator replaces this site's (its shapes
+        checked; the site's optimiser moments stay)."""
+        own = self.gan.d_ref.state_dict()
+        if set(arrays) != set(own) or any(
+            tuple(arrays[k].shape) != tuple(own[k].shape) for k in own
+        ):
+            raise ValueError("reference discriminator: keys or shapes differ")
+        if not all(bool(torch.isfinite(v).all()) for v in arrays.values()):
+            raise ValueError("reference discriminator: non-finite weights")
+        self.gan.d_ref.load_state_dict(
+            {k: v.to(own[k].dtype) for k, v in arrays.items()}
+        )
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        torch.save(
+            {
+                "nets": {
+                    name: getattr(self.gan, name).state_dict()
+                    for name in ("g_sr", "g_rs", "d_ref", "d_site")
+                },
+                "opt_g": self.trainer.opt_g.state_dict(),
+                "opt_d": self.trainer.opt_d.state_dict(),
+                "gen": self.gen.get_state(),
+                "steps": self.steps,
+                "seconds": self.seconds,
+                "last_cycle": self.last_cycle,
+            },
+            buf,
+        )
+        return buf.getvalue()
+
+    def _load(self, state: bytes) -> None:
+        saved = torch.load(io.BytesIO(state), weights_only=True, map_location="cpu")
+        for name, weights in saved["nets"].items():
+            getattr(self.gan, name).load_state_dict(weights)
+        self.trainer.opt_g.load_state_dict(saved["opt_g"])
+        self.trainer.opt_d.load_state_dict(saved["opt_d"])
+        self.gen.set_state(saved["gen"])
+        self.steps = int(saved["steps"])
+        self.seconds = float(saved["seconds"])
+        self.last_cycle = float(saved["last_cycle"])
+        for net in (self.gan.g_sr, self.gan.g_rs, self.gan.d_ref, self.gan.d_site):
+            net.eval()
+
+
+def initial_d_ref(seed: int) -> dict[str, torch.Tensor]:
+    """The reference-side discriminator every site starts ``cyclegan-fedd``
+    from (seeded: the same at the server and in :func:`federate_in_process`)."""
+    torch.manual_seed(seed)
+    return {k: v.clone() for k, v in PatchDiscriminator().state_dict().items()}
+
+
+def steps_in_round(total: int, rounds: int, rnd: int) -> int:
+    """Round ``rnd`` (1-based) of ``rounds``' share of ``total`` updates; the
+    shares add up to ``total``."""
+    return total * rnd // rounds - total * (rnd - 1) // rounds
+
+
+def mean_d_ref(
+    parts: list[tuple[dict[str, torch.Tensor], int]],
+) -> dict[str, torch.Tensor]:
+    """The sites' discriminators averaged, each weighted by its number of
+    slices (FedAvg's weighted mean)."""
+    total = float(sum(n for _, n in parts))
+    keys = parts[0][0].keys()
+    return {
+        k: sum(
+            (arrays[k].double() * (n / total) for arrays, n in parts), torch.zeros(())
+        ).to(parts[0][0][k].dtype)
+        for k in keys
+    }
+
+
 def train_cyclegan(
     site_volumes: list[torch.Tensor],
     ref_volumes: list[torch.Tensor],
@@ -206,23 +354,9 @@ def train_cyclegan(
 ) -> tuple[CycleGAN, list[Losses]]:
     """Train a CycleGAN between the site's and the reference cohort's slices for
     ``steps`` updates (seeded); return it (in eval mode) and the loss history."""
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    site, ref = slices(site_volumes), slices(ref_volumes)
-    if len(site) == 0 or len(ref) == 0:
-        raise ValueError("CycleGAN needs slices from the site and the reference cohort")
-    gan = CycleGAN().to(device)
-    trainer = Trainer(gan)
-    history = []
-    for k in range(steps):
-        i = torch.randint(len(site), (min(batch, len(site)),), generator=gen)
-        j = torch.randint(len(ref), (min(batch, len(ref)),), generator=gen)
-        history.append(trainer.step(site[i].to(device), ref[j].to(device)))
-        if progress is not None and (k + 1) % max(1, steps // 10) == 0:
-            progress(k + 1, steps, history[-1])
-    for net in (gan.g_sr, gan.g_rs, gan.d_ref, gan.d_site):
-        net.eval()
-    return gan, history
+    site_gan = SiteCycleGan(site_volumes, ref_volumes, seed, device)
+    history = site_gan.train(steps, batch, progress)
+    return site_gan.gan, history
 
 
 @torch.no_grad()

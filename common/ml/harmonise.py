@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -288,7 +288,10 @@ class Harmoniser:
         reference: list[dict[str, torch.Tensor]],
         cfg: DataConfig,
         device: torch.device,
+        state: bytes | None = None,
     ) -> Fitted:
+        """``state``: what a federated phase left at this site (``cyclegan-fedd``:
+        its trained CycleGAN); the other methods have none."""
         return Fitted(None)
 
 
@@ -308,7 +311,7 @@ def _fedbn() -> Harmoniser:
 class HistogramMatch(Harmoniser):
     per_image = True
 
-    def fit(self, site, reference, cfg, device) -> Fitted:  # type: ignore[no-untyped-def]
+    def fit(self, site, reference, cfg, device, state=None) -> Fitted:  # type: ignore[no-untyped-def]
         from skimage.exposure import match_histograms
 
         pooled = torch.cat([r[CT].flatten() for r in reference]).numpy()
@@ -328,7 +331,7 @@ def _histogram() -> Harmoniser:
 class LiverZScore(Harmoniser):
     per_image = True
 
-    def fit(self, site, reference, cfg, device) -> Fitted:  # type: ignore[no-untyped-def]
+    def fit(self, site, reference, cfg, device, state=None) -> Fitted:  # type: ignore[no-untyped-def]
         ref = yardstick(reference)
         return Fitted(lambda ct, seg: rescaled(ct, seg, ref))
 
@@ -339,20 +342,24 @@ def _zscore() -> Harmoniser:
 
 
 class CycleGanHarmoniser(Harmoniser):
-    def fit(self, site, reference, cfg, device) -> Fitted:  # type: ignore[no-untyped-def]
-        import time
+    """``cyclegan``: the site trains its CycleGAN alone, ``harmonise-steps``
+    updates. ``cyclegan-fedd``: the CycleGAN the federated phase trained at this
+    site (``state``); a site that took no part in it (a hospital joining later)
+    trains its own as ``cyclegan`` does."""
 
-        from oncofed.common.ml.cyclegan import to_reference, train_cyclegan
+    def fit(self, site, reference, cfg, device, state=None) -> Fitted:  # type: ignore[no-untyped-def]
+        from oncofed.common.ml.cyclegan import SiteCycleGan, to_reference
 
-        t0 = time.time()
-        gan, history = train_cyclegan(
+        site_gan = SiteCycleGan(
             [s[CT] for s in site],
             [r[CT] for r in reference],
-            steps=cfg.harmonise_steps,
             seed=cfg.seed,
             device=device,
+            state=state,
         )
-        last = history[-max(1, len(history) // 10) :]
+        if state is None:
+            site_gan.train(cfg.harmonise_steps)
+        gan = site_gan.gan
 
         def mapping(ct: Volume, seg: Volume) -> Volume:
             return to_reference(gan, ct, device)
@@ -360,15 +367,72 @@ class CycleGanHarmoniser(Harmoniser):
         return Fitted(
             mapping,
             {
-                "harmonise-train-s": time.time() - t0,
-                "harmonise-cycle-loss": float(np.mean([h.cycle for h in last])),
+                "harmonise-train-s": site_gan.seconds,
+                "harmonise-cycle-loss": site_gan.last_cycle,
             },
         )
 
 
 @HARMONISERS.register("cyclegan")
+@HARMONISERS.register("cyclegan-fedd")
 def _cyclegan() -> Harmoniser:
     return CycleGanHarmoniser()
+
+
+def cyclegan_inputs(
+    site_dir: str | Path, cfg: DataConfig
+) -> tuple[SiteData, list[torch.Tensor], list[torch.Tensor]]:
+    """What a site's CycleGAN trains on: the site's training split (HU), its
+    training CT and the reference cohort's CT, in HU (no label read)."""
+    data = load_site(site_dir, cfg, ("train",), masks=True, hu=True)
+    reference, _ = load_reference(site_dir, cfg)
+    return data, [s[CT] for s in _own_scans(data)], [r[CT] for r in reference]
+
+
+def federate_in_process(
+    site_dirs: Sequence[str | Path], cfg: DataConfig, device: torch.device | None = None
+) -> list[bytes | None]:
+    """``cyclegan-fedd`` without a federation, for pooled experiments (``oncofed
+    ablate``, the benchmarks): the rounds the ServerApp and the sites run
+    (:mod:`oncofed.server.harmonise`, ``client.app``), here in one process with
+    the same per-site steps and the same slice-weighted mean as Flower's FedAvg.
+    Each site's CycleGAN state (None: no training CT)."""
+    from oncofed.common.ml.cyclegan import (
+        SiteCycleGan,
+        initial_d_ref,
+        mean_d_ref,
+        steps_in_round,
+    )
+
+    device = device or torch.device("cpu")
+    inputs = [cyclegan_inputs(d, cfg)[1:] for d in site_dirs]
+    states: list[bytes | None] = [None] * len(site_dirs)
+    d_ref = initial_d_ref(cfg.seed)
+    for rnd in range(1, cfg.harmonise_rounds + 1):
+        steps = steps_in_round(cfg.harmonise_steps, cfg.harmonise_rounds, rnd)
+        parts = []
+        for i, (own, reference) in enumerate(inputs):
+            if not own or not reference:
+                continue
+            gan = SiteCycleGan(own, reference, cfg.seed, device, states[i])
+            gan.set_d_ref(d_ref)
+            gan.train(steps)
+            states[i] = gan.to_bytes()
+            parts.append((gan.d_ref_arrays(), gan.n_slices))
+        if not parts:
+            break
+        d_ref = mean_d_ref(parts)
+    return states
+
+
+def federated_states(
+    site_dirs: Sequence[str | Path], cfg: DataConfig, device: torch.device | None = None
+) -> list[bytes | None]:
+    """What each site's federated phase leaves it for :func:`load_harmonised`
+    (``gan_state``): ``cyclegan-fedd``'s CycleGANs; None for the other methods."""
+    if cfg.harmonise == "cyclegan-fedd":
+        return federate_in_process(site_dirs, cfg, device)
+    return [None] * len(site_dirs)
 
 
 # -- loading a site through its harmoniser -------------------------------------------
@@ -381,7 +445,10 @@ RAIL_KEYS = (
     "harmonise-gap-lesion-before", "harmonise-gap-lesion-after",
     "harmonise-ok", "harmonise-fallback",
 )  # fmt: skip
-METHOD_KEYS = {"cyclegan": ("harmonise-train-s", "harmonise-cycle-loss")}
+METHOD_KEYS = {
+    "cyclegan": ("harmonise-train-s", "harmonise-cycle-loss"),
+    "cyclegan-fedd": ("harmonise-train-s", "harmonise-cycle-loss"),
+}
 
 
 def report_keys(method: str) -> tuple[str, ...]:
@@ -397,10 +464,13 @@ def fit_site(
     site: list[dict[str, torch.Tensor]],
     reference: list[dict[str, torch.Tensor]],
     device: torch.device,
+    state: bytes | None = None,
 ) -> Fitted:
     """Fit ``cfg.harmonise`` on the site's scans; check the guard rails; fall
     back to no mapping when they fail."""
-    fitted = HARMONISERS.create(cfg.harmonise).fit(site, reference, cfg, device)
+    fitted = HARMONISERS.create(cfg.harmonise).fit(
+        site, reference, cfg, device, state=state
+    )
     if fitted.mapping is None:
         return fitted
     rails = guard_rails(fitted.mapping, site, yardstick(reference))
@@ -446,6 +516,7 @@ def load_harmonised(
     masks: bool = False,
     reference_domain: bool = False,
     device: torch.device | None = None,
+    gan_state: bytes | None = None,
 ) -> SiteData:
     """:func:`~oncofed.common.data.site.load_site` through ``cfg.harmonise``.
 
@@ -453,7 +524,8 @@ def load_harmonised(
     cohort in its folder) and maps every split; ``reference_domain`` (the
     server's reference-scanner sets) applies only the per-image methods. The
     fitted site's ``harmonise-*`` figures are in ``SiteData.harmonise``. With a
-    method that does not map HU this is ``load_site``."""
+    method that does not map HU this is ``load_site``. ``gan_state``: the
+    site's CycleGAN from the ``cyclegan-fedd`` phase."""
     if cfg.harmonise not in HU_HARMONISERS:
         return load_site(site_dir, cfg, splits, site_name, masks)
     device = device or torch.device("cpu")
@@ -472,7 +544,7 @@ def load_harmonised(
             log.warning("Site %s: no training CT to fit harmonisation on", data.name)
             fitted = Fitted(None, {"harmonise-fallback": 1.0})
         else:
-            fitted = fit_site(cfg, own, reference, device)
+            fitted = fit_site(cfg, own, reference, device, gan_state)
     _apply(data, fitted.mapping, cfg, masks)
     data.harmonise = {
         k: float(fitted.metrics.get(k, math.nan)) for k in report_keys(cfg.harmonise)
