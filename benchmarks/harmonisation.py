@@ -148,15 +148,17 @@ def rails(method: str, seed: int) -> dict:
     return out
 
 
-def paired(loso_result: dict, method: str, arm: str, seed: int = 0) -> dict:
-    """``method`` minus ``none`` on the same held-out site and seed: the mean
-    over sites of the seed-averaged difference, with a 95 % percentile
+def paired(
+    loso_result: dict, method: str, arm: str, seed: int = 0, base_method: str = "none"
+) -> dict:
+    """``method`` minus ``base_method`` on the same held-out site and seed: the
+    mean over sites of the seed-averaged difference, with a 95 % percentile
     bootstrap interval over sites (2,000 resamples)."""
     import numpy as np
 
     per_site: dict[str, list[float]] = {}
     for s, r in loso_result[method].items():
-        base = loso_result["none"][s]["per_site"].get(arm, {})
+        base = loso_result[base_method][s]["per_site"].get(arm, {})
         for site, auc in r["per_site"].get(arm, {}).items():
             if site in base:
                 per_site.setdefault(site, []).append(auc - base[site])
@@ -355,6 +357,14 @@ def main() -> int:
                     result.setdefault("paired", {})[f"{m} {arm}"] = d
                     line += (
                         f"; minus none, paired by site: {d['mean']:+.3f} "
+                        f"[{d['lo']:+.3f}, {d['hi']:+.3f}]"
+                    )
+                if m == "cyclegan-fedd" and "cyclegan" in result["loso"]:
+                    # does federating the discriminator help? (kept only if so)
+                    d = paired(result["loso"], m, arm, base_method="cyclegan")
+                    result["paired"][f"{m} minus cyclegan {arm}"] = d
+                    line += (
+                        f"; minus cyclegan: {d['mean']:+.3f} "
                         f"[{d['lo']:+.3f}, {d['hi']:+.3f}]"
                     )
                 print(line)
