@@ -187,15 +187,19 @@ def _gan_state(msg: Message, context: Context) -> bytes | None:
     return cast(bytes, record["state"]) if record is not None else None
 
 
+def _harmonised_by(msg: Message, context: Context, cfg: OncoFedConfig) -> bytes | None:
+    """The CycleGAN state the site's data is mapped with (``cyclegan-fedd``)."""
+    if cfg.data.harmonise != "cyclegan-fedd":
+        return None
+    return _gan_state(msg, context)
+
+
 def _setup(msg: Message, context: Context, cfg: OncoFedConfig):
-    gan_state = (
-        _gan_state(msg, context) if cfg.data.harmonise == "cyclegan-fedd" else None
-    )
     data = site_data(
         dict(context.node_config),
         cfg.data,
         masks=cfg.model.task == "segmentation",
-        gan_state=gan_state,
+        gan_state=_harmonised_by(msg, context, cfg),
     )
     model = build_model(
         cfg.model,
@@ -397,7 +401,9 @@ def train(msg: Message, context: Context) -> Message:
     if attack == "label-flip":
         samples = redteam.flip_labels(samples)
     if cfg.model.task == "pretrain":  # no labels needed: the reference cohort too
-        samples = pretraining_samples(dict(context.node_config), cfg.data)
+        samples = pretraining_samples(
+            dict(context.node_config), cfg.data, _harmonised_by(msg, context, cfg)
+        )
     terms = []
     if keys.PROXIMAL_MU in config:  # sent by FedProx
         terms.append(ProximalTerm(model, float(cast(float, config[keys.PROXIMAL_MU]))))

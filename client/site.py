@@ -121,19 +121,23 @@ def gan_inputs(
 
 
 @lru_cache(maxsize=8)
-def _reference(site_dir: str, cfg: DataConfig, template_key: str) -> list[dict]:
-    data = _cached(site_dir, cfg, False)
+def _reference(
+    site_dir: str, cfg: DataConfig, template_key: str, gan_state: bytes | None
+) -> list[dict]:
+    data = _cached(site_dir, cfg, False, gan_state)
     template = next(s for s in data.split("train") if s["case_id"] == template_key)
     return reference_samples(site_dir, cfg, template)
 
 
-def pretraining_samples(node_config: dict, cfg: DataConfig) -> list[dict]:
+def pretraining_samples(
+    node_config: dict, cfg: DataConfig, gan_state: bytes | None = None
+) -> list[dict]:
     """Task ``pretrain``: every CT the site may learn from without labels: its
     training cases (labels unused) and, where the site holds it, the public
     reference cohort (``reference/``). Validation and test cases are left out:
-    they score the restoration."""
+    they score the restoration. ``gan_state`` as for :func:`site_data`."""
     site_dir = str(resolve_site_dir(node_config, cfg))
-    train = _cached(site_dir, cfg, False).split("train")
+    train = _cached(site_dir, cfg, False, gan_state).split("train")
     if not train:
         return []
-    return [*train, *_reference(site_dir, cfg, train[0]["case_id"])]
+    return [*train, *_reference(site_dir, cfg, train[0]["case_id"], gan_state)]
