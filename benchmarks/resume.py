@@ -47,6 +47,7 @@ import torch
 from _runinfo import run_info  # benchmarks/ is the script folder
 
 from oncofed.common.paths import scratch_dir
+from oncofed.common.procs import descendants
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "simulations" / "lits_sites"
@@ -67,26 +68,6 @@ def _free_port() -> int:
 def _listening(port: int) -> bool:
     with socket.socket() as s:
         return s.connect_ex(("127.0.0.1", port)) == 0
-
-
-def _descendants(pid: int) -> list[tuple[int, str]]:
-    """(pid, full command line) of every live process below ``pid`` (``ps -ww``:
-    never cut at 80 columns; zombies left out)."""
-    table = subprocess.run(
-        ["ps", "-ww", "-eo", "pid=,ppid=,stat=,args="], capture_output=True, text=True
-    ).stdout
-    rows = [line.split(None, 3) for line in table.splitlines() if line.strip()]
-    children: dict[int, list[tuple[int, str, str]]] = {}
-    for row in rows:
-        args = row[3] if len(row) > 3 else ""
-        children.setdefault(int(row[1]), []).append((int(row[0]), row[2], args))
-    out, todo = [], [pid]
-    while todo:
-        for child, stat, args in children.get(todo.pop(), []):
-            if not stat.startswith("Z"):
-                out.append((child, args))
-            todo.append(child)
-    return out
 
 
 class Federation:
@@ -156,7 +137,7 @@ class Federation:
                 if time.time() > deadline or client.poll() not in (None, 0):
                     raise SystemExit(f"the run to kill never reached {kill_after}")
                 time.sleep(0.2)
-            for pid, args in _descendants(self.superlink.pid):
+            for pid, args in descendants(self.superlink.pid):
                 if "flwr-simulation" in args:
                     os.kill(pid, signal.SIGKILL)
             client.kill()
@@ -227,7 +208,7 @@ class Deployment(Federation):
                 if time.time() > deadline or client.poll() not in (None, 0):
                     raise SystemExit(f"the run to kill never reached {kill_after}")
                 time.sleep(0.2)
-            children = _descendants(self.superlink.pid)
+            children = descendants(self.superlink.pid)
             os.kill(self.superlink.pid, signal.SIGKILL)  # the SuperLink only
             self.superlink.wait()
             client.kill()

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from oncofed.common.errors import ConfigError
+from oncofed.common.procs import descendants
 from oncofed.common.tracking.store import RunStore
 from tests.conftest import BIN, SMALL_SITES
 from tests.test_federation import APP, _flwr_run, _superlink
@@ -41,26 +42,6 @@ def _saved_round(run_root: Path) -> int:
         except (RuntimeError, EOFError, KeyError):
             return -1
     return -1
-
-
-def _descendants(pid: int) -> list[tuple[int, str]]:
-    """(pid, full command line) of every live process below ``pid`` (``ps -ww``:
-    never cut at 80 columns; zombies left out)."""
-    table = subprocess.run(
-        ["ps", "-ww", "-eo", "pid=,ppid=,stat=,args="], capture_output=True, text=True
-    ).stdout
-    rows = [line.split(None, 3) for line in table.splitlines() if line.strip()]
-    children: dict[int, list[tuple[int, str, str]]] = {}
-    for row in rows:
-        args = row[3] if len(row) > 3 else ""
-        children.setdefault(int(row[1]), []).append((int(row[0]), row[2], args))
-    out, todo = [], [pid]
-    while todo:
-        for child, stat, args in children.get(todo.pop(), []):
-            if not stat.startswith("Z"):
-                out.append((child, args))
-            todo.append(child)
-    return out
 
 
 def _round_3_trained(run_root: Path) -> bool:
@@ -132,8 +113,8 @@ def test_a_killed_run_resumes_to_the_uninterrupted_model(
             + processes.log("superlink")[-3000:]
         )
         time.sleep(0.2)
-    apps = [p for p, args in _descendants(superlink.pid) if "flwr-simulation" in args]
-    assert apps, _descendants(superlink.pid)
+    apps = [p for p, args in descendants(superlink.pid) if "flwr-simulation" in args]
+    assert apps, descendants(superlink.pid)
     for pid in apps:
         os.kill(pid, signal.SIGKILL)
     (run_dir,) = killed.iterdir()
