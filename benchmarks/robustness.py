@@ -54,12 +54,17 @@ def entries(attacks: list[str], ks: list[int]) -> list[tuple[str, int]]:
 
 
 def run_strategy(
-    work: Path, seed: int, strategy: str, grid: list[tuple[str, int]], rounds: int
+    work: Path,
+    seed: int,
+    strategy: str,
+    grid: list[tuple[str, int]],
+    rounds: int,
+    extra: str = "",
 ) -> None:
     sweep = "; ".join(f"attack={a} attack-sites={k}" for a, k in grid)
     keys = (
         f"seed={seed} strategy='{strategy}' num-server-rounds={rounds} "
-        f"sweep='{sweep}' run-dir='{work}'"
+        f"sweep='{sweep}' run-dir='{work}' {extra}"
     )
     out = subprocess.run(
         [_flwr(), "run", str(APP), "--stream", "--run-config", keys,
@@ -173,6 +178,12 @@ def main() -> int:
         "--json", help="write the results here as JSON (after every strategy)"
     )
     ap.add_argument(
+        "--set",
+        default="",
+        help='more run-config keys for every model, e.g. "byzantine-sites=2 '
+        'trim-fraction=0.3" (the strategies told how many sites attack)',
+    )
+    ap.add_argument(
         "--continue", dest="cont", action="store_true",
         help="keep the seeds and strategies already in --json (same settings) "
         "and run only the missing ones: the benchmark takes hours",
@@ -188,6 +199,7 @@ def main() -> int:
         _load_partial(Path(args.json), seeds, args.rounds, grid) if args.cont else {}
     )
     result: dict = {**run_info(), "seeds": seeds, "rounds": args.rounds}
+    result["set"] = args.set
     result["grid"] = [f"{a}/{n}" for a, n in grid]
 
     def assemble() -> None:
@@ -217,7 +229,7 @@ def main() -> int:
                     continue
                 work = Path(t) / f"{strategy}-seed-{seed}"
                 t0 = time.time()
-                run_strategy(work, seed, strategy, grid, args.rounds)
+                run_strategy(work, seed, strategy, grid, args.rounds, args.set)
                 got_rows = {}
                 for k, (attack, n) in enumerate(grid):
                     got = read_entry(work, k)
