@@ -154,14 +154,18 @@ def wide_table(result: dict) -> list[str]:
     return lines
 
 
-def _load_partial(path: Path, seeds: list[int], rounds: int, grid: list) -> dict:
+def _load_partial(path: Path, rounds: int, grid: list, extra: str) -> dict:
     """Results of an earlier, interrupted invocation with the same settings."""
     if not path.is_file():
         return {}
     old = json.loads(path.read_text())
-    if old.get("rounds") != rounds or old.get("grid") != [f"{a}/{n}" for a, n in grid]:
+    if (
+        old.get("rounds") != rounds
+        or old.get("grid") != [f"{a}/{n}" for a, n in grid]
+        or old.get("set", "") != extra
+    ):
         raise SystemExit(
-            f"{path}: written with other --rounds/--attacks/--sites; "
+            f"{path}: written with other --rounds/--attacks/--sites/--set; "
             "pick another --json file or drop --continue"
         )
     return old.get("per_seed", {})
@@ -196,7 +200,7 @@ def main() -> int:
     grid = entries(args.attacks.split(","), [int(k) for k in args.sites.split(",")])
     started = time.time()
     per_seed: dict = (
-        _load_partial(Path(args.json), seeds, args.rounds, grid) if args.cont else {}
+        _load_partial(Path(args.json), args.rounds, grid, args.set) if args.cont else {}
     )
     result: dict = {**run_info(), "seeds": seeds, "rounds": args.rounds}
     result["set"] = args.set
