@@ -85,3 +85,17 @@ def test_an_edited_policy_is_read_again(tmp_path):
     assert second.sha256 != first.sha256
     with pytest.raises(PolicyRefusal, match="above 1.0"):
         second.check(from_run_config({"dp": "sample", "dp-epsilon": 3.0}))
+
+
+def test_a_site_can_refuse_to_send_its_cyclegan_discriminator(tmp_path):
+    """cyclegan-fedd sends each site's reference-side discriminator before round
+    1 (the site policy is checked on those messages as on any other)."""
+    policy = _policy(
+        tmp_path,
+        '[rules]\nharmonise = { allowed = ["none", "histogram", "zscore", '
+        '"fedbn", "cyclegan"] }\n',
+    )
+    shift = {"ct-roi": "liver", "dataset": "synthetic_scanner_shift"}
+    policy.check(from_run_config({**shift, "harmonise": "cyclegan"}))
+    with pytest.raises(PolicyRefusal, match="harmonise = 'cyclegan-fedd'"):
+        policy.check(from_run_config({**shift, "harmonise": "cyclegan-fedd"}))
