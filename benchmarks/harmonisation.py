@@ -130,22 +130,18 @@ def rails(method: str, seed: int) -> dict:
     from oncofed.common.config import from_run_config
     from oncofed.common.data.prepared import open_prepared
     from oncofed.common.ingest import ensure_prepared
-    from oncofed.common.ml.harmonise import federated_states, load_harmonised
+    from oncofed.common.ml.harmonise import load_harmonised_sites
 
     app = _app_config()
     cfg = from_run_config({**app, "harmonise": method, "seed": seed}).data
     ensure_prepared(cfg)
     ds = open_prepared(cfg)
     dirs = [ds.site_dir(i) for i in range(len(ds.sites))]
-    t = time.process_time()
-    states = federated_states(dirs, cfg)  # cyclegan-fedd's rounds, in-process
-    shared = (time.process_time() - t) / len(dirs)
-    out = {}
-    for name, site_dir, state in zip(ds.sites, dirs, states, strict=True):
-        t = time.process_time()
-        data = load_harmonised(site_dir, cfg, ("train",), gan_state=state)
-        out[name] = {**data.harmonise, "fit-cpu-s": time.process_time() - t + shared}
-    return out
+    loaded = load_harmonised_sites(dirs, cfg, ("train",))
+    return {
+        name: {**data.harmonise, "fit-cpu-s": seconds}
+        for name, (data, seconds) in zip(ds.sites, loaded, strict=True)
+    }
 
 
 def paired(
@@ -215,7 +211,7 @@ def feature_gap(method: str, seed: int, rounds: int) -> dict:
     from oncofed.common.data.harmonise import reference_samples
     from oncofed.common.data.prepared import open_prepared
     from oncofed.common.ingest import ensure_prepared
-    from oncofed.common.ml.harmonise import federated_states, load_harmonised
+    from oncofed.common.ml.harmonise import load_harmonised_sites
     from oncofed.common.ml.models import build_model
     from oncofed.common.ml.training import seed_everything, train_local
 
@@ -225,10 +221,7 @@ def feature_gap(method: str, seed: int, rounds: int) -> dict:
     ensure_prepared(cfg.data)
     ds = open_prepared(cfg.data)
     dirs = [ds.site_dir(i) for i in range(len(ds.sites))]
-    sites = [
-        load_harmonised(d, cfg.data, gan_state=state)
-        for d, state in zip(dirs, federated_states(dirs, cfg.data), strict=True)
-    ]
+    sites = [site for site, _ in load_harmonised_sites(dirs, cfg.data)]
     train = [s for d in sites for s in d.split("train")]
     seed_everything(seed)
     model = build_model(cfg.model, cfg.data.image_depth, sites[0].input_dims)

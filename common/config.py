@@ -32,8 +32,9 @@ HARMONISE_OPTIONS = (
     "cyclegan",
     "cyclegan-fedd",
 )
+# they map HU, before the window
 HU_HARMONISERS = ("histogram", "zscore", "cyclegan", "cyclegan-fedd")
-CYCLEGANS = ("cyclegan", "cyclegan-fedd")  # they map HU, before the window
+CYCLEGANS = ("cyclegan", "cyclegan-fedd")
 
 
 @dataclass(frozen=True)

@@ -123,10 +123,22 @@ class CycleGAN:
     d_ref: PatchDiscriminator = field(default_factory=PatchDiscriminator)
     d_site: PatchDiscriminator = field(default_factory=PatchDiscriminator)
 
+    def nets(self) -> dict[str, nn.Module]:
+        return {
+            "g_sr": self.g_sr,
+            "g_rs": self.g_rs,
+            "d_ref": self.d_ref,
+            "d_site": self.d_site,
+        }
+
     def to(self, device: torch.device) -> CycleGAN:
-        for net in (self.g_sr, self.g_rs, self.d_ref, self.d_site):
+        for net in self.nets().values():
             net.to(device)
         return self
+
+    def train(self, mode: bool = True) -> None:
+        for net in self.nets().values():
+            net.train(mode)
 
 
 @dataclass
@@ -235,8 +247,7 @@ class SiteCycleGan:
         import time
 
         t0 = time.time()
-        for net in (self.gan.g_sr, self.gan.g_rs, self.gan.d_ref, self.gan.d_site):
-            net.train()
+        self.gan.train()
         history = []
         site, ref, gen = self.site, self.ref, self.gen
         for k in range(steps):
@@ -247,8 +258,7 @@ class SiteCycleGan:
             )
             if progress is not None and (k + 1) % max(1, steps // 10) == 0:
                 progress(k + 1, steps, history[-1])
-        for net in (self.gan.g_sr, self.gan.g_rs, self.gan.d_ref, self.gan.d_site):
-            net.eval()
+        self.gan.train(False)
         self.steps += steps
         self.seconds += time.time() - t0
         if history:
@@ -287,8 +297,7 @@ class SiteCycleGan:
         torch.save(
             {
                 "nets": {
-                    name: getattr(self.gan, name).state_dict()
-                    for name in ("g_sr", "g_rs", "d_ref", "d_site")
+                    name: net.state_dict() for name, net in self.gan.nets().items()
                 },
                 "opt_g": self.trainer.opt_g.state_dict(),
                 "opt_d": self.trainer.opt_d.state_dict(),
@@ -303,23 +312,25 @@ class SiteCycleGan:
 
     def _load(self, state: bytes) -> None:
         saved = torch.load(io.BytesIO(state), weights_only=True, map_location="cpu")
+        nets = self.gan.nets()
         for name, weights in saved["nets"].items():
-            getattr(self.gan, name).load_state_dict(weights)
+            nets[name].load_state_dict(weights)
         self.trainer.opt_g.load_state_dict(saved["opt_g"])
         self.trainer.opt_d.load_state_dict(saved["opt_d"])
         self.gen.set_state(saved["gen"])
         self.steps = int(saved["steps"])
         self.seconds = float(saved["seconds"])
         self.last_cycle = float(saved["last_cycle"])
-        for net in (self.gan.g_sr, self.gan.g_rs, self.gan.d_ref, self.gan.d_site):
-            net.eval()
+        self.gan.train(False)
 
 
 def initial_d_ref(seed: int) -> dict[str, torch.Tensor]:
     """The reference-side discriminator every site starts ``cyclegan-fedd``
-    from (seeded: the same at the server and in :func:`federate_in_process`)."""
-    torch.manual_seed(seed)
-    return {k: v.clone() for k, v in PatchDiscriminator().state_dict().items()}
+    from (seeded: the same at the server and in :func:`federate_in_process`;
+    the caller's random state is left as it was)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return {k: v.clone() for k, v in PatchDiscriminator().state_dict().items()}
 
 
 def steps_in_round(total: int, rounds: int, rnd: int) -> int:

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -405,34 +406,45 @@ def federate_in_process(
     )
 
     device = device or torch.device("cpu")
-    inputs = [cyclegan_inputs(d, cfg)[1:] for d in site_dirs]
-    states: list[bytes | None] = [None] * len(site_dirs)
+    gans: list[SiteCycleGan | None] = []
+    for site_dir in site_dirs:
+        _, own, reference = cyclegan_inputs(site_dir, cfg)
+        ok = bool(own) and bool(reference)
+        gans.append(SiteCycleGan(own, reference, cfg.seed, device) if ok else None)
+    # a site keeps its CycleGAN between rounds here; a Flower site keeps its
+    # to_bytes() in its context, which restores it exactly (test_harmonise)
+    trained = [g for g in gans if g is not None]
     d_ref = initial_d_ref(cfg.seed)
     for rnd in range(1, cfg.harmonise_rounds + 1):
         steps = steps_in_round(cfg.harmonise_steps, cfg.harmonise_rounds, rnd)
-        parts = []
-        for i, (own, reference) in enumerate(inputs):
-            if not own or not reference:
-                continue
-            gan = SiteCycleGan(own, reference, cfg.seed, device, states[i])
+        for gan in trained:
             gan.set_d_ref(d_ref)
             gan.train(steps)
-            states[i] = gan.to_bytes()
-            parts.append((gan.d_ref_arrays(), gan.n_slices))
-        if not parts:
-            break
-        d_ref = mean_d_ref(parts)
-    return states
+        if trained:
+            d_ref = mean_d_ref([(g.d_ref_arrays(), g.n_slices) for g in trained])
+    return [g.to_bytes() if g is not None else None for g in gans]
 
 
-def federated_states(
-    site_dirs: Sequence[str | Path], cfg: DataConfig, device: torch.device | None = None
-) -> list[bytes | None]:
-    """What each site's federated phase leaves it for :func:`load_harmonised`
-    (``gan_state``): ``cyclegan-fedd``'s CycleGANs; None for the other methods."""
+def load_harmonised_sites(
+    site_dirs: Sequence[str | Path],
+    cfg: DataConfig,
+    splits: tuple[str, ...] = ("train", "val", "test"),
+) -> list[tuple[SiteData, float]]:
+    """Every site of a pooled experiment through :func:`load_harmonised`, after
+    ``cyclegan-fedd``'s rounds (:func:`federate_in_process`) when the method has
+    them; with each site's CPU seconds of loading and fitting (its share of
+    those rounds included)."""
+    t = time.process_time()
+    states: list[bytes | None] = [None] * len(site_dirs)
     if cfg.harmonise == "cyclegan-fedd":
-        return federate_in_process(site_dirs, cfg, device)
-    return [None] * len(site_dirs)
+        states = federate_in_process(site_dirs, cfg)
+    shared = (time.process_time() - t) / max(1, len(site_dirs))
+    out = []
+    for site_dir, state in zip(site_dirs, states, strict=True):
+        t = time.process_time()
+        site = load_harmonised(site_dir, cfg, splits, gan_state=state)
+        out.append((site, time.process_time() - t + shared))
+    return out
 
 
 # -- loading a site through its harmoniser -------------------------------------------

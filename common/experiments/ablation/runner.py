@@ -58,7 +58,7 @@ from oncofed.common.experiments.ablation.plan import (
 from oncofed.common.experiments.ablation.results import Result, TestSet
 from oncofed.common.ingest import ensure_prepared
 from oncofed.common.keys import present_key
-from oncofed.common.ml.harmonise import federated_states, load_harmonised
+from oncofed.common.ml.harmonise import load_harmonised, load_harmonised_sites
 from oncofed.common.registry import suggestion
 
 Echo = Callable[[str], None]
@@ -232,18 +232,10 @@ class Ablation:
         self.sites = []  # each site through its own harmoniser (run-config harmonise)
         fits: dict[str, dict[str, float]] = {}
         dirs = [self.ds.site_dir(i) for i in range(len(self.ds.sites))]
-        t = time.process_time()
-        states = federated_states(dirs, cfg.data)  # cyclegan-fedd's rounds
-        shared = (time.process_time() - t) / len(dirs)
-        for site_dir, state in zip(dirs, states, strict=True):
-            t = time.process_time()
-            site = load_harmonised(site_dir, cfg.data, gan_state=state)
+        for site, seconds in load_harmonised_sites(dirs, cfg.data):
             self.sites.append(site)
             if site.harmonise:
-                fits[site.name] = {
-                    **site.harmonise,
-                    "fit-cpu-s": time.process_time() - t + shared,
-                }
+                fits[site.name] = {**site.harmonise, "fit-cpu-s": seconds}
         if fits:  # each site's guard-rail figures and fitting time
             opts.out.mkdir(parents=True, exist_ok=True)
             (opts.out / HARMONISATION_JSON).write_text(json.dumps(fits, indent=2))
