@@ -72,11 +72,8 @@ def loso(
     method: str, seed: int, out: Path, rounds: int, arms: str, how: str = "pooled"
 ) -> dict:
     """Per arm: {held-out site: test AUC} of one ablation."""
-    folder = (
-        out / f"{method}-seed-{seed}"
-        if how == "pooled"
-        else out / (f"{method}-seed-{seed}-{how}")
-    )
+    suffix = "" if how == "pooled" else f"-{how}"  # pooled: the earlier folders
+    folder = out / f"{method}-seed-{seed}{suffix}"
     t = time.time()
     if (folder / "ablation.csv").is_file():  # --work: a finished run is reused
         return _read_loso(method, seed, folder, t)
