@@ -240,6 +240,30 @@ def test_sites_load_through_a_harmoniser_onto_the_window(shifted, method):
     assert server.split("val") and server.harmonise == {}
 
 
+def test_a_site_that_falls_back_is_fed_exactly_what_none_feeds(shifted):
+    """A method's comparison with none must hold nothing but its mapping: a site
+    whose guard rails fail (site-03, MRI-like, under histogram matching) and the
+    server's sets under a method the server does not apply (CycleGAN) reach the
+    model bit for bit as with harmonise = 'none' (the HU window comes after the
+    resampling on both paths)."""
+    cfg = from_run_config({**SHIFT, "harmonise": "histogram"}).data
+    none = dataclasses.replace(cfg, harmonise="none")
+    fell_back = load_harmonised(shifted / "site-03", cfg, ("train", "val"))
+    assert fell_back.harmonise["harmonise-fallback"] == 1.0
+    server = load_harmonised(
+        shifted / "server-val",
+        dataclasses.replace(cfg, harmonise="cyclegan"),
+        ("val",),
+        reference_domain=True,
+    )
+    for got, folder in ((fell_back, "site-03"), (server, "server-val")):
+        plain = load_site(shifted / folder, none, tuple(got.splits))
+        for split, samples in got.splits.items():
+            assert samples and len(samples) == len(plain.split(split))
+            for a, b in zip(samples, plain.split(split), strict=True):
+                assert torch.equal(a[CT], b[CT]), (folder, split)
+
+
 def test_a_hu_harmoniser_is_never_skipped_silently(shifted):
     cfg = from_run_config({**SHIFT, "harmonise": "histogram"}).data
     with pytest.raises(ConfigError, match="load_harmonised"):

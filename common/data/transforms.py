@@ -134,16 +134,18 @@ def window_hu(ct: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
 def ct_transforms(cfg: DataConfig, window: bool = True) -> Compose:
     """``{ct: path}`` -> float tensor (1, S, S, D) in [0, 1] over the HU window.
 
-    Loads NIfTI (or anything MONAI reads), reorients to RAS, clips to
-    [hu-min, hu-max] and resamples the whole field of view to ``image-size`` x
-    ``image-size`` x ``image-depth`` whatever the scanner's spacing. (With
+    Loads NIfTI (or anything MONAI reads), reorients to RAS, resamples the whole
+    field of view to ``image-size`` x ``image-size`` x ``image-depth`` whatever the
+    scanner's spacing, then clips to [hu-min, hu-max] and scales to [0, 1]. (With
     ``ct-roi = 'liver'`` CT is read with its label map: :func:`ct_mask_transforms`.)
     ``window=False`` keeps Hounsfield units, for a harmoniser to map first
-    (``common/ml/harmonise.py``), which then windows.
+    (``common/ml/harmonise.py``), which then windows with :func:`window_hu`. The
+    window comes last on both paths, so a site that a harmoniser leaves unmapped
+    gets exactly what ``harmonise = 'none'`` gives it.
     """
     keys = (CT,)
     scale = [_window(cfg)] if window else []
-    return Compose([*_load_and_orient(keys), *scale, *_resize(cfg, keys, "trilinear")])
+    return Compose([*_load_and_orient(keys), *_resize(cfg, keys, "trilinear"), *scale])
 
 
 def ct_mask_transforms(cfg: DataConfig, window: bool = True) -> Compose:
@@ -159,7 +161,6 @@ def ct_mask_transforms(cfg: DataConfig, window: bool = True) -> Compose:
     steps = [
         *_load_and_orient(keys),
         SameGridd(keys),
-        *([_window(cfg)] if window else []),
     ]
     if cfg.ct_roi == "liver":
         steps += [
@@ -173,4 +174,5 @@ def ct_mask_transforms(cfg: DataConfig, window: bool = True) -> Compose:
                 end_coord_key=None,
             ),
         ]
-    return Compose([*steps, *_resize(cfg, keys, ("trilinear", "nearest"))])
+    scale = [_window(cfg)] if window else []  # last, as in ct_transforms
+    return Compose([*steps, *_resize(cfg, keys, ("trilinear", "nearest")), *scale])
