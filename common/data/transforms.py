@@ -105,10 +105,12 @@ class RequireForegroundd(MapTransform):
         return d
 
 
-def _resize(
-    cfg: DataConfig, keys: tuple[str, ...], mode: str | tuple[str, ...]
+def _resize_and_window(
+    cfg: DataConfig, keys: tuple[str, ...], mode: str | tuple[str, ...], window: bool
 ) -> list:
-    """Resample to the fixed shape, then plain tensors."""
+    """Resample to the fixed shape, plain tensors, then (``window``) the CT's HU
+    window: last, so that a harmoniser's path (``window=False``, then
+    :func:`window_hu`) differs from ``none``'s by its mapping only."""
     return [
         Resized(
             keys=keys,
@@ -116,6 +118,7 @@ def _resize(
             mode=mode,
         ),
         EnsureTyped(keys=keys, track_meta=False),
+        *([_window(cfg)] if window else []),
     ]
 
 
@@ -144,8 +147,9 @@ def ct_transforms(cfg: DataConfig, window: bool = True) -> Compose:
     gets exactly what ``harmonise = 'none'`` gives it.
     """
     keys = (CT,)
-    scale = [_window(cfg)] if window else []
-    return Compose([*_load_and_orient(keys), *_resize(cfg, keys, "trilinear"), *scale])
+    return Compose(
+        [*_load_and_orient(keys), *_resize_and_window(cfg, keys, "trilinear", window)]
+    )
 
 
 def ct_mask_transforms(cfg: DataConfig, window: bool = True) -> Compose:
@@ -174,5 +178,5 @@ def ct_mask_transforms(cfg: DataConfig, window: bool = True) -> Compose:
                 end_coord_key=None,
             ),
         ]
-    scale = [_window(cfg)] if window else []  # last, as in ct_transforms
-    return Compose([*steps, *_resize(cfg, keys, ("trilinear", "nearest")), *scale])
+    modes = ("trilinear", "nearest")
+    return Compose([*steps, *_resize_and_window(cfg, keys, modes, window)])
