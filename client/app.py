@@ -40,9 +40,7 @@ from oncofed.client.legacy import (
 )
 from oncofed.client.policy import PolicyRefusal, site_policy
 from oncofed.client.site import (
-    gan_inputs,
     pretraining_samples,
-    resolve_site_dir,
     site_data,
     site_label,
 )
@@ -53,7 +51,6 @@ from oncofed.common.data.prepared import open_prepared
 from oncofed.common.data.site import SiteData
 from oncofed.common.errors import BudgetSpent, ConfigError, DataError
 from oncofed.common.ml import xgb
-from oncofed.common.ml.cyclegan import SiteCycleGan
 from oncofed.common.ml.metrics import binary_metrics
 from oncofed.common.ml.models import build_model
 from oncofed.common.ml.privacy import DPSGD, LEDGER, Ledger, check_budget, plan
@@ -129,7 +126,6 @@ app = ClientApp(mods=[enforce_site_policy, secure_aggregation, central_dp_clippi
 
 
 LOCAL_NORM = "local-norm"  # this site's own normalisation layers (FedBN)
-GAN_STATE = "harmonise-gan"  # cyclegan-fedd: this site's CycleGAN, never sent
 
 
 def _sent(msg: Message) -> ConfigRecord | None:
@@ -174,32 +170,11 @@ def _norm_state_key(msg: Message) -> str:
     return LOCAL_NORM if index is None else f"{LOCAL_NORM}-{index}"
 
 
-def _gan_key(msg: Message) -> str:
-    index = _sweep_index(msg)
-    return GAN_STATE if index is None else f"{GAN_STATE}-{index}"
-
-
-def _gan_state(msg: Message, context: Context) -> bytes | None:
-    """``cyclegan-fedd``: this site's CycleGAN as its harmonise rounds left it in
-    the site's Flower context (None before them, or for a site that joined
-    later: it then trains its own)."""
-    record = context.state.config_records.get(_gan_key(msg))
-    return cast(bytes, record["state"]) if record is not None else None
-
-
-def _harmonised_by(msg: Message, context: Context, cfg: OncoFedConfig) -> bytes | None:
-    """The CycleGAN state the site's data is mapped with (``cyclegan-fedd``)."""
-    if cfg.data.harmonise != "cyclegan-fedd":
-        return None
-    return _gan_state(msg, context)
-
-
 def _setup(msg: Message, context: Context, cfg: OncoFedConfig):
     data = site_data(
         dict(context.node_config),
         cfg.data,
         masks=cfg.model.task == "segmentation",
-        gan_state=_harmonised_by(msg, context, cfg),
     )
     model = build_model(
         cfg.model,
@@ -401,9 +376,7 @@ def train(msg: Message, context: Context) -> Message:
     if attack == "label-flip":
         samples = redteam.flip_labels(samples)
     if cfg.model.task == "pretrain":  # no labels needed: the reference cohort too
-        samples = pretraining_samples(
-            dict(context.node_config), cfg.data, _harmonised_by(msg, context, cfg)
-        )
+        samples = pretraining_samples(dict(context.node_config), cfg.data)
     terms = []
     if keys.PROXIMAL_MU in config:  # sent by FedProx
         terms.append(ProximalTerm(model, float(cast(float, config[keys.PROXIMAL_MU]))))
@@ -460,52 +433,6 @@ def train(msg: Message, context: Context) -> Message:
             "%s round %d: red-team attack '%s'", data.name, server_round, attack
         )
     return _reply(msg, context, data, arrays, metrics, samples, cfg, label)
-
-
-@app.train(keys.HARMONISE)
-@guarded
-def harmonise(msg: Message, context: Context) -> Message:
-    """``cyclegan-fedd``: one of the rounds before round 1 (server.harmonise).
-    The consortium's reference-side discriminator replaces this site's; the site
-    trains its CycleGAN for the updates asked, keeps it in its own context, and
-    replies with the discriminator only."""
-    cfg = _config(msg, context)
-    if cfg.data.harmonise != "cyclegan-fedd":
-        raise ConfigError(
-            f"harmonise rounds asked, but harmonise = {cfg.data.harmonise!r}"
-        )
-    config = _sent(msg) or ConfigRecord()
-    steps = int(cast(int, config.get(keys.HARMONISE_STEPS, 0)))
-    if not 1 <= steps <= cfg.data.harmonise_steps:
-        raise ConfigError(
-            f"harmonise round asks {steps} updates; harmonise-steps is "
-            f"{cfg.data.harmonise_steps}"
-        )
-    data, own, reference = gan_inputs(dict(context.node_config), cfg.data)
-    if not own or not reference:
-        raise DataError(
-            resolve_site_dir(dict(context.node_config), cfg.data),
-            "manifest.csv / reference/",
-            "no training CT with a liver mask, or no reference/ cohort",
-            "harmonise = 'cyclegan-fedd' needs both at every site (the scanner-"
-            "shift scenario writes them); or use harmonise = 'none'",
-        )
-    device = resolve_device(cfg.train.device)
-    gan = SiteCycleGan(own, reference, cfg.data.seed, device, _gan_state(msg, context))
-    sent = cast(ArrayRecord, msg.content[keys.ARRAYS])
-    gan.set_d_ref({k: v.to(device) for k, v in sent.to_torch_state_dict().items()})
-    gan.train(steps)
-    context.state[_gan_key(msg)] = ConfigRecord({"state": gan.to_bytes()})
-    log.info(
-        "%s harmonise round %d: %d CycleGAN updates (%d in all), cycle loss %.4f",
-        data.name, _server_round(msg), steps, gan.steps, gan.last_cycle,
-    )  # fmt: skip
-    metrics = {
-        keys.NUM_EXAMPLES: gan.n_slices,  # FedAvg's weight: the site's slices
-        "harmonise-cycle-loss": gan.last_cycle,
-    }
-    arrays = ArrayRecord(gan.d_ref_arrays())
-    return _reply(msg, context, data, arrays, metrics, data.split("train"), cfg)
 
 
 @app.evaluate()

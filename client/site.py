@@ -21,14 +21,12 @@ import re
 from functools import lru_cache
 from pathlib import Path
 
-import torch
-
 from oncofed.common.config import DataConfig
 from oncofed.common.data.harmonise import reference_samples
 from oncofed.common.data.prepared import open_prepared
 from oncofed.common.data.site import SiteData, label_subset
 from oncofed.common.errors import ConfigError
-from oncofed.common.ml.harmonise import cyclegan_inputs, load_harmonised
+from oncofed.common.ml.harmonise import load_harmonised
 
 log = logging.getLogger(__name__)
 
@@ -72,13 +70,9 @@ def resolve_site_dir(node_config: dict, cfg: DataConfig) -> Path:
 
 
 @lru_cache(maxsize=32)
-def _cached(
-    site_dir: str, cfg: DataConfig, masks: bool, gan_state: bytes | None = None
-) -> SiteData:
+def _cached(site_dir: str, cfg: DataConfig, masks: bool) -> SiteData:
     # training and validation only: a site's test split is for reports, not runs
-    data = load_harmonised(
-        site_dir, cfg, splits=("train", "val"), masks=masks, gan_state=gan_state
-    )
+    data = load_harmonised(site_dir, cfg, splits=("train", "val"), masks=masks)
     if cfg.label_fraction < 1.0:  # label-efficiency studies: fewer labels
         full = data.split("train")
         data.splits["train"] = label_subset(full, cfg.label_fraction, cfg.seed)
@@ -96,48 +90,25 @@ def _cached(
     return data
 
 
-def site_data(
-    node_config: dict,
-    cfg: DataConfig,
-    masks: bool = False,
-    gan_state: bytes | None = None,
-) -> SiteData:
-    """The site's training and validation splits through its harmoniser
-    (``gan_state``: its CycleGAN from the ``cyclegan-fedd`` rounds)."""
-    return _cached(str(resolve_site_dir(node_config, cfg)), cfg, masks, gan_state)
-
-
-@lru_cache(maxsize=4)
-def _gan_inputs(site_dir: str, cfg: DataConfig) -> tuple:
-    return cyclegan_inputs(site_dir, cfg)
-
-
-def gan_inputs(
-    node_config: dict, cfg: DataConfig
-) -> tuple[SiteData, list[torch.Tensor], list[torch.Tensor]]:
-    """``cyclegan-fedd``'s rounds: the site's training split in HU, its training
-    CT and the public reference cohort's (cached across rounds)."""
-    return _gan_inputs(str(resolve_site_dir(node_config, cfg)), cfg)
+def site_data(node_config: dict, cfg: DataConfig, masks: bool = False) -> SiteData:
+    """The site's training and validation splits through its harmoniser."""
+    return _cached(str(resolve_site_dir(node_config, cfg)), cfg, masks)
 
 
 @lru_cache(maxsize=8)
-def _reference(
-    site_dir: str, cfg: DataConfig, template_key: str, gan_state: bytes | None
-) -> list[dict]:
-    data = _cached(site_dir, cfg, False, gan_state)
+def _reference(site_dir: str, cfg: DataConfig, template_key: str) -> list[dict]:
+    data = _cached(site_dir, cfg, False)
     template = next(s for s in data.split("train") if s["case_id"] == template_key)
     return reference_samples(site_dir, cfg, template)
 
 
-def pretraining_samples(
-    node_config: dict, cfg: DataConfig, gan_state: bytes | None = None
-) -> list[dict]:
+def pretraining_samples(node_config: dict, cfg: DataConfig) -> list[dict]:
     """Task ``pretrain``: every CT the site may learn from without labels: its
     training cases (labels unused) and, where the site holds it, the public
     reference cohort (``reference/``). Validation and test cases are left out:
-    they score the restoration. ``gan_state`` as for :func:`site_data`."""
+    they score the restoration."""
     site_dir = str(resolve_site_dir(node_config, cfg))
-    train = _cached(site_dir, cfg, False, gan_state).split("train")
+    train = _cached(site_dir, cfg, False).split("train")
     if not train:
         return []
-    return [*train, *_reference(site_dir, cfg, train[0]["case_id"], gan_state)]
+    return [*train, *_reference(site_dir, cfg, train[0]["case_id"])]

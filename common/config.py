@@ -30,11 +30,9 @@ HARMONISE_OPTIONS = (
     "zscore",
     "fedbn",
     "cyclegan",
-    "cyclegan-fedd",
 )
 # they map HU, before the window
-HU_HARMONISERS = ("histogram", "zscore", "cyclegan", "cyclegan-fedd")
-CYCLEGANS = ("cyclegan", "cyclegan-fedd")
+HU_HARMONISERS = ("histogram", "zscore", "cyclegan")
 
 
 @dataclass(frozen=True)
@@ -82,9 +80,7 @@ class DataConfig:
             "the model sees it: 'none', 'histogram' (histogram matching to the "
             "reference cohort), 'zscore' (z-score within the liver, on the "
             "reference's liver scale), 'fedbn' (no mapping; norm-layers = 'local'), "
-            "'cyclegan' (each site's own CycleGAN), 'cyclegan-fedd' (the same, "
-            "its reference-side discriminator averaged over the sites for "
-            "harmonise-rounds rounds before round 1); all but none/fedbn need a "
+            "'cyclegan' (each site's own CycleGAN); all but none/fedbn need a "
             "reference/ cohort in each site folder",
         ),
     )
@@ -103,16 +99,6 @@ class DataConfig:
             "harmonise = 'cyclegan': training updates of each site's CycleGAN "
             "(about 80 s per site on 2 CPU cores at image-size 32; at 300 every "
             "scanner-shift site failed its guard rails)",
-        ),
-    )
-    harmonise_rounds: int = field(
-        default=5,
-        metadata=_key(
-            "harmonise-rounds",
-            "harmonise = 'cyclegan-fedd': rounds before round 1 in which every "
-            "site trains harmonise-steps / harmonise-rounds CycleGAN updates and "
-            "sends only its reference-side discriminator, which the server "
-            "averages (FedAvg)",
         ),
     )
     ct_roi: str = field(
@@ -670,6 +656,13 @@ def _validate(cfg: OncoFedConfig) -> None:
     )
     look_up_option(cfg.run.tracking, ("none", "mlflow", "tensorboard"), "tracking")
     look_up_option(cfg.data.imputation, ("reference", "mice"), "imputation")
+    need(
+        cfg.data.harmonise != "cyclegan-fedd",
+        "harmonise",
+        "'cyclegan-fedd' was removed: federating CycleGAN's reference-side "
+        "discriminator did not help (BENCHMARKS.md, scanner harmonisation); use "
+        "'cyclegan', or 'none'",
+    )
     look_up_option(cfg.data.harmonise, HARMONISE_OPTIONS, "harmonise")
     need(cfg.data.harmonise_steps >= 1, "harmonise-steps", "must be >= 1")
     need(0 < cfg.data.label_fraction <= 1, "label-fraction", "must be in (0, 1]")
@@ -679,22 +672,9 @@ def _validate(cfg: OncoFedConfig) -> None:
         f"'{cfg.data.harmonise}' works on the liver crop: set ct-roi = 'liver'",
     )
     need(
-        cfg.data.harmonise not in CYCLEGANS or cfg.data.image_size % 4 == 0,
+        cfg.data.harmonise != "cyclegan" or cfg.data.image_size % 4 == 0,
         "image-size",
         f"harmonise = '{cfg.data.harmonise}' needs an image-size divisible by 4",
-    )
-    need(
-        1 <= cfg.data.harmonise_rounds <= cfg.data.harmonise_steps,
-        "harmonise-rounds",
-        "must be from 1 to harmonise-steps",
-    )
-    need(
-        cfg.data.harmonise != "cyclegan-fedd"
-        or (cfg.privacy.dp == "off" and not cfg.privacy.secure_aggregation),
-        "harmonise",
-        "'cyclegan-fedd' sends each site's discriminator in the clear, outside "
-        "dp and secure-aggregation: use 'cyclegan' (nothing of it leaves the "
-        "site) with dp or secure-aggregation",
     )
     look_up_option(cfg.data.ct_roi, ("none", "liver"), "ct-roi")
     need(bool(cfg.model.modality_list), "modalities", "name at least one modality")

@@ -19,10 +19,6 @@ SERVER_ROUND = "server-round"
 PROXIMAL_MU = "proximal-mu"  # set by Flower's FedProx
 SWEEP_INDEX = "sweep-index"  # which entry of run-config "sweep" to train
 RUN_LINEAGE = "run-lineage"  # the server's run id: the same for its resumptions
-# harmonise = "cyclegan-fedd": the rounds before round 1 that average the sites'
-# reference-side discriminators (message type "train.harmonise"; run-store phase)
-HARMONISE = "harmonise"
-HARMONISE_STEPS = "harmonise-steps"  # CycleGAN updates a site trains this round
 
 # Metric keys
 NUM_EXAMPLES = "num-examples"

@@ -54,7 +54,6 @@ from oncofed.common.reporting.export import Tracker
 from oncofed.common.tracking.store import RUN_STORE, RunStore
 from oncofed.server.evaluation import SafeTracker, ServerEvaluator, XgbEvaluator
 from oncofed.server.guard import ReplyGuard
-from oncofed.server.harmonise import federate_discriminator
 from oncofed.server.resume import Resumed, RoundEnd, RunLock, reopen
 from oncofed.server.secure import federate_secure
 from oncofed.server.strategies import (
@@ -289,8 +288,6 @@ def _federate(
         rounds,
     )
     _warn_if_too_few_nodes(grid, cfg, len(dataset.sites))
-    if cfg.data.harmonise == "cyclegan-fedd" and resumed is None:  # server.harmonise
-        federate_discriminator(grid, cfg, strategy, to_sites)
     round_end = RoundEnd(evaluator, strategy, resumed)  # validation, resume.pt
     if resumed is None:
         initial = _initial_arrays(cfg, input_dims)

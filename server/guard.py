@@ -6,9 +6,7 @@ store (``reply_events``: run, round, site, node, phase, outcome, reason) and the
 round goes on with the rest. A reply is rejected when:
 
 * it is not shaped like a site's reply: one ``metrics`` MetricRecord and, for
-  training (and ``cyclegan-fedd``'s harmonise rounds, whose weights are the
-  reference-side discriminator), one ``arrays`` ArrayRecord (none for
-  evaluation);
+  training, one ``arrays`` ArrayRecord (none for evaluation);
 * its site label is not 1-32 letters, digits, ``-`` or ``_``, or names a site
   another connected node already answers as, or its node answered under another
   label before (identity: the authenticated Flower node plus its label);
@@ -52,8 +50,6 @@ REJECTED = "rejected"
 FAILED = "failed"
 CLIPPED = "clipped"
 _PRINTABLE = re.compile(r"[^ -~]")
-# phases whose replies carry weights: training, and cyclegan-fedd's discriminator
-WEIGHT_PHASES = ("train", keys.HARMONISE)
 
 
 class Rejected(Exception):
@@ -155,9 +151,8 @@ class ReplyGuard:
             passed.append(Screened(msg, site, node, norm, _policy(msg)))
         passed = self._one_node_per_label(rnd, phase, passed)
         passed = self._consistent_keys(rnd, phase, passed)
-        if phase in WEIGHT_PHASES:
+        if phase == "train":  # the phase whose replies carry weights
             passed = self._bound_norms(rnd, phase, passed)
-        if phase == "train":
             for s in passed:  # the size a site may not exceed later
                 n = int(_metrics(s.msg)[keys.NUM_EXAMPLES])  # type: ignore[arg-type]
                 self.first_size.setdefault(s.site, n)
@@ -312,7 +307,7 @@ class ReplyGuard:
 
     def _check_arrays(self, msg: Message, phase: str) -> float:
         records = msg.content.array_records
-        if phase not in WEIGHT_PHASES:
+        if phase != "train":
             if records:
                 raise Rejected("an evaluation reply carries weights")
             return math.nan

@@ -226,12 +226,6 @@ def refuse_unresumable(cfg: OncoFedConfig) -> None:
             "secure-aggregation (SecAgg+ runs do not resume yet). Fix: start it "
             "again as a new run."
         )
-    if cfg.data.harmonise == "cyclegan-fedd":
-        raise ConfigError(
-            "Run-config key 'resume-from': this run cannot be resumed: harmonise = "
-            "'cyclegan-fedd' (each site's CycleGAN lives in its Flower context, "
-            "which ends with the run). Fix: start it again as a new run."
-        )
 
 
 def reopen(

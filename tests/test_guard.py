@@ -328,33 +328,3 @@ def test_secure_aggregation_replies_are_screened_too(tmp_path):
     params, _ = s.aggregate_fit(3, [result(101, "site-01", float("nan"))], [])
     assert params is None
     assert "NaN or Inf" in store.reply_events("r").iloc[-1]["reason"]
-
-
-def test_discriminator_replies_of_the_harmonise_rounds_pass_the_same_guard(tmp_path):
-    """cyclegan-fedd's rounds before round 1: the replies carry the sites'
-    reference-side discriminators; the guard screens them as training updates
-    (shape, finiteness, norm), binds each label to its node for the rounds that
-    follow, and does not take their slice counts for training sizes."""
-    s, store, grid = strategy(tmp_path)
-    s.guard.expect(ArrayRecord({k: Array(v) for k, v in GLOBAL.items()}))
-    s.guard.connected = grid.get_node_ids
-    replies = [reply(i, n=500 + i) for i in range(5)] + [
-        reply(5, n=505, arrays=lambda a: {**a, "w": np.zeros((8, 16), np.float32)}),
-        reply(6, n=506, arrays=lambda a: {k: v * 1000 + 1 for k, v in a.items()}),
-    ]
-    passed = s.record_replies(1, keys.HARMONISE, replies)
-    assert len(passed) == 5
-    events = store.reply_events("r")
-    assert set(events["phase"]) == {keys.HARMONISE}
-    assert sorted(events["node_id"]) == ["105", "106"]
-    assert any("shape" in r for r in events["reason"])
-    assert any("update norm" in r for r in events["reason"])
-    # training then: 20-odd cases are fine although the site sent 500 slices
-    arrays, _ = run_round(s, grid, 1, [reply(i) for i in range(7)])
-    assert arrays is not None
-    assert len(store.reply_events("r")) == 2
-    # and site-00's node is bound: another node cannot answer as site-00 now
-    run_round(
-        s, grid, 2, [reply(i, 2) for i in range(1, 7)] + [reply(0, 2, site="site-01")]
-    )
-    assert "answered as" in store.reply_events("r")["reason"].iloc[-1]

@@ -87,15 +87,14 @@ def test_an_edited_policy_is_read_again(tmp_path):
         second.check(from_run_config({"dp": "sample", "dp-epsilon": 3.0}))
 
 
-def test_a_site_can_refuse_to_send_its_cyclegan_discriminator(tmp_path):
-    """cyclegan-fedd sends each site's reference-side discriminator before round
-    1 (the site policy is checked on those messages as on any other)."""
+def test_a_site_can_refuse_a_harmonisation_method(tmp_path):
+    """A hospital that will not spend its CPU on CycleGAN allows the other
+    methods only; the run that asks for it is refused by name."""
     policy = _policy(
         tmp_path,
-        '[rules]\nharmonise = { allowed = ["none", "histogram", "zscore", '
-        '"fedbn", "cyclegan"] }\n',
+        '[rules]\nharmonise = { allowed = ["none", "histogram", "zscore", "fedbn"] }\n',
     )
     shift = {"ct-roi": "liver", "dataset": "synthetic_scanner_shift"}
-    policy.check(from_run_config({**shift, "harmonise": "cyclegan"}))
-    with pytest.raises(PolicyRefusal, match="harmonise = 'cyclegan-fedd'"):
-        policy.check(from_run_config({**shift, "harmonise": "cyclegan-fedd"}))
+    policy.check(from_run_config({**shift, "harmonise": "histogram"}))
+    with pytest.raises(PolicyRefusal, match="harmonise = 'cyclegan'"):
+        policy.check(from_run_config({**shift, "harmonise": "cyclegan"}))

@@ -15,7 +15,6 @@ are, and only :class:`CycleGAN` 's site -> reference generator is used afterward
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -210,11 +209,8 @@ def slices(volumes: list[torch.Tensor]) -> torch.Tensor:
 
 
 class SiteCycleGan:
-    """A site's CycleGAN with its optimisers and batch sampler, trainable in
-    pieces: ``harmonise = 'cyclegan-fedd'`` trains it over several rounds and
-    replaces the reference-side discriminator with the consortium's average
-    between them. Its whole state stays on the site (:meth:`to_bytes`); only
-    :meth:`d_ref_arrays` may leave it."""
+    """A site's CycleGAN with its optimisers and batch sampler. Nothing of it
+    leaves the site."""
 
     def __init__(
         self,
@@ -222,7 +218,6 @@ class SiteCycleGan:
         ref_volumes: list[torch.Tensor],
         seed: int,
         device: torch.device,
-        state: bytes | None = None,
     ) -> None:
         # the order of the seeded draws is train_cyclegan's since the first
         # version: a plain 'cyclegan' fit is unchanged by this class
@@ -239,8 +234,6 @@ class SiteCycleGan:
         self.steps = 0
         self.seconds = 0.0
         self.last_cycle = math.nan  # the cycle loss over the last tenth of updates
-        if state is not None:
-            self._load(state)
 
     def train(self, steps: int, batch: int = 8, progress=None) -> list[Losses]:  # type: ignore[no-untyped-def]
         """``steps`` more updates; the loss history of these."""
@@ -265,93 +258,6 @@ class SiteCycleGan:
             last = history[-max(1, len(history) // 10) :]
             self.last_cycle = float(sum(h.cycle for h in last) / len(last))
         return history
-
-    @property
-    def n_slices(self) -> int:
-        """The site's training slices: the weight of its discriminator."""
-        return len(self.site)
-
-    def d_ref_arrays(self) -> dict[str, torch.Tensor]:
-        """The reference-side discriminator: trained on reference slices and on
-        this site's generated-reference slices, never on the site's own."""
-        return {
-            k: v.detach().cpu().clone() for k, v in self.gan.d_ref.state_dict().items()
-        }
-
-    def set_d_ref(self, arrays: dict[str, torch.Tensor]) -> None:
-        """The consortium's discriminator replaces this site's (its shapes
-        checked; the site's optimiser moments stay)."""
-        own = self.gan.d_ref.state_dict()
-        if set(arrays) != set(own) or any(
-            tuple(arrays[k].shape) != tuple(own[k].shape) for k in own
-        ):
-            raise ValueError("reference discriminator: keys or shapes differ")
-        if not all(bool(torch.isfinite(v).all()) for v in arrays.values()):
-            raise ValueError("reference discriminator: non-finite weights")
-        self.gan.d_ref.load_state_dict(
-            {k: v.to(own[k].dtype) for k, v in arrays.items()}
-        )
-
-    def to_bytes(self) -> bytes:
-        buf = io.BytesIO()
-        torch.save(
-            {
-                "nets": {
-                    name: net.state_dict() for name, net in self.gan.nets().items()
-                },
-                "opt_g": self.trainer.opt_g.state_dict(),
-                "opt_d": self.trainer.opt_d.state_dict(),
-                "gen": self.gen.get_state(),
-                "steps": self.steps,
-                "seconds": self.seconds,
-                "last_cycle": self.last_cycle,
-            },
-            buf,
-        )
-        return buf.getvalue()
-
-    def _load(self, state: bytes) -> None:
-        saved = torch.load(io.BytesIO(state), weights_only=True, map_location="cpu")
-        nets = self.gan.nets()
-        for name, weights in saved["nets"].items():
-            nets[name].load_state_dict(weights)
-        self.trainer.opt_g.load_state_dict(saved["opt_g"])
-        self.trainer.opt_d.load_state_dict(saved["opt_d"])
-        self.gen.set_state(saved["gen"])
-        self.steps = int(saved["steps"])
-        self.seconds = float(saved["seconds"])
-        self.last_cycle = float(saved["last_cycle"])
-        self.gan.train(False)
-
-
-def initial_d_ref(seed: int) -> dict[str, torch.Tensor]:
-    """The reference-side discriminator every site starts ``cyclegan-fedd``
-    from (seeded: the same at the server and in :func:`federate_in_process`;
-    the caller's random state is left as it was)."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return {k: v.clone() for k, v in PatchDiscriminator().state_dict().items()}
-
-
-def steps_in_round(total: int, rounds: int, rnd: int) -> int:
-    """Round ``rnd`` (1-based) of ``rounds``' share of ``total`` updates; the
-    shares add up to ``total``."""
-    return total * rnd // rounds - total * (rnd - 1) // rounds
-
-
-def mean_d_ref(
-    parts: list[tuple[dict[str, torch.Tensor], int]],
-) -> dict[str, torch.Tensor]:
-    """The sites' discriminators averaged, each weighted by its number of
-    slices (FedAvg's weighted mean)."""
-    total = float(sum(n for _, n in parts))
-    keys = parts[0][0].keys()
-    return {
-        k: sum(
-            (arrays[k].double() * (n / total) for arrays, n in parts), torch.zeros(())
-        ).to(parts[0][0][k].dtype)
-        for k in keys
-    }
 
 
 def train_cyclegan(

@@ -289,10 +289,7 @@ class Harmoniser:
         reference: list[dict[str, torch.Tensor]],
         cfg: DataConfig,
         device: torch.device,
-        state: bytes | None = None,
     ) -> Fitted:
-        """``state``: what a federated phase left at this site (``cyclegan-fedd``:
-        its trained CycleGAN); the other methods have none."""
         return Fitted(None)
 
 
@@ -312,7 +309,7 @@ def _fedbn() -> Harmoniser:
 class HistogramMatch(Harmoniser):
     per_image = True
 
-    def fit(self, site, reference, cfg, device, state=None) -> Fitted:  # type: ignore[no-untyped-def]
+    def fit(self, site, reference, cfg, device) -> Fitted:  # type: ignore[no-untyped-def]
         from skimage.exposure import match_histograms
 
         pooled = torch.cat([r[CT].flatten() for r in reference]).numpy()
@@ -332,7 +329,7 @@ def _histogram() -> Harmoniser:
 class LiverZScore(Harmoniser):
     per_image = True
 
-    def fit(self, site, reference, cfg, device, state=None) -> Fitted:  # type: ignore[no-untyped-def]
+    def fit(self, site, reference, cfg, device) -> Fitted:  # type: ignore[no-untyped-def]
         ref = yardstick(reference)
         return Fitted(lambda ct, seg: rescaled(ct, seg, ref))
 
@@ -344,11 +341,9 @@ def _zscore() -> Harmoniser:
 
 class CycleGanHarmoniser(Harmoniser):
     """``cyclegan``: the site trains its CycleGAN alone, ``harmonise-steps``
-    updates. ``cyclegan-fedd``: the CycleGAN the federated phase trained at this
-    site (``state``); a site that took no part in it (a hospital joining later)
-    trains its own as ``cyclegan`` does."""
+    updates."""
 
-    def fit(self, site, reference, cfg, device, state=None) -> Fitted:  # type: ignore[no-untyped-def]
+    def fit(self, site, reference, cfg, device) -> Fitted:  # type: ignore[no-untyped-def]
         from oncofed.common.ml.cyclegan import SiteCycleGan, to_reference
 
         site_gan = SiteCycleGan(
@@ -356,10 +351,8 @@ class CycleGanHarmoniser(Harmoniser):
             [r[CT] for r in reference],
             seed=cfg.seed,
             device=device,
-            state=state,
         )
-        if state is None:
-            site_gan.train(cfg.harmonise_steps)
+        site_gan.train(cfg.harmonise_steps)
         gan = site_gan.gan
 
         def mapping(ct: Volume, seg: Volume) -> Volume:
@@ -375,54 +368,8 @@ class CycleGanHarmoniser(Harmoniser):
 
 
 @HARMONISERS.register("cyclegan")
-@HARMONISERS.register("cyclegan-fedd")
 def _cyclegan() -> Harmoniser:
     return CycleGanHarmoniser()
-
-
-def cyclegan_inputs(
-    site_dir: str | Path, cfg: DataConfig
-) -> tuple[SiteData, list[torch.Tensor], list[torch.Tensor]]:
-    """What a site's CycleGAN trains on: the site's training split (HU), its
-    training CT and the reference cohort's CT, in HU (no label read)."""
-    data = load_site(site_dir, cfg, ("train",), masks=True, hu=True)
-    reference, _ = load_reference(site_dir, cfg)
-    return data, [s[CT] for s in _own_scans(data)], [r[CT] for r in reference]
-
-
-def federate_in_process(
-    site_dirs: Sequence[str | Path], cfg: DataConfig, device: torch.device | None = None
-) -> list[bytes | None]:
-    """``cyclegan-fedd`` without a federation, for pooled experiments (``oncofed
-    ablate``, the benchmarks): the rounds the ServerApp and the sites run
-    (:mod:`oncofed.server.harmonise`, ``client.app``), here in one process with
-    the same per-site steps and the same slice-weighted mean as Flower's FedAvg.
-    Each site's CycleGAN state (None: no training CT)."""
-    from oncofed.common.ml.cyclegan import (
-        SiteCycleGan,
-        initial_d_ref,
-        mean_d_ref,
-        steps_in_round,
-    )
-
-    device = device or torch.device("cpu")
-    gans: list[SiteCycleGan | None] = []
-    for site_dir in site_dirs:
-        _, own, reference = cyclegan_inputs(site_dir, cfg)
-        ok = bool(own) and bool(reference)
-        gans.append(SiteCycleGan(own, reference, cfg.seed, device) if ok else None)
-    # a site keeps its CycleGAN between rounds here; a Flower site keeps its
-    # to_bytes() in its context, which restores it exactly (test_harmonise)
-    trained = [g for g in gans if g is not None]
-    d_ref = initial_d_ref(cfg.seed)
-    for rnd in range(1, cfg.harmonise_rounds + 1):
-        steps = steps_in_round(cfg.harmonise_steps, cfg.harmonise_rounds, rnd)
-        for gan in trained:
-            gan.set_d_ref(d_ref)
-            gan.train(steps)
-        if trained:
-            d_ref = mean_d_ref([(g.d_ref_arrays(), g.n_slices) for g in trained])
-    return [g.to_bytes() if g is not None else None for g in gans]
 
 
 def load_harmonised_sites(
@@ -430,20 +377,13 @@ def load_harmonised_sites(
     cfg: DataConfig,
     splits: tuple[str, ...] = ("train", "val", "test"),
 ) -> list[tuple[SiteData, float]]:
-    """Every site of a pooled experiment through :func:`load_harmonised`, after
-    ``cyclegan-fedd``'s rounds (:func:`federate_in_process`) when the method has
-    them; with each site's CPU seconds of loading and fitting (its share of
-    those rounds included)."""
-    t = time.process_time()
-    states: list[bytes | None] = [None] * len(site_dirs)
-    if cfg.harmonise == "cyclegan-fedd":
-        states = federate_in_process(site_dirs, cfg)
-    shared = (time.process_time() - t) / max(1, len(site_dirs))
+    """Every site of a pooled experiment through :func:`load_harmonised`, with
+    each site's CPU seconds of loading and fitting."""
     out = []
-    for site_dir, state in zip(site_dirs, states, strict=True):
+    for site_dir in site_dirs:
         t = time.process_time()
-        site = load_harmonised(site_dir, cfg, splits, gan_state=state)
-        out.append((site, time.process_time() - t + shared))
+        site = load_harmonised(site_dir, cfg, splits)
+        out.append((site, time.process_time() - t))
     return out
 
 
@@ -457,10 +397,7 @@ RAIL_KEYS = (
     "harmonise-gap-lesion-before", "harmonise-gap-lesion-after",
     "harmonise-ok", "harmonise-fallback",
 )  # fmt: skip
-METHOD_KEYS = {
-    "cyclegan": ("harmonise-train-s", "harmonise-cycle-loss"),
-    "cyclegan-fedd": ("harmonise-train-s", "harmonise-cycle-loss"),
-}
+METHOD_KEYS = {"cyclegan": ("harmonise-train-s", "harmonise-cycle-loss")}
 
 
 def report_keys(method: str) -> tuple[str, ...]:
@@ -476,13 +413,10 @@ def fit_site(
     site: list[dict[str, torch.Tensor]],
     reference: list[dict[str, torch.Tensor]],
     device: torch.device,
-    state: bytes | None = None,
 ) -> Fitted:
     """Fit ``cfg.harmonise`` on the site's scans; check the guard rails; fall
     back to no mapping when they fail."""
-    fitted = HARMONISERS.create(cfg.harmonise).fit(
-        site, reference, cfg, device, state=state
-    )
+    fitted = HARMONISERS.create(cfg.harmonise).fit(site, reference, cfg, device)
     if fitted.mapping is None:
         return fitted
     rails = guard_rails(fitted.mapping, site, yardstick(reference))
@@ -528,7 +462,6 @@ def load_harmonised(
     masks: bool = False,
     reference_domain: bool = False,
     device: torch.device | None = None,
-    gan_state: bytes | None = None,
 ) -> SiteData:
     """:func:`~oncofed.common.data.site.load_site` through ``cfg.harmonise``.
 
@@ -536,8 +469,7 @@ def load_harmonised(
     cohort in its folder) and maps every split; ``reference_domain`` (the
     server's reference-scanner sets) applies only the per-image methods. The
     fitted site's ``harmonise-*`` figures are in ``SiteData.harmonise``. With a
-    method that does not map HU this is ``load_site``. ``gan_state``: the
-    site's CycleGAN from the ``cyclegan-fedd`` phase."""
+    method that does not map HU this is ``load_site``."""
     if cfg.harmonise not in HU_HARMONISERS:
         return load_site(site_dir, cfg, splits, site_name, masks)
     device = device or torch.device("cpu")
@@ -556,7 +488,7 @@ def load_harmonised(
             log.warning("Site %s: no training CT to fit harmonisation on", data.name)
             fitted = Fitted(None, {"harmonise-fallback": 1.0})
         else:
-            fitted = fit_site(cfg, own, reference, device, gan_state)
+            fitted = fit_site(cfg, own, reference, device)
     _apply(data, fitted.mapping, cfg, masks)
     data.harmonise = {
         k: float(fitted.metrics.get(k, math.nan)) for k in report_keys(cfg.harmonise)
