@@ -7,6 +7,7 @@ import warnings
 from contextlib import contextmanager
 
 import torch
+from monai.data import MetaTensor
 from monai.transforms import (
     Compose,
     CropForegroundd,
@@ -129,9 +130,10 @@ def _window(cfg: DataConfig) -> ScaleIntensityRanged:
 
 
 def window_hu(ct: torch.Tensor, cfg: DataConfig) -> torch.Tensor:
-    """Hounsfield units -> [0, 1] over [hu-min, hu-max], clipped: what the
-    pipelines' window does, for CT that a harmoniser mapped in HU first."""
-    return ((ct - cfg.hu_min) / (cfg.hu_max - cfg.hu_min)).clamp(0.0, 1.0)
+    """Hounsfield units -> [0, 1] over [hu-min, hu-max], clipped: the pipelines'
+    own window (MONAI's), for CT that a harmoniser mapped in HU first."""
+    out = _window(cfg)({CT: ct})[CT]
+    return out.as_tensor() if isinstance(out, MetaTensor) else torch.as_tensor(out)
 
 
 def ct_transforms(cfg: DataConfig, window: bool = True) -> Compose:
