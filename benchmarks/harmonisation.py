@@ -316,6 +316,54 @@ def transfer(seed: int, rounds: int, method: str = "none") -> dict:
     return {"per_site": per_site, "pooled": pooled}
 
 
+def _check_work(work: str | None, how: str) -> None:
+    """With ``--loso federated`` the ServerApp writes into ``--work``: refused
+    up front when that lies outside the run root it may write under."""
+    from oncofed.common.paths import run_root
+
+    if (
+        work
+        and how == "federated"
+        and not Path(work).resolve().is_relative_to(run_root())
+    ):
+        raise SystemExit(
+            f"--work {work}: with --loso federated the ServerApp writes there, so "
+            f"it must lie under the run root {run_root()} (ONCOFED_RUN_ROOT where "
+            "the SuperLink runs); give a folder under it"
+        )
+
+
+def transfer_summary(transfers: dict) -> dict:
+    """Print the premise's figures per method (mean over sites, paired by site,
+    as the leave-one-site-out table); return the paired differences."""
+    print("The premise, mean over held-out sites:", flush=True)
+    out = {}
+    for m, by_seed in transfers.items():
+        # per site, as the LOSO table: each site's AUC, paired by site
+        as_loso = {
+            which: {
+                seed: {"per_site": {"ct": {
+                    site: v[which] for site, v in r["per_site"].items()
+                }}}
+                for seed, r in by_seed.items()
+            }
+            for which in ("elsewhere", "seen")
+        }  # fmt: skip
+        means = {
+            which: [statistics.mean(r["per_site"]["ct"].values())
+                    for r in as_loso[which].values()]
+            for which in as_loso
+        }  # fmt: skip
+        d = paired(as_loso, "seen", "ct", base_method="elsewhere")
+        out[f"transfer {m} seen minus elsewhere"] = d
+        print(f"  {m:>9}: mean over sites, trained elsewhere "
+              f"{statistics.mean(means['elsewhere']):.3f}, scanner seen "
+              f"{statistics.mean(means['seen']):.3f}; seen minus elsewhere, "
+              f"paired by site: {d['mean']:+.3f} [{d['lo']:+.3f}, "
+              f"{d['hi']:+.3f}]")  # fmt: skip
+    return out
+
+
 def _app_config() -> dict:
     import tomllib
 
@@ -367,6 +415,7 @@ def main() -> int:
     methods = args.methods.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     parts = set(args.parts.split(","))
+    _check_work(args.work, args.loso)
     result: dict = {**run_info(), "seeds": seeds, "loso_training": args.loso}
     if "loso" in parts:
         print("Leave-one-site-out test AUC (pooled on the other sites):", flush=True)
@@ -438,29 +487,7 @@ def main() -> int:
         result["transfer"] = {
             m: {s: transfer(s, args.rounds, m) for s in seeds} for m in methods
         }
-        for m, by_seed in result["transfer"].items():
-            # per site, as the LOSO table: each site's AUC, paired by site
-            as_loso = {
-                which: {
-                    seed: {"per_site": {"ct": {
-                        site: v[which] for site, v in r["per_site"].items()
-                    }}}
-                    for seed, r in by_seed.items()
-                }
-                for which in ("elsewhere", "seen")
-            }  # fmt: skip
-            means = {
-                which: [statistics.mean(r["per_site"]["ct"].values())
-                        for r in as_loso[which].values()]
-                for which in as_loso
-            }  # fmt: skip
-            d = paired(as_loso, "seen", "ct", base_method="elsewhere")
-            result.setdefault("paired", {})[f"transfer {m} seen minus elsewhere"] = d
-            print(f"  {m:>9}: mean over sites, trained elsewhere "
-                  f"{statistics.mean(means['elsewhere']):.3f}, scanner seen "
-                  f"{statistics.mean(means['seen']):.3f}; seen minus elsewhere, "
-                  f"paired by site: {d['mean']:+.3f} [{d['lo']:+.3f}, "
-                  f"{d['hi']:+.3f}]")  # fmt: skip
+        result.setdefault("paired", {}).update(transfer_summary(result["transfer"]))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
     return 0
