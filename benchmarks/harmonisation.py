@@ -35,7 +35,9 @@ federated Models Genesis is ``benchmarks/pretraining.py``.
     site whose scanner it never saw: per held-out site, a CT-only model trained
     pooled on the other sites against one trained on all of them (the site's
     training cases included), both tested on the site's validation and test
-    cases.
+    cases; and on the reference scanner, a CT model trained on reference-scanner
+    cases only (the server's validation set) against the one pooled on every
+    site, both tested on the server's test set.
 
 The scenario was built with scanner differences the default does not have (see
 docs/synthetic-data.md, "Scanner shift"); what a method recovers here is what it
@@ -254,7 +256,10 @@ def transfer(seed: int, rounds: int, method: str = "none") -> dict:
     trained on every site's ("seen": k's scanner in training), both for the same
     epochs; both tested on k's validation and test cases, which neither trained
     on. Returns per site the two AUCs, and the AUC of the predictions pooled
-    over sites (each case scored by its own site's models)."""
+    over sites (each case scored by its own site's models). And on the
+    reference scanner: a model trained on the server's validation cases (the
+    reference scanner; trained on here, nothing is selected with them) against
+    the one pooled on every site, both tested on the server's test cases."""
     import numpy as np
     import torch
     from sklearn.metrics import roc_auc_score
@@ -304,6 +309,25 @@ def transfer(seed: int, rounds: int, method: str = "none") -> dict:
         ys.append(y)
         p_else.append(pe)
         p_seen.append(ps)
+    # the reference scanner: a model that saw only it (the server's validation
+    # cases, here for training) against the one pooled on the 7 sites, both
+    # tested on the server's test cases (reference scanner)
+    from oncofed.common.ml.harmonise import load_harmonised
+
+    def server(split: str) -> list[dict]:
+        folder = ds.server_dir(split)
+        return ct(load_harmonised(folder, cfg.data, (split,), reference_domain=True)
+                  .split(split))  # fmt: skip
+
+    ref_val, ref_test = server("val"), server("test")
+    yr, p_ref = scores(fit(ref_val), ref_test)
+    _, p_pool = scores(seen, ref_test)
+    reference = {
+        "trained_on_reference": float(roc_auc_score(yr, p_ref)),
+        "pooled_on_sites": float(roc_auc_score(yr, p_pool)),
+        "n_train": len(ref_val),
+        "n_test": len(yr),
+    }
     y = np.concatenate(ys)
     pooled = {
         "elsewhere": float(roc_auc_score(y, np.concatenate(p_else))),
@@ -312,8 +336,11 @@ def transfer(seed: int, rounds: int, method: str = "none") -> dict:
     }
     print(f"  {method:>9} seed {seed}: held-out sites' val+test cases ({len(y)}), "
           f"CT-only AUC trained elsewhere {pooled['elsewhere']:.3f}, with the "
-          f"site's scanner seen {pooled['seen']:.3f}", flush=True)  # fmt: skip
-    return {"per_site": per_site, "pooled": pooled}
+          f"site's scanner seen {pooled['seen']:.3f}; reference-scanner test: "
+          f"trained on {len(ref_val)} reference-scanner cases "
+          f"{reference['trained_on_reference']:.3f}, pooled on the sites "
+          f"{reference['pooled_on_sites']:.3f}", flush=True)  # fmt: skip
+    return {"per_site": per_site, "pooled": pooled, "reference": reference}
 
 
 def _check_work(work: str | None, how: str) -> None:
@@ -354,6 +381,13 @@ def transfer_summary(transfers: dict) -> dict:
                     for r in as_loso[which].values()]
             for which in as_loso
         }  # fmt: skip
+        ref = [r["reference"] for r in by_seed.values() if "reference" in r]
+        if ref:
+            t = [r["trained_on_reference"] for r in ref]
+            p = [r["pooled_on_sites"] for r in ref]
+            print(f"  {m:>9}: reference-scanner test, trained on the reference "
+                  f"scanner {statistics.mean(t):.3f}, pooled on the sites "
+                  f"{statistics.mean(p):.3f}")  # fmt: skip
         d = paired(as_loso, "seen", "ct", base_method="elsewhere")
         out[f"transfer {m} seen minus elsewhere"] = d
         print(f"  {m:>9}: mean over sites, trained elsewhere "
