@@ -77,7 +77,7 @@ def loso(
     suffix = "" if how == "pooled" else f"-{how}"  # pooled: the earlier folders
     folder = out / f"{method}-seed-{seed}{suffix}"
     t = time.time()
-    if (folder / "ablation.csv").is_file():  # --work: a finished run is reused
+    if _finished(folder):  # --work: a finished run is reused
         return _read_loso(method, seed, folder, t)
     cmd = [
         _oncofed(), "ablate", "--scenario", SCENARIO, "--out", str(folder),
@@ -90,6 +90,16 @@ def loso(
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{done.stderr[-3000:]}")
     return _read_loso(method, seed, folder, t)
+
+
+def _finished(folder: Path) -> bool:
+    """An ablation folder that finished with every model trained: the CSV is
+    rewritten after each model, findings.json only at the end, and a model that
+    failed leaves its error in the CSV's last column."""
+    if not (folder / "findings.json").is_file():
+        return False
+    with open(folder / "ablation.csv", newline="") as f:
+        return not any(row.get("error") for row in csv.DictReader(f))
 
 
 def _read_loso(method: str, seed: int, folder: Path, t: float) -> dict:
