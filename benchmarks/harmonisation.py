@@ -203,6 +203,38 @@ def gap_summary(rails_result: dict) -> dict:
     return out
 
 
+def _ct_sites(method: str, seed: int) -> tuple:
+    """The scenario's CT-only config under ``method`` and ``seed``, its prepared
+    dataset, and every site loaded through the method."""
+    from oncofed.common.config import from_run_config
+    from oncofed.common.data.prepared import open_prepared
+    from oncofed.common.ingest import ensure_prepared
+    from oncofed.common.ml.harmonise import load_harmonised_sites
+
+    cfg = from_run_config(
+        {**_app_config(), "harmonise": method, "seed": seed, "modalities": "ct"}
+    )
+    ensure_prepared(cfg.data)
+    ds = open_prepared(cfg.data)
+    dirs = [ds.site_dir(i) for i in range(len(ds.sites))]
+    return cfg, ds, [site for site, _ in load_harmonised_sites(dirs, cfg.data)]
+
+
+def _fit_ct(cfg, sites: list, train: list[dict], seed: int, rounds: int):  # type: ignore[no-untyped-def]
+    """A CT-only model trained on ``train`` for ``rounds`` x local-epochs epochs
+    (seeded, CPU)."""
+    import torch
+
+    from oncofed.common.ml.models import build_model
+    from oncofed.common.ml.training import seed_everything, train_local
+
+    seed_everything(seed)
+    model = build_model(cfg.model, cfg.data.image_depth, sites[0].input_dims)
+    train_local(model, train, cfg.train, torch.device("cpu"), seed,
+                epochs=rounds * cfg.train.local_epochs)  # fmt: skip
+    return model
+
+
 def feature_gap(method: str, seed: int, rounds: int) -> dict:
     """The domain gap in the task encoder's eyes: a CT-only model trained pooled
     on every site's (harmonised) training cases; then, per site, a logistic
@@ -216,27 +248,11 @@ def feature_gap(method: str, seed: int, rounds: int) -> dict:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from oncofed.common.config import from_run_config
     from oncofed.common.data.harmonise import reference_samples
-    from oncofed.common.data.prepared import open_prepared
-    from oncofed.common.ingest import ensure_prepared
-    from oncofed.common.ml.harmonise import load_harmonised_sites
-    from oncofed.common.ml.models import build_model
-    from oncofed.common.ml.training import seed_everything, train_local
 
-    cfg = from_run_config(
-        {**_app_config(), "harmonise": method, "seed": seed, "modalities": "ct"}
-    )
-    ensure_prepared(cfg.data)
-    ds = open_prepared(cfg.data)
-    dirs = [ds.site_dir(i) for i in range(len(ds.sites))]
-    sites = [site for site, _ in load_harmonised_sites(dirs, cfg.data)]
+    cfg, ds, sites = _ct_sites(method, seed)
     train = [s for d in sites for s in d.split("train")]
-    seed_everything(seed)
-    model = build_model(cfg.model, cfg.data.image_depth, sites[0].input_dims)
-    device = torch.device("cpu")
-    train_local(model, train, cfg.train, device, seed,
-                epochs=rounds * cfg.train.local_epochs)  # fmt: skip
+    model = _fit_ct(cfg, sites, train, seed, rounds)
     encoder = model.encoders["ct"].eval()
 
     @torch.no_grad()
@@ -274,30 +290,15 @@ def transfer(seed: int, rounds: int, method: str = "none") -> dict:
     import torch
     from sklearn.metrics import roc_auc_score
 
-    from oncofed.common.config import from_run_config
-    from oncofed.common.data.prepared import open_prepared
-    from oncofed.common.ingest import ensure_prepared
-    from oncofed.common.ml.harmonise import load_harmonised_sites
-    from oncofed.common.ml.models import build_model
-    from oncofed.common.ml.training import predict, seed_everything, train_local
+    from oncofed.common.ml.training import predict
 
-    cfg = from_run_config(
-        {**_app_config(), "harmonise": method, "seed": seed, "modalities": "ct"}
-    )
-    ensure_prepared(cfg.data)
-    ds = open_prepared(cfg.data)
-    dirs = [ds.site_dir(i) for i in range(len(ds.sites))]
-    sites = [site for site, _ in load_harmonised_sites(dirs, cfg.data)]
+    cfg, ds, sites = _ct_sites(method, seed)
 
     def ct(samples: list[dict]) -> list[dict]:
         return [s for s in samples if s.get("ct_present")]
 
     def fit(train: list[dict]) -> torch.nn.Module:
-        seed_everything(seed)
-        model = build_model(cfg.model, cfg.data.image_depth, sites[0].input_dims)
-        train_local(model, train, cfg.train, torch.device("cpu"), seed,
-                    epochs=rounds * cfg.train.local_epochs)  # fmt: skip
-        return model
+        return _fit_ct(cfg, sites, train, seed, rounds)
 
     def scores(model: torch.nn.Module, test: list[dict]) -> tuple:
         y, p, _ = predict(model, test, torch.device("cpu"), cfg.train.batch_size)
