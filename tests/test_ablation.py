@@ -348,3 +348,29 @@ def test_leave_one_site_out_for_the_arms_named(small_dataset, tmp_path, capsys):
     assert rc != 0
     err = capsys.readouterr().err
     assert "no arm 'cta'" in err and "Did you mean 'ct'?" in err
+
+
+def test_a_stopped_runs_folders_do_not_stand_for_this_runs_entries(tmp_path):
+    """An ablation run again into the folder of a stopped one: each sweep entry is
+    read from this Flower run's folder, not from the stopped run's folder of the
+    same entry (which said 'did not finish' for every entry it had reached)."""
+    from oncofed.common.experiments.ablation.federation import _entry_outcome
+    from oncofed.common.tracking.store import RUN_STORE, RunStore
+
+    def entry(stamp: str, run: str, status: str):
+        folder = tmp_path / f"{stamp}-run{run}-sweep3"
+        (folder / "checkpoints").mkdir(parents=True)
+        (folder / "checkpoints" / "last.pt").write_bytes(b"")
+        store = RunStore(folder / RUN_STORE)
+        store.start_run(f"{run}-sweep3", "r", {})
+        if status != "running":
+            store.finish_run(f"{run}-sweep3", status)
+        return folder
+
+    entry("20261202-091456", "111", "running")  # the stopped run's
+    mine = entry("20261202-093839", "222", "finished")
+    log = tmp_path / "flwr.log"
+    log.write_text("")
+    assert _entry_outcome(tmp_path, "222", 3, log) == mine / "checkpoints" / "last.pt"
+    assert "did not finish" in str(_entry_outcome(tmp_path, "111", 3, log))
+    assert "did not finish" in str(_entry_outcome(tmp_path, "", 3, log))

@@ -70,12 +70,21 @@ def _sweep_value(entries: list[Entry]) -> str:
     return "; ".join(" ".join(f"{k}={v}" for k, v in e.items()) for e in entries)
 
 
-def _entry_status(run_root: Path, k: int) -> str | None:
+def _entry_dirs(run_root: Path, run_id: str, k: int) -> list[Path]:
+    """Sweep entry ``k``'s run folders of Flower run ``run_id`` (none before the
+    run id is known): an earlier run's folder of the same entry, left in the
+    same place by a stopped run, is not this one."""
+    if not run_id:
+        return []
+    return sorted(run_root.glob(f"*-run{run_id}-{sweep_label(k)}"))
+
+
+def _entry_status(run_root: Path, run_id: str, k: int) -> str | None:
     """Sweep entry ``k``'s status in its run store (``running``, ``finished``,
     ``failed``), None before the ServerApp has started it."""
     from oncofed.common.tracking.store import RUN_STORE, RunStore
 
-    for run_dir in sorted(run_root.glob(f"*-{sweep_label(k)}")):
+    for run_dir in _entry_dirs(run_root, run_id, k):
         if (run_dir / RUN_STORE).is_file():
             runs = RunStore(run_dir / RUN_STORE).runs()
             if not runs.empty:
@@ -83,11 +92,11 @@ def _entry_status(run_root: Path, k: int) -> str | None:
     return None
 
 
-def _entry_outcome(run_root: Path, k: int, log_path: Path) -> Path | str:
-    """The last-round checkpoint of sweep entry ``k`` if the run store says that
-    entry finished, else why not."""
-    if _entry_status(run_root, k) == "finished":
-        (run_dir,) = sorted(run_root.glob(f"*-{sweep_label(k)}"))[-1:]
+def _entry_outcome(run_root: Path, run_id: str, k: int, log_path: Path) -> Path | str:
+    """The last-round checkpoint of sweep entry ``k`` of Flower run ``run_id`` if
+    its run store says that entry finished, else why not."""
+    if _entry_status(run_root, run_id, k) == "finished":
+        (run_dir,) = _entry_dirs(run_root, run_id, k)[-1:]
         ckpt = run_dir / "checkpoints" / "last.pt"
         if ckpt.exists():
             return ckpt
@@ -127,13 +136,14 @@ def run_federation(
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     log_path = run_root / "flwr.log"
     reported = 0  # entries handed to on_done so far
+    run_id = ""  # Flower's, once flwr run says it started
 
     def report_up_to(n: int) -> None:
         nonlocal reported
         if not log.closed:
             log.flush()
         while reported < n:
-            on_done(reported, _entry_outcome(run_root, reported, log_path))
+            on_done(reported, _entry_outcome(run_root, run_id, reported, log_path))
             reported += 1
 
     with (
@@ -148,7 +158,6 @@ def run_federation(
         ) as proc,
     ):
         assert proc.stdout is not None
-        run_id = ""
         try:
             for line in proc.stdout:
                 log.write(line)
@@ -156,10 +165,9 @@ def run_federation(
                 if plain.startswith("Successfully started run"):
                     run_id = plain.split()[-1]
                 # an entry is over when its run store says so (finished or failed)
-                while reported < len(entries) and _entry_status(run_root, reported) in (
-                    "finished",
-                    "failed",
-                ):
+                while reported < len(entries) and _entry_status(
+                    run_root, run_id, reported
+                ) in ("finished", "failed"):
                     report_up_to(reported + 1)
                 if "OncoFed | round" in plain:  # progress for the user, not data
                     echo("        " + plain.split("OncoFed | ", 1)[1])
