@@ -8,7 +8,7 @@ CUDA. Intensities: Hounsfield units mapped linearly from [``GAN_LO``, ``GAN_HI``
 to [-1, 1] (wider than the task's window, so that a site whose calibration is off
 by 150 HU is not clipped before it is mapped).
 
-Nothing here leaves the site: :func:`train_cyclegan` runs where the site's scans
+Nothing here leaves the site: :class:`SiteCycleGan` trains where the site's scans
 are, and only :class:`CycleGAN` 's site -> reference generator is used afterwards
 (:mod:`oncofed.common.ml.harmonise`).
 """
@@ -219,8 +219,8 @@ class SiteCycleGan:
         seed: int,
         device: torch.device,
     ) -> None:
-        # the order of the seeded draws is train_cyclegan's since the first
-        # version: a plain 'cyclegan' fit is unchanged by this class
+        # the order of the seeded draws is that of the first version: the
+        # same seed gives the same CycleGAN as in earlier measurements
         self.gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)
         self.site, self.ref = slices(site_volumes), slices(ref_volumes)
@@ -258,22 +258,6 @@ class SiteCycleGan:
             last = history[-max(1, len(history) // 10) :]
             self.last_cycle = float(sum(h.cycle for h in last) / len(last))
         return history
-
-
-def train_cyclegan(
-    site_volumes: list[torch.Tensor],
-    ref_volumes: list[torch.Tensor],
-    steps: int,
-    seed: int,
-    device: torch.device,
-    batch: int = 8,
-    progress=None,  # type: ignore[no-untyped-def]
-) -> tuple[CycleGAN, list[Losses]]:
-    """Train a CycleGAN between the site's and the reference cohort's slices for
-    ``steps`` updates (seeded); return it (in eval mode) and the loss history."""
-    site_gan = SiteCycleGan(site_volumes, ref_volumes, seed, device)
-    history = site_gan.train(steps, batch, progress)
-    return site_gan.gan, history
 
 
 @torch.no_grad()
