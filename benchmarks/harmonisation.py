@@ -360,7 +360,8 @@ def transfer(seed: int, rounds: int, method: str = "none", folds: int = 0) -> di
         "seen": float(roc_auc_score(y, np.concatenate(p_seen))),
         "n": len(y),
     }
-    print(f"  {method:>9} seed {seed}: held-out sites' val+test cases ({len(y)}), "
+    scored = "every case" if folds >= 2 else "val+test cases"
+    print(f"  {method:>9} seed {seed}: held-out sites' {scored} ({len(y)}), "
           f"CT-only AUC trained elsewhere {pooled['elsewhere']:.3f}, with the "
           f"site's scanner seen {pooled['seen']:.3f}; reference-scanner test: "
           f"trained on {len(ref_val)} reference-scanner cases "
