@@ -313,18 +313,19 @@ def transfer(seed: int, rounds: int, method: str = "none", folds: int = 0) -> di
     seen = fit(ct([s for d in sites for s in d.split("train")]))
     per_site, ys, p_else, p_seen = {}, [], [], []
     for k, held in enumerate(sites):
-        others = [s for j, d in enumerate(sites) if j != k for s in d.split("train")]
+        others = ct(
+            [s for j, d in enumerate(sites) if j != k for s in d.split("train")]
+        )
+        splits = ("train", "val", "test") if folds >= 2 else ("val", "test")
+        test = ct([s for sp in splits for s in held.split(sp)])
+        y, pe = scores(fit(others), test)
         if folds >= 2:  # every case of k, each scored by a model that saw its folds
-            test = ct([s for sp in ("train", "val", "test") for s in held.split(sp)])
-            y, pe = scores(fit(ct(others)), test)
             ps = np.empty(len(test))
             cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
             for rest, fold in cv.split(np.zeros(len(y)), y):
-                model = fit(ct(others) + [test[i] for i in rest])
+                model = fit(others + [test[i] for i in rest])
                 ps[fold] = scores(model, [test[i] for i in fold])[1]
         else:
-            test = ct([*held.split("val"), *held.split("test")])
-            y, pe = scores(fit(ct(others)), test)
             _, ps = scores(seen, test)
         both = len(set(y.tolist())) == 2
         per_site[held.name] = {
