@@ -33,11 +33,14 @@ federated Models Genesis is ``benchmarks/pretraining.py``.
 ``transfer``
     the scenario's premise, that a CT model trained elsewhere loses AUC at a
     site whose scanner it never saw: per held-out site, a CT-only model trained
-    pooled on the other sites against one trained on all of them (the site's
-    training cases included), both tested on the site's validation and test
-    cases; and on the reference scanner, a CT model trained on reference-scanner
-    cases only (the server's validation set) against the one pooled on every
-    site, both tested on the server's test set.
+    elsewhere against one trained on the same cases plus the site's, both
+    tested on the site's cases that neither trained on (``--transfer-folds``:
+    every case, cross-fitted). Elsewhere is the other sites pooled
+    (``--transfer-from sites``, as leave-one-site-out; then also, on the
+    reference scanner, a CT model trained on reference-scanner cases only
+    against the one pooled on every site) or the reference scanner's labelled
+    cases (``--transfer-from reference``: a model trained on a public dataset,
+    taken to a hospital).
 
 The scenario was built with scanner differences the default does not have (see
 docs/synthetic-data.md, "Scanner shift"); what a method recovers here is what it
@@ -57,6 +60,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from _runinfo import run_info  # benchmarks/ is the script folder
 
@@ -275,27 +279,37 @@ def feature_gap(method: str, seed: int, rounds: int) -> dict:
     return out
 
 
-def transfer(seed: int, rounds: int, method: str = "none", folds: int = 0) -> dict:
+def transfer(
+    seed: int, rounds: int, method: str = "none", folds: int = 0, source: str = "sites"
+) -> dict:
     """The scenario's premise: what a CT model loses at a site whose scanner it
-    never saw. Per held-out site k, one CT-only model trained pooled on the
-    other sites' training cases ("elsewhere", as leave-one-site-out) and one
-    trained on every site's ("seen": k's scanner in training), both for the same
-    epochs; both tested on k's validation and test cases, which neither trained
-    on. Returns per site the two AUCs, and the AUC of the predictions pooled
-    over sites (each case scored by its own site's models). And on the
-    reference scanner: a model trained on the server's validation cases (the
-    reference scanner; trained on here, nothing is selected with them) against
-    the one pooled on every site, both tested on the server's test cases.
+    never saw. Per held-out site k, a CT-only model trained elsewhere and one
+    trained on the same cases plus k's ("seen": k's scanner in training), both
+    for the same epochs and tested on cases of k that neither trained on.
+
+    ``source`` says where "elsewhere" is. ``"sites"``: pooled on the other
+    sites' training cases (as leave-one-site-out); "seen" is trained on every
+    site's. ``"reference"``: the reference scanner's labelled cases (the
+    server's validation set, used here for training; nothing is selected with
+    them), as a model trained on a public dataset and taken to a hospital;
+    "seen" adds k's training cases. Either way they are tested on k's
+    validation and test cases. Returns per site the two AUCs, and the AUC of
+    the predictions pooled over sites (each case scored by its own site's
+    models). With ``"sites"`` also, on the reference scanner, a model trained on
+    the server's validation cases against the one pooled on every site, both
+    tested on the server's test cases.
 
     ``folds`` >= 2 cross-fits "seen" over every case of site k instead (about
     2.5 times as many cases per site): k's cases in ``folds`` label-stratified
-    folds, each scored by a model trained on the other sites' training cases and
-    k's other folds; "elsewhere" scores the same cases."""
+    folds, each scored by a model trained on the elsewhere cases and k's other
+    folds; "elsewhere" scores the same cases. A site's AUC is then the mean of
+    its folds' AUCs, for both models alike."""
     import numpy as np
     import torch
     from sklearn.metrics import roc_auc_score
     from sklearn.model_selection import StratifiedKFold
 
+    from oncofed.common.ml.harmonise import load_harmonised
     from oncofed.common.ml.training import predict
 
     cfg, ds, sites = _ct_sites(method, seed)
@@ -310,65 +324,86 @@ def transfer(seed: int, rounds: int, method: str = "none", folds: int = 0) -> di
         y, p, _ = predict(model, test, torch.device("cpu"), cfg.train.batch_size)
         return np.asarray(y), np.asarray(p)
 
-    seen = fit(ct([s for d in sites for s in d.split("train")]))
-    per_site, ys, p_else, p_seen = {}, [], [], []
-    for k, held in enumerate(sites):
-        others = ct(
-            [s for j, d in enumerate(sites) if j != k for s in d.split("train")]
-        )
-        splits = ("train", "val", "test") if folds >= 2 else ("val", "test")
-        test = ct([s for sp in splits for s in held.split(sp)])
-        y, pe = scores(fit(others), test)
-        if folds >= 2:  # every case of k, each scored by a model that saw its folds
-            ps = np.empty(len(test))
-            cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
-            for rest, fold in cv.split(np.zeros(len(y)), y):
-                model = fit(others + [test[i] for i in rest])
-                ps[fold] = scores(model, [test[i] for i in fold])[1]
-        else:
-            _, ps = scores(seen, test)
-        both = len(set(y.tolist())) == 2
-        per_site[held.name] = {
-            "n": len(y),
-            "elsewhere": float(roc_auc_score(y, pe)) if both else float("nan"),
-            "seen": float(roc_auc_score(y, ps)) if both else float("nan"),
-        }
-        ys.append(y)
-        p_else.append(pe)
-        p_seen.append(ps)
-    # the reference scanner: a model that saw only it (the server's validation
-    # cases, here for training) against the one pooled on the 7 sites, both
-    # tested on the server's test cases (reference scanner)
-    from oncofed.common.ml.harmonise import load_harmonised
-
     def server(split: str) -> list[dict]:
         folder = ds.server_dir(split)
         return ct(load_harmonised(folder, cfg.data, (split,), reference_domain=True)
                   .split(split))  # fmt: skip
 
-    ref_val, ref_test = server("val"), server("test")
-    yr, p_ref = scores(fit(ref_val), ref_test)
-    _, p_pool = scores(seen, ref_test)
-    reference = {
-        "trained_on_reference": float(roc_auc_score(yr, p_ref)),
-        "pooled_on_sites": float(roc_auc_score(yr, p_pool)),
-        "n_train": len(ref_val),
-        "n_test": len(yr),
-    }
+    ref_val = server("val")
+    ref_model = fit(ref_val)
+    seen = None
+    if source == "sites":
+        seen = fit(ct([s for d in sites for s in d.split("train")]))
+    per_site, ys, p_else, p_seen = {}, [], [], []
+    for k, held in enumerate(sites):
+        if source == "sites":
+            base = ct(
+                [s for j, d in enumerate(sites) if j != k for s in d.split("train")]
+            )
+            model = fit(base)
+        else:
+            base, model = ref_val, ref_model
+        splits = ("train", "val", "test") if folds >= 2 else ("val", "test")
+        test = ct([s for sp in splits for s in held.split(sp)])
+        y, pe = scores(model, test)
+        both = len(set(y.tolist())) == 2
+        if folds >= 2:  # every case of k, each scored by a model that saw its folds
+            ps = np.empty(len(test))
+            cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+            fold_aucs = []
+            for rest, fold in cv.split(np.zeros(len(y)), y):
+                model = fit(base + [test[i] for i in rest])
+                ps[fold] = scores(model, [test[i] for i in fold])[1]
+                fold_aucs.append(
+                    (roc_auc_score(y[fold], pe[fold]), roc_auc_score(y[fold], ps[fold]))
+                )
+            # each fold's AUC, then their mean: the folds' models put their
+            # scores on scales of their own, and one AUC over all folds would
+            # count that against "seen" (the single "elsewhere" model has one)
+            auc_else, auc_seen = (float(v) for v in np.mean(fold_aucs, axis=0))
+        else:
+            if seen is not None:
+                _, ps = scores(seen, test)
+            else:
+                _, ps = scores(fit(base + ct(held.split("train"))), test)
+            nan = float("nan")
+            auc_else = float(roc_auc_score(y, pe)) if both else nan
+            auc_seen = float(roc_auc_score(y, ps)) if both else nan
+        per_site[held.name] = {"n": len(y), "elsewhere": auc_else, "seen": auc_seen}
+        ys.append(y)
+        p_else.append(pe)
+        p_seen.append(ps)
     y = np.concatenate(ys)
     pooled = {
         "elsewhere": float(roc_auc_score(y, np.concatenate(p_else))),
         "seen": float(roc_auc_score(y, np.concatenate(p_seen))),
         "n": len(y),
     }
+    out: dict[str, Any] = {"source": source, "per_site": per_site, "pooled": pooled}
     scored = "every case" if folds >= 2 else "val+test cases"
-    print(f"  {method:>9} seed {seed}: held-out sites' {scored} ({len(y)}), "
-          f"CT-only AUC trained elsewhere {pooled['elsewhere']:.3f}, with the "
-          f"site's scanner seen {pooled['seen']:.3f}; reference-scanner test: "
-          f"trained on {len(ref_val)} reference-scanner cases "
-          f"{reference['trained_on_reference']:.3f}, pooled on the sites "
-          f"{reference['pooled_on_sites']:.3f}", flush=True)  # fmt: skip
-    return {"per_site": per_site, "pooled": pooled, "reference": reference}
+    where = "on the other sites" if source == "sites" else "on the reference scanner"
+    line = (f"  {method:>9} seed {seed}: held-out sites' {scored} ({len(y)}), "
+            f"CT-only AUC trained {where} {pooled['elsewhere']:.3f}, with the "
+            f"site's scanner seen {pooled['seen']:.3f}")  # fmt: skip
+    if seen is not None:
+        # the reference scanner: a model that saw only it (the server's
+        # validation cases) against the one pooled on the 7 sites, both tested
+        # on the server's test cases
+        ref_test = server("test")
+        yr, p_ref = scores(ref_model, ref_test)
+        _, p_pool = scores(seen, ref_test)
+        reference = {
+            "trained_on_reference": float(roc_auc_score(yr, p_ref)),
+            "pooled_on_sites": float(roc_auc_score(yr, p_pool)),
+            "n_train": len(ref_val),
+            "n_test": len(yr),
+        }
+        out["reference"] = reference
+        line += (f"; reference-scanner test: trained on {len(ref_val)} "
+                 f"reference-scanner cases {reference['trained_on_reference']:.3f}, "
+                 f"pooled on the sites {reference['pooled_on_sites']:.3f}")  # fmt: skip
+    print(line, flush=True)
+    return out
 
 
 def _check_work(work: str | None, how: str) -> None:
@@ -480,6 +515,15 @@ def main() -> int:
         "site in this many folds (0: score only its validation and test cases "
         "with the model trained on every site's training cases)",
     )
+    ap.add_argument(
+        "--transfer-from",
+        choices=("sites", "reference"),
+        default="sites",
+        help="transfer: where 'elsewhere' is: pooled on the other sites (as "
+        "leave-one-site-out; default), or the reference scanner's labelled cases "
+        "(a model trained on a public dataset, taken to a hospital); 'seen' adds "
+        "the held-out site's cases to the same training set",
+    )
     ap.add_argument("--json", help="write the results here as JSON")
     args = ap.parse_args()
     methods = args.methods.split(",")
@@ -555,7 +599,10 @@ def main() -> int:
         print("The premise: CT-only AUC at a site trained elsewhere vs with its "
               "scanner seen (same cases):", flush=True)  # fmt: skip
         result["transfer"] = {
-            m: {s: transfer(s, args.rounds, m, args.transfer_folds) for s in seeds}
+            m: {
+                s: transfer(s, args.rounds, m, args.transfer_folds, args.transfer_from)
+                for s in seeds
+            }
             for m in methods
         }
         result.setdefault("paired", {}).update(transfer_summary(result["transfer"]))
