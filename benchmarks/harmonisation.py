@@ -512,8 +512,8 @@ def main() -> int:
         type=int,
         default=0,
         help="transfer: cross-fit the 'seen' model over every case of the held-out "
-        "site in this many folds (0: score only its validation and test cases "
-        "with the model trained on every site's training cases)",
+        "site in this many folds (0: score only its validation and test cases, "
+        "'seen' adding the site's training cases)",
     )
     ap.add_argument(
         "--transfer-from",
